@@ -1,0 +1,35 @@
+// How a tensor is quantized: bit width, scheme and granularity.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace monoquant {
+
+enum class Scheme { symmetric, asymmetric };
+enum class Granularity { per_tensor, per_channel, per_group };
+
+std::string_view name_of(Scheme scheme);
+std::string_view name_of(Granularity granularity);
+Scheme parse_scheme(std::string_view name);
+Granularity parse_granularity(std::string_view name);
+
+struct QuantSpec {
+  int bits = 8;                    // 8 or 4
+  Scheme scheme = Scheme::symmetric;
+  Granularity granularity = Granularity::per_channel;
+  int axis = 0;                    // per_channel: the channel axis (negative counts from the end)
+  int64_t group_size = 128;        // per_group: elements per group along the last axis
+
+  // Integer range of the codes. Symmetric drops the most negative value so
+  // that the range is symmetric about 0 ([-127, 127], [-7, 7]); asymmetric
+  // uses the full signed range ([-128, 127], [-8, 7]).
+  int qmin() const;
+  int qmax() const;
+  // Throws invalid_argument naming the bad field.
+  void validate() const;
+  std::string to_string() const;
+};
+
+}  // namespace monoquant

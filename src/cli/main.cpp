@@ -1,0 +1,77 @@
+// The monoquant command line. Each subcommand will live in a file of its own;
+// until its issue lands, a planned subcommand says so and exits `unsupported`.
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <exception>
+#include <string>
+#include <vector>
+
+#include "cli/exit_codes.hpp"
+#include "monoquant/cpu_features.hpp"
+#include "monoquant/error.hpp"
+#include "monoquant/thread_pool.hpp"
+#include "monoquant/version.hpp"
+
+namespace {
+
+struct Planned {
+  const char* name;
+  const char* summary;
+};
+
+constexpr Planned kPlanned[] = {
+    {"quantize", "Quantize a checkpoint (.safetensors, sharded directory, .pt) to int8/int4/fp16/bf16"},
+    {"dequantize", "Turn a quantized checkpoint back into float tensors"},
+    {"inspect", "List the tensors, dtypes, shapes and quantization config of a checkpoint"},
+    {"validate", "Check a checkpoint: sizes before and after, SQNR per tensor, load-and-run"},
+    {"compare", "Compare two checkpoints tensor by tensor (SQNR, MSE, max error, cosine)"},
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace monoquant;
+  CLI::App app{"monoquant: quantize PyTorch checkpoints to int8, int4, float16 and bfloat16"};
+  app.set_version_flag("--version", std::string("monoquant ") + version);
+  int threads = 0;
+  app.add_option("--threads", threads, "Worker threads (default: all cores, or MONOQUANT_NUM_THREADS)")
+      ->check(CLI::PositiveNumber);
+  app.require_subcommand(0, 1);
+  std::vector<CLI::App*> planned;
+  for (const auto& p : kPlanned) planned.push_back(app.add_subcommand(p.name, std::string(p.summary) + " [planned]"));
+  auto* info = app.add_subcommand("info", "Show the version, CPU features and the kernel set in use");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int rc = app.exit(e);
+    // CLI11 uses 0 for --help/--version; every real parse error becomes 2.
+    return rc == 0 ? cli::ok : cli::usage_error;
+  }
+
+  try {
+    if (threads > 0) set_num_threads(threads);
+    if (info->parsed()) {
+      const CpuFeatures& f = cpu_features();
+      std::printf("monoquant %s\nkernels: %s\nthreads: %d\navx2=%d fma=%d f16c=%d avx512f=%d avx512vnni=%d avxvnni=%d\n",
+                  version, std::string(name_of(active_isa())).c_str(), num_threads(), f.avx2, f.fma, f.f16c, f.avx512f,
+                  f.avx512vnni, f.avx_vnni);
+      return cli::ok;
+    }
+    for (auto* sub : planned) {
+      if (sub->parsed()) {
+        std::fprintf(stderr, "monoquant %s: not available in this version yet (planned)\n", sub->get_name().c_str());
+        return cli::unsupported;
+      }
+    }
+    std::printf("%s", app.help().c_str());
+    return cli::ok;
+  } catch (const Error& e) {
+    std::fprintf(stderr, "monoquant: %s: %s\n", std::string(to_string(e.kind())).c_str(), e.what());
+    return cli::exit_code_for(e.kind());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "monoquant: internal error: %s\n", e.what());
+    return cli::internal_error;
+  }
+}

@@ -1,0 +1,57 @@
+#include "monoquant/quant_spec.hpp"
+
+#include "monoquant/error.hpp"
+
+namespace monoquant {
+
+std::string_view name_of(Scheme scheme) { return scheme == Scheme::symmetric ? "symmetric" : "asymmetric"; }
+
+std::string_view name_of(Granularity granularity) {
+  switch (granularity) {
+    case Granularity::per_tensor: return "per_tensor";
+    case Granularity::per_channel: return "per_channel";
+    case Granularity::per_group: return "per_group";
+  }
+  return "?";
+}
+
+Scheme parse_scheme(std::string_view name) {
+  if (name == "symmetric" || name == "sym") return Scheme::symmetric;
+  if (name == "asymmetric" || name == "asym") return Scheme::asymmetric;
+  throw_invalid_argument("unknown scheme '" + std::string(name) + "'; expected 'symmetric' or 'asymmetric'");
+}
+
+Granularity parse_granularity(std::string_view name) {
+  if (name == "per_tensor" || name == "tensor") return Granularity::per_tensor;
+  if (name == "per_channel" || name == "channel") return Granularity::per_channel;
+  if (name == "per_group" || name == "group") return Granularity::per_group;
+  throw_invalid_argument("unknown granularity '" + std::string(name) +
+                         "'; expected 'per_tensor', 'per_channel' or 'per_group'");
+}
+
+int QuantSpec::qmin() const {
+  const int lowest = -(1 << (bits - 1));
+  return scheme == Scheme::symmetric ? lowest + 1 : lowest;
+}
+
+int QuantSpec::qmax() const { return (1 << (bits - 1)) - 1; }
+
+void QuantSpec::validate() const {
+  if (bits != 8 && bits != 4) {
+    throw_invalid_argument("integer quantization supports bits=8 or bits=4, got bits=" + std::to_string(bits) +
+                           " (use the float16/bfloat16 cast for 16 bits)");
+  }
+  if (granularity == Granularity::per_group && group_size < 1) {
+    throw_invalid_argument("group_size must be at least 1, got " + std::to_string(group_size));
+  }
+}
+
+std::string QuantSpec::to_string() const {
+  std::string s = "int" + std::to_string(bits) + " " + std::string(name_of(scheme)) + " " +
+                  std::string(name_of(granularity));
+  if (granularity == Granularity::per_channel) s += " axis=" + std::to_string(axis);
+  if (granularity == Granularity::per_group) s += " group_size=" + std::to_string(group_size);
+  return s;
+}
+
+}  // namespace monoquant
