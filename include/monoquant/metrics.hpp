@@ -14,6 +14,10 @@ struct ErrorMetrics {
   double max_abs_error = 0;
   // x.y / (|x| |y|); 1 when both are all zeros, 0 when only one is.
   double cosine_similarity = 0;
+  // The sums behind the ratios, so that figures over many tensors can be
+  // aggregated exactly: sum x^2 and sum (x - y)^2.
+  double reference_energy = 0;
+  double error_energy = 0;
 };
 
 ErrorMetrics compare(const TensorView& reference, const TensorView& approximation);

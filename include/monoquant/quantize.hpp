@@ -27,6 +27,18 @@ struct QuantizedTensor {
   bool has_zero_points() const { return spec.scheme == Scheme::asymmetric; }
 };
 
+// The same content over borrowed memory (torch tensors, a mapped file), so
+// that dequantizing needs no copy of the codes. Views must be contiguous.
+struct QuantizedTensorView {
+  QuantSpec spec;
+  Shape shape;
+  TensorView codes;
+  TensorView scales;
+  TensorView zero_points;  // ignored when symmetric
+};
+
+QuantizedTensorView view_of(const QuantizedTensor& q);
+
 // Quantizes `input` (any float dtype, any strides). Throws invalid_argument on
 // NaN/Inf input (naming the flat index of the first one), on an axis out of
 // range, or on a per_group tensor with fewer than 1 dimension. A last group
@@ -44,8 +56,14 @@ void choose_qparams(const TensorView& input, const QuantSpec& spec, Tensor& scal
 QuantizedTensor quantize_with_qparams(const TensorView& input, const QuantSpec& spec,
                                       Tensor scales, Tensor zero_points);
 
-// Back to float32 with the original shape.
+// Back to float32 with the original shape. Throws invalid_argument when the
+// parts do not fit together (dtype, element counts, scale <= 0, zero point
+// out of range).
+Tensor dequantize(const QuantizedTensorView& q);
 Tensor dequantize(const QuantizedTensor& q);
+
+// Unpacks int4_packed codes (contiguous) to one int8 in [-8, 7] per element.
+Tensor unpack_int4(const TensorView& packed);
 
 // Number of rows and row length used by the int4 packed layout and by
 // per_group granularity: K = last dimension (1 for 0-d), rows = numel / K.

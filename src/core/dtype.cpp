@@ -1,6 +1,7 @@
 #include "monoquant/dtype.hpp"
 
 #include <array>
+#include <limits>
 #include <string>
 
 #include "monoquant/error.hpp"
@@ -25,7 +26,16 @@ int bits_of(DType dtype) {
 }
 
 std::size_t storage_bytes(DType dtype, std::size_t count) {
-  return (count * static_cast<std::size_t>(bits_of(dtype)) + 7) / 8;
+  const auto bits = static_cast<std::size_t>(bits_of(dtype));
+  // Every 8 elements take exactly `bits` bytes. Computed this way, and
+  // checked, so that a huge count throws instead of wrapping around to a
+  // small size (and a small buffer for a huge tensor).
+  const std::size_t whole = count / 8, rest = count % 8;
+  if (whole > (std::numeric_limits<std::size_t>::max() - bits) / bits) {
+    throw_invalid_argument(std::to_string(count) + " " + std::string(name_of(dtype)) +
+                           " elements need more bytes than fit in size_t");
+  }
+  return whole * bits + (rest * bits + 7) / 8;
 }
 
 bool is_floating(DType dtype) {

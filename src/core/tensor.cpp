@@ -49,6 +49,11 @@ TensorView::TensorView(const void* data, DType dtype, Shape shape, Shape strides
       strides(std::move(strides)) {}
 
 bool TensorView::is_contiguous() const {
+  // An empty tensor has no elements to be out of place (as in torch); its
+  // contiguous_strides would not pass the check below.
+  for (int64_t d : shape) {
+    if (d == 0) return true;
+  }
   int64_t expected = 1;
   for (std::size_t i = shape.size(); i-- > 0;) {
     if (shape[i] == 1) continue;  // any stride is fine for a unit dimension

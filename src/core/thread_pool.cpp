@@ -61,15 +61,18 @@ class ThreadPool {
     for (auto& t : workers_) t.join();
     workers_.clear();
     stop_ = false;
-    for (int i = 0; i < workers; ++i) workers_.emplace_back([this] { worker_loop(); });
-  }
-
-  void worker_loop() {
-    uint64_t seen = 0;
+    // The generation is read here, before run() bumps it for the next region:
+    // a worker that read it itself could start after the bump, miss the work
+    // and leave run() waiting for it forever.
+    uint64_t generation;
     {
       std::lock_guard lock(mutex_);
-      seen = generation_;
+      generation = generation_;
     }
+    for (int i = 0; i < workers; ++i) workers_.emplace_back([this, generation] { worker_loop(generation); });
+  }
+
+  void worker_loop(uint64_t seen) {
     for (;;) {
       {
         std::unique_lock lock(mutex_);
@@ -137,17 +140,19 @@ void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, in
   if (n <= 0) return;
   grain = std::max<int64_t>(grain, 1);
   const int threads = num_threads();
-  const int64_t max_chunks = (n + grain - 1) / grain;
+  // At most n / grain chunks, so that every chunk holds at least grain items.
+  const int64_t max_chunks = std::max<int64_t>(1, n / grain);
   if (threads == 1 || max_chunks == 1 || t_inside_parallel) {
     fn(0, n);
     return;
   }
   // A few chunks per thread balance uneven work without much overhead.
   const int64_t chunks = std::min<int64_t>(max_chunks, static_cast<int64_t>(threads) * 4);
-  const int64_t per_chunk = (n + chunks - 1) / chunks;
+  // Balanced split: the first n % chunks chunks get one item more.
+  const int64_t per_chunk = n / chunks, extra = n % chunks;
   const std::function<void(int64_t)> task = [&](int64_t chunk) {
-    const int64_t begin = chunk * per_chunk;
-    const int64_t end = std::min(n, begin + per_chunk);
+    const int64_t begin = chunk * per_chunk + std::min(chunk, extra);
+    const int64_t end = begin + per_chunk + (chunk < extra ? 1 : 0);
     if (begin >= end) return;
     const bool outer = t_inside_parallel;
     t_inside_parallel = true;

@@ -5,6 +5,7 @@
 #include <bit>
 #include <cfloat>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <limits>
 #include <optional>
@@ -40,6 +41,9 @@ ScaleLayout make_scale_layout(const Shape& shape, const QuantSpec& spec) {
       L.scale_shape = {};
       break;
     case Granularity::per_group:
+      if (shape.empty()) {
+        throw_invalid_argument("per_group quantization needs a tensor with at least 1 dimension, got a 0-d tensor");
+      }
       L.group = spec.group_size;
       L.groups_per_row = (k + spec.group_size - 1) / spec.group_size;
       L.row_div = 1;
@@ -101,7 +105,9 @@ struct ContiguousF32 {
   const float* data = nullptr;
 
   explicit ContiguousF32(const TensorView& input) {
-    if (input.dtype == DType::f32 && input.is_contiguous()) {
+    // Views may start at any byte; only a float-aligned one is read in place.
+    const bool aligned = reinterpret_cast<std::uintptr_t>(input.data) % alignof(float) == 0;
+    if (input.dtype == DType::f32 && input.is_contiguous() && aligned) {
       data = reinterpret_cast<const float*>(input.data);
     } else {
       if (!is_floating(input.dtype)) {
@@ -159,8 +165,9 @@ std::vector<Stats> gather_stats(const float* x, const Shape& shape, const ScaleL
       }
     });
     for (const auto& p : part) cells[0].merge(p);
-  } else if (L.group == 1 && L.group_step == 1) {
+  } else if (L.group == 1 && L.group_step == 1 && L.row_mul == 0) {
     // Channel axis is the last one: a column-wise reduction, split by columns.
+    // (row_mul == 0 keeps per_group with group_size 1 out: its cells are per row.)
     parallel_for(K, std::max<int64_t>(1, kElementsPerTask / std::max<int64_t>(L.rows, 1)), [&](int64_t c0, int64_t c1) {
       for (int64_t r = 0; r < L.rows; ++r) {
         const float* row = x + r * K;
@@ -240,13 +247,14 @@ void compute_qparams(const float* x, const Shape& shape, const QuantSpec& spec, 
   }
 }
 
-void check_qparams(const ScaleLayout& L, const QuantSpec& spec, const Tensor& scales, const Tensor& zero_points) {
-  if (scales.dtype() != DType::f32) throw_invalid_argument("scales must be float32, got " + std::string(name_of(scales.dtype())));
+void check_qparams(const ScaleLayout& L, const QuantSpec& spec, const TensorView& scales, const TensorView& zero_points) {
+  if (scales.dtype != DType::f32) throw_invalid_argument("scales must be float32, got " + std::string(name_of(scales.dtype)));
   if (scales.numel() != L.scale_count) {
     throw_invalid_argument("expected " + std::to_string(L.scale_count) + " scales (shape " + shape_to_string(L.scale_shape) +
-                           ") for " + spec.to_string() + ", got shape " + shape_to_string(scales.shape()));
+                           ") for " + spec.to_string() + ", got shape " + shape_to_string(scales.shape));
   }
-  const float* s = scales.as<float>();
+  if (!scales.is_contiguous()) throw_invalid_argument("scales must be contiguous");
+  const auto* s = reinterpret_cast<const float*>(scales.data);
   for (int64_t i = 0; i < L.scale_count; ++i) {
     if (!(std::isfinite(s[i]) && s[i] >= FLT_MIN)) {
       throw_invalid_argument("scale " + std::to_string(i) + " is " + std::to_string(s[i]) +
@@ -254,12 +262,15 @@ void check_qparams(const ScaleLayout& L, const QuantSpec& spec, const Tensor& sc
     }
   }
   if (spec.scheme == Scheme::asymmetric) {
-    if (zero_points.dtype() != DType::i32) throw_invalid_argument("zero points must be int32");
+    if (zero_points.dtype != DType::i32) {
+      throw_invalid_argument("zero points must be int32, got " + std::string(name_of(zero_points.dtype)));
+    }
     if (zero_points.numel() != L.scale_count) {
       throw_invalid_argument("expected " + std::to_string(L.scale_count) + " zero points, got shape " +
-                             shape_to_string(zero_points.shape()));
+                             shape_to_string(zero_points.shape));
     }
-    const int32_t* z = zero_points.as<int32_t>();
+    if (!zero_points.is_contiguous()) throw_invalid_argument("zero points must be contiguous");
+    const auto* z = reinterpret_cast<const int32_t*>(zero_points.data);
     for (int64_t i = 0; i < L.scale_count; ++i) {
       if (z[i] < spec.qmin() || z[i] > spec.qmax()) {
         throw_invalid_argument("zero point " + std::to_string(i) + " is " + std::to_string(z[i]) + ", outside [" +
@@ -368,7 +379,7 @@ QuantizedTensor quantize_with_qparams(const TensorView& input, const QuantSpec& 
   spec.validate();
   input.validate("quantize");
   const ScaleLayout L = detail::make_scale_layout(input.shape, spec);
-  check_qparams(L, spec, scales, zero_points);
+  check_qparams(L, spec, scales.view(), zero_points.view());
   const ContiguousF32 x(input);
   const int64_t n = input.numel();
   const auto& k = kernels::active_kernels();
@@ -389,30 +400,52 @@ QuantizedTensor quantize_with_qparams(const TensorView& input, const QuantSpec& 
   return quantize_contiguous(x.data, input.shape, spec, L, std::move(s), std::move(z));
 }
 
-Tensor dequantize(const QuantizedTensor& q) {
+Tensor unpack_int4(const TensorView& packed) {
+  packed.validate("unpack_int4");
+  if (packed.dtype != DType::int4_packed) {
+    throw_invalid_argument("unpack_int4 expects int4 codes, got " + std::string(name_of(packed.dtype)));
+  }
+  Tensor out(DType::i8, packed.shape);
+  const RowLayout rl = row_layout(packed.shape);
+  const auto& k = kernels::active_kernels();
+  const auto* p = reinterpret_cast<const uint8_t*>(packed.data);
+  const int64_t row_bytes = (rl.row_length + 1) / 2;
+  parallel_for(rl.rows, 64, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) k.unpack_i4(p + r * row_bytes, rl.row_length, out.as<int8_t>() + r * rl.row_length);
+  });
+  return out;
+}
+
+QuantizedTensorView view_of(const QuantizedTensor& q) {
+  return {q.spec, q.shape, q.codes.view(), q.scales.view(), q.zero_points.view()};
+}
+
+Tensor dequantize(const QuantizedTensor& q) { return dequantize(view_of(q)); }
+
+Tensor dequantize(const QuantizedTensorView& q) {
   q.spec.validate();
   const ScaleLayout L = detail::make_scale_layout(q.shape, q.spec);
   check_qparams(L, q.spec, q.scales, q.zero_points);
   const DType expected = q.spec.bits == 8 ? DType::i8 : DType::int4_packed;
-  if (q.codes.dtype() != expected || q.codes.numel() != numel_of(q.shape)) {
-    throw_invalid_argument("codes are " + std::string(name_of(q.codes.dtype())) + " " + shape_to_string(q.codes.shape()) +
-                           ", expected " + std::string(name_of(expected)) + " " + shape_to_string(q.shape));
+  if (q.codes.dtype != expected || q.codes.numel() != numel_of(q.shape) || !q.codes.is_contiguous()) {
+    throw_invalid_argument("codes are " + std::string(name_of(q.codes.dtype)) + " " + shape_to_string(q.codes.shape) +
+                           ", expected contiguous " + std::string(name_of(expected)) + " " + shape_to_string(q.shape));
   }
   Tensor out(DType::f32, q.shape);
   float* y = out.as<float>();
   const auto& k = kernels::active_kernels();
   const int64_t K = L.row_length;
-  const float* scales = q.scales.as<float>();
-  const int32_t* zps = q.has_zero_points() ? q.zero_points.as<int32_t>() : nullptr;
+  const auto* scales = reinterpret_cast<const float*>(q.scales.data);
+  const auto* zps = q.spec.scheme == Scheme::asymmetric ? reinterpret_cast<const int32_t*>(q.zero_points.data) : nullptr;
   if (q.spec.bits == 8) {
-    const int8_t* codes = q.codes.as<int8_t>();
+    const auto* codes = reinterpret_cast<const int8_t*>(q.codes.data);
     for_each_tile(L, [&](int64_t r, int64_t c0, int64_t c1) {
       for_each_run(L, r, c0, c1, [&](int64_t si, int64_t b, int64_t e) {
         k.dequantize_i8(codes + r * K + b, e - b, scales[si], zps ? zps[si] : 0, y + r * K + b);
       });
     });
   } else {
-    const uint8_t* packed = q.codes.as<uint8_t>();
+    const auto* packed = reinterpret_cast<const uint8_t*>(q.codes.data);
     const int64_t row_bytes = (K + 1) / 2;
     for_each_tile(L, [&](int64_t r, int64_t c0, int64_t c1) {
       thread_local std::vector<int8_t> codes;

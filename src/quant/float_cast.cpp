@@ -3,6 +3,7 @@
 #include <atomic>
 #include <bit>
 #include <cmath>
+#include <cstdint>
 #include <optional>
 #include <string>
 
@@ -50,7 +51,9 @@ Tensor cast_to_half(const TensorView& input, DType target, OverflowPolicy policy
   }
   std::optional<Tensor> owned;
   const float* x;
-  if (input.dtype == DType::f32 && input.is_contiguous()) {
+  // Views may start at any byte; only a float-aligned one is read in place.
+  if (input.dtype == DType::f32 && input.is_contiguous() &&
+      reinterpret_cast<std::uintptr_t>(input.data) % alignof(float) == 0) {
     x = reinterpret_cast<const float*>(input.data);
   } else {
     owned = to_contiguous_f32(input);
@@ -94,7 +97,9 @@ Tensor half_to_f32(const TensorView& input) {
   if (input.dtype != DType::f16 && input.dtype != DType::bf16) {
     throw_invalid_argument("half_to_f32 expects float16 or bfloat16, got " + std::string(name_of(input.dtype)));
   }
-  if (!input.is_contiguous()) return to_contiguous_f32(input);
+  if (!input.is_contiguous() || reinterpret_cast<std::uintptr_t>(input.data) % alignof(uint16_t) != 0) {
+    return to_contiguous_f32(input);  // copies element by element, any alignment
+  }
   const int64_t n = input.numel();
   Tensor out(DType::f32, input.shape);
   const auto* h = reinterpret_cast<const uint16_t*>(input.data);

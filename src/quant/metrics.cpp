@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <optional>
 #include <vector>
@@ -17,7 +18,10 @@ struct Sums {
 };
 
 const float* as_f32(const TensorView& v, std::optional<Tensor>& owned) {
-  if (v.dtype == DType::f32 && v.is_contiguous()) return reinterpret_cast<const float*>(v.data);
+  // Views may start at any byte; only a float-aligned one is read in place.
+  if (v.dtype == DType::f32 && v.is_contiguous() && reinterpret_cast<std::uintptr_t>(v.data) % alignof(float) == 0) {
+    return reinterpret_cast<const float*>(v.data);
+  }
   owned = to_contiguous_f32(v);
   return owned->as<float>();
 }
@@ -62,6 +66,8 @@ ErrorMetrics compare(const TensorView& reference, const TensorView& approximatio
   }
   ErrorMetrics m;
   constexpr double inf = std::numeric_limits<double>::infinity();
+  m.reference_energy = t.xx;
+  m.error_energy = t.ee;
   m.mse = n ? t.ee / static_cast<double>(n) : 0.0;
   m.max_abs_error = t.max_abs;
   if (t.ee == 0) m.sqnr_db = inf;

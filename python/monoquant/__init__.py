@@ -1,0 +1,32 @@
+"""monoquant: quantize PyTorch models to int8, int4, float16 and bfloat16.
+
+The numerics live in the C++ core (``monoquant._core``); this package is the
+thin layer that takes torch tensors and modules to it.
+"""
+
+from . import _core
+from .errors import (FormatError, InvalidArgumentError, MonoquantError, MonoquantIOError,
+                     UnsupportedError)
+from .metrics import ErrorMetrics, error_metrics, sqnr
+from .tensor import QuantizedTensor, QuantSpec, dequantize, quantize_tensor
+
+__version__ = _core.__version__
+
+
+def get_num_threads() -> int:
+    """Threads the C++ core uses (default: all cores, or MONOQUANT_NUM_THREADS)."""
+    return _core.num_threads()
+
+
+def set_num_threads(n: int) -> None:
+    """Set the C++ core's thread count; ``set_num_threads(torch.get_num_threads())``
+    keeps it in step with torch."""
+    _core.set_num_threads(int(n))
+
+
+__all__ = [
+    "QuantizedTensor", "QuantSpec", "quantize_tensor", "dequantize",
+    "ErrorMetrics", "error_metrics", "sqnr",
+    "get_num_threads", "set_num_threads",
+    "MonoquantError", "InvalidArgumentError", "FormatError", "MonoquantIOError", "UnsupportedError",
+]
