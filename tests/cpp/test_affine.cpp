@@ -404,9 +404,12 @@ TEST(Affine, PerGroup) {
             mqtest::kSeed + 32);
 }
 
-// Rows longer than the library's internal tile, odd K for int4.
+// Rows longer than the library's internal tile, odd K for int4, and tensors
+// big enough for every statistics path to be split across threads.
 TEST(Affine, LongRows) {
   run_cases({{{3, 40000}, Granularity::per_group, 0, 128},
+             {{4, 300, 64}, Granularity::per_channel, 1},
+             {{2000, 40}, Granularity::per_channel, -1},
              {{3, 40000}, Granularity::per_channel, 0},
              {{3, 40000}, Granularity::per_tensor},
              {{2, 33001}, Granularity::per_group, 0, 100},

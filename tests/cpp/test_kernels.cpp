@@ -327,9 +327,13 @@ TEST(Kernels, PackUnpackI4MatchReferenceAndLayout) {
         const int nib = (i % 2 == 0) ? (byte & 0xf) : (byte >> 4);
         ASSERT_EQ(nib, q[i] + 8) << "n=" << n << " i=" << i;
       }
-      if (n % 2) EXPECT_EQ(r[off + bytes - 1] >> 4, 0) << "n=" << n;
+      if (n % 2) {
+        EXPECT_EQ(r[off + bytes - 1] >> 4, 0) << "n=" << n;
+      }
       for (std::size_t i = 0; i < r.size(); ++i) {
-        if (i < static_cast<std::size_t>(off) || i >= off + bytes) ASSERT_EQ(r[i], 0xa5) << "reference wrote byte " << i;
+        if (i < static_cast<std::size_t>(off) || i >= off + bytes) {
+          ASSERT_EQ(r[i], 0xa5) << "reference wrote byte " << i;
+        }
       }
       // Round trip through the reference.
       std::vector<int8_t> back(static_cast<std::size_t>(n + off + kGuard), 99), back_a = back;
@@ -478,7 +482,6 @@ TEST(Kernels, ReferenceHalfCastsClampThenRound) {
 
 TEST(Kernels, F16ToF32AllBitPatterns) {
   SKIP_WITHOUT_AVX2();
-  std::vector<uint16_t> all(65536 + 3);
   for (int off = 0; off < 4; ++off) {
     std::vector<uint16_t> h(65536 + off);
     for (uint32_t i = 0; i < 65536; ++i) h[off + i] = static_cast<uint16_t>(i);
@@ -505,8 +508,11 @@ TEST(Kernels, F16ToF32AllBitPatterns) {
       ref().f16_to_f32(h.data() + off, n, r.data() + xo);
       simd().f16_to_f32(h.data() + off, n, a.data() + xo);
       for (std::size_t i = 0; i < r.size(); ++i) {
-        if (std::isnan(r[i])) ASSERT_TRUE(std::isnan(a[i]));
-        else ASSERT_EQ(bits_of_float(a[i]), bits_of_float(r[i])) << "n=" << n << " i=" << i;
+        if (std::isnan(r[i])) {
+          ASSERT_TRUE(std::isnan(a[i]));
+        } else {
+          ASSERT_EQ(bits_of_float(a[i]), bits_of_float(r[i])) << "n=" << n << " i=" << i;
+        }
       }
     }
   }

@@ -60,7 +60,9 @@ TEST(Metrics, MatchesPlainDoubleComputation) {
       EXPECT_DOUBLE_EQ(m.max_abs_error, p.max_abs) << "n=" << n;
       EXPECT_NEAR(m.cosine_similarity, p.cosine, 1e-12) << "n=" << n;
       // Sanity of the scale: noise of 0.01 on signal of 3 is about 49.5 dB.
-      if (n >= 1000) EXPECT_NEAR(m.sqnr_db, 20 * std::log10(3.0 / 0.01), 1.0);
+      if (n >= 1000) {
+        EXPECT_NEAR(m.sqnr_db, 20 * std::log10(3.0 / 0.01), 1.0);
+      }
     }
   }
 }
