@@ -354,6 +354,69 @@ QuantizedTensor quantize_contiguous(const float* x, const Shape& shape, const Qu
   return q;
 }
 
+// Rows up to this many elements (256 KiB of float32) are quantized in one
+// pass: statistics, then codes, while the row is still in L1/L2.
+constexpr int64_t kFusedMaxRow = 1 << 16;
+
+// True when every scale cell lies inside one row and no cell is shared
+// between rows (per_channel on axis 0 of a 2-D tensor, per_group), so that a
+// row's scales are known as soon as the row has been read once. These are
+// exactly the layouts gather_stats reduces per row / per (row, group).
+bool row_private_cells(const ScaleLayout& L) {
+  if (L.rows <= 0 || L.row_length <= 0 || L.row_length > kFusedMaxRow || L.scale_count <= 1) return false;
+  const bool one_per_row = L.row_mul == 1 && L.group_step == 0 && L.row_div == 1 && L.row_mod == L.rows;
+  const bool per_group = L.group_step == 1 && L.row_mul == L.groups_per_row && L.row_div == 1 &&
+                         L.row_mod == std::numeric_limits<int64_t>::max();
+  return one_per_row || per_group;
+}
+
+// quantize() for row_private_cells layouts in one pass over the input instead
+// of two (gather_stats over the whole tensor, then quantize_contiguous): the
+// same per-cell statistics, qparams and kernels, so the same bits, but the
+// second read of each row hits the cache instead of memory.
+QuantizedTensor quantize_fused(const float* x, const Shape& shape, const QuantSpec& spec, const ScaleLayout& L) {
+  const auto& k = kernels::active_kernels();
+  const bool asymmetric = spec.scheme == Scheme::asymmetric;
+  QuantizedTensor q;
+  q.spec = spec;
+  q.shape = shape;
+  q.codes = Tensor(spec.bits == 8 ? DType::i8 : DType::int4_packed, shape);
+  q.scales = Tensor(DType::f32, L.scale_shape);
+  q.zero_points = asymmetric ? Tensor(DType::i32, L.scale_shape) : Tensor(DType::i32, {0});
+  float* scales = q.scales.as<float>();
+  int32_t* zps = asymmetric ? q.zero_points.as<int32_t>() : nullptr;
+  const int64_t K = L.row_length;
+  const int64_t row_bytes = (K + 1) / 2;
+  const int qmin = spec.qmin(), qmax = spec.qmax();
+  std::atomic<bool> nonfinite{false};
+
+  parallel_for(L.rows, std::max<int64_t>(1, kElementsPerTask / K), [&](int64_t r0, int64_t r1) {
+    thread_local std::vector<int8_t> codes;
+    if (spec.bits == 4) codes.resize(static_cast<std::size_t>(K));
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* row = x + r * K;
+      int8_t* out = spec.bits == 8 ? q.codes.as<int8_t>() + r * K : codes.data();
+      for (int64_t j = 0; j < L.groups_per_row; ++j) {
+        const int64_t b = j * L.group, e = std::min(K, b + L.group);
+        const int64_t si = L.scale_index(r, j);
+        Stats st;
+        st.add_span(k, row + b, e - b, asymmetric);
+        if (!st.finite()) {
+          nonfinite = true;  // reported below, naming the first bad element
+          continue;
+        }
+        int32_t zp = 0;
+        qparams_from_stats(st, spec, scales + si, &zp);
+        if (zps) zps[si] = zp;
+        k.quantize_i8(row + b, e - b, 1.0f / scales[si], zp, qmin, qmax, out + b);
+      }
+      if (spec.bits == 4) k.pack_i4(codes.data(), K, q.codes.as<uint8_t>() + r * row_bytes);
+    }
+  });
+  if (nonfinite) detail::throw_nonfinite(x, L.rows * K, shape, "quantize");
+  return q;
+}
+
 }  // namespace
 
 QuantizedTensor quantize(const TensorView& input, const QuantSpec& spec) {
@@ -361,6 +424,7 @@ QuantizedTensor quantize(const TensorView& input, const QuantSpec& spec) {
   input.validate("quantize");
   const ScaleLayout L = detail::make_scale_layout(input.shape, spec);
   const ContiguousF32 x(input);
+  if (row_private_cells(L)) return quantize_fused(x.data, input.shape, spec, L);
   Tensor scales, zero_points;
   compute_qparams(x.data, input.shape, spec, L, scales, zero_points);
   return quantize_contiguous(x.data, input.shape, spec, L, std::move(scales), std::move(zero_points));
@@ -422,7 +486,21 @@ QuantizedTensorView view_of(const QuantizedTensor& q) {
 
 Tensor dequantize(const QuantizedTensor& q) { return dequantize(view_of(q)); }
 
-Tensor dequantize(const QuantizedTensorView& q) {
+Tensor dequantize(const QuantizedTensorView& view) {
+  // Scales and zero points are read as float / int32: borrowed ones that are
+  // not aligned for that (a view into a file) are copied first. They are small.
+  QuantizedTensorView q = view;
+  std::optional<Tensor> scales_copy, zero_points_copy;
+  const auto aligned4 = [](const TensorView& v) { return reinterpret_cast<std::uintptr_t>(v.data) % 4 == 0; };
+  if (q.scales.dtype == DType::f32 && !aligned4(q.scales)) {
+    scales_copy = to_contiguous_f32(q.scales);
+    q.scales = scales_copy->view();
+  }
+  if (q.spec.scheme == Scheme::asymmetric && q.zero_points.dtype == DType::i32 && !aligned4(q.zero_points)) {
+    zero_points_copy = Tensor(q.zero_points.dtype, q.zero_points.shape);
+    if (zero_points_copy->nbytes()) std::memcpy(zero_points_copy->data(), q.zero_points.data, zero_points_copy->nbytes());
+    q.zero_points = zero_points_copy->view();
+  }
   q.spec.validate();
   const ScaleLayout L = detail::make_scale_layout(q.shape, q.spec);
   check_qparams(L, q.spec, q.scales, q.zero_points);

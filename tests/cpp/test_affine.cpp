@@ -771,3 +771,29 @@ TEST(Affine, DequantizeRejectsInconsistentInput) {
   bad_scales.scales.as<float>()[1] = 0.0f;
   EXPECT_TRUE(mqtest::throws_error([&] { dequantize(bad_scales); }, ErrorKind::invalid_argument));
 }
+
+// Borrowed qparams (e.g. tensors inside a mapped file) may sit at any byte.
+TEST(Affine, DequantizeViewWithMisalignedQparams) {
+  std::mt19937 rng(7);
+  std::normal_distribution<float> nd;
+  std::vector<float> x(16 * 40);
+  for (auto& v : x) v = nd(rng);
+  QuantSpec spec;
+  spec.bits = 4;
+  spec.scheme = Scheme::asymmetric;
+  spec.granularity = Granularity::per_group;
+  spec.group_size = 16;
+  const QuantizedTensor q = quantize(TensorView(x.data(), DType::f32, {16, 40}), spec);
+  const Tensor expected = dequantize(q);
+
+  const std::size_t sb = q.scales.nbytes(), zb = q.zero_points.nbytes();
+  std::vector<std::byte> raw(sb + zb + 8);
+  std::memcpy(raw.data() + 1, q.scales.data(), sb);
+  std::memcpy(raw.data() + 3 + sb, q.zero_points.data(), zb);
+  QuantizedTensorView v = view_of(q);
+  v.scales = TensorView(raw.data() + 1, DType::f32, q.scales.shape());
+  v.zero_points = TensorView(raw.data() + 3 + sb, DType::i32, q.zero_points.shape());
+  const Tensor got = dequantize(v);
+  ASSERT_EQ(got.nbytes(), expected.nbytes());
+  EXPECT_EQ(0, std::memcmp(got.data(), expected.data(), expected.nbytes()));
+}
