@@ -9,6 +9,8 @@ from .errors import (FormatError, InvalidArgumentError, MonoquantError, Monoquan
                      UnsupportedError)
 from .metrics import ErrorMetrics, error_metrics, sqnr
 from .tensor import QuantizedTensor, QuantSpec, dequantize, quantize_tensor
+from . import ops
+from .modules import QuantConv2d, QuantLinear
 
 __version__ = _core.__version__
 

@@ -1,0 +1,123 @@
+// Quantized linear layers on the CPU: y = x W^T + b with W stored as int8
+// (per output channel), int4 (group-wise along K), float16 or bfloat16.
+//
+// Weights are packed once (pack_linear_*) into the layout the kernels read;
+// every call then streams that layout. Modes:
+//   weight_only   float activations; weights are dequantized in registers.
+//   dynamic_int8  activations quantized per row (token) to int8 on the fly,
+//                 symmetric [-127, 127]; int32 accumulation (W8A8, W4A8).
+//   static_int8   activations quantized with one calibrated scale and zero
+//                 point (int8 codes in [-128, 127]); int8 weights only.
+//
+// Packed layout (docs/ARCHITECTURE.md, "Quantized linear kernels"):
+// output channels in blocks of 8 (the last block zero-padded), and inside a
+// block K in chunks:
+//   int8      [N/8][K/4][8 columns][4 k]       one int8 per weight
+//   f16/bf16  [N/8][K/4][8 columns][4 k]       one uint16 per weight
+//   int4      [N/8][K/8][8 columns][4 bytes]   byte j of a column holds k = 8c+j
+//             in the low nibble and k = 8c+4+j in the high one, nibble = q + 8
+// A 32-byte row of an int8 block is 8 columns x 4 consecutive k: exactly the
+// operand of vpdpbusd / (vpmaddubsw + vpmaddwd), and after a nibble split the
+// int4 chunk becomes two such rows. Padding is zero weight (int4: nibble 8).
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+
+#include "monoquant/tensor.hpp"
+
+namespace monoquant {
+
+enum class WeightFormat : uint8_t { int8, int4, f16, bf16 };
+enum class LinearMode : uint8_t { weight_only, dynamic_int8, static_int8 };
+
+std::string_view name_of(WeightFormat format);
+std::string_view name_of(LinearMode mode);
+WeightFormat parse_weight_format(std::string_view name);  // "int8", "int4", "float16", "bfloat16"
+LinearMode parse_linear_mode(std::string_view name);      // "weight_only", "dynamic", "static"
+
+inline constexpr int64_t kLinearBlockN = 8;
+
+// Borrowed packed weights (a PackedLinearWeight, or torch tensors holding the
+// same bytes). Sizes follow from format, n, k and group_size.
+struct PackedLinearWeightView {
+  WeightFormat format = WeightFormat::int8;
+  int64_t n = 0;           // out_features
+  int64_t k = 0;           // in_features
+  int64_t group_size = 0;  // int4 only
+  const void* data = nullptr;
+  // int8: [n_blocks * 8]; int4: [n_blocks][groups][8]; half: unused.
+  const float* scales = nullptr;
+  // int8 only: [n_blocks * 8], sum over k of each column's codes (zero-point
+  // and unsigned-offset compensation).
+  const int32_t* sums = nullptr;
+
+  int64_t n_blocks() const { return (n + kLinearBlockN - 1) / kLinearBlockN; }
+  int64_t k_chunk() const { return format == WeightFormat::int4 ? 8 : 4; }
+  int64_t k_padded() const { return (k + k_chunk() - 1) / k_chunk() * k_chunk(); }
+  int64_t groups() const { return format == WeightFormat::int4 ? (k + group_size - 1) / group_size : 1; }
+  // Byte sizes of the three arrays.
+  std::size_t data_bytes() const;
+  std::size_t scales_count() const;
+  std::size_t sums_count() const;
+  // Throws invalid_argument when the view cannot be a packed weight.
+  void validate() const;
+};
+
+struct PackedLinearWeight {
+  WeightFormat format = WeightFormat::int8;
+  int64_t n = 0, k = 0, group_size = 0;
+  Tensor data;    // u8, data_bytes()
+  Tensor scales;  // f32, scales_count()
+  Tensor sums;    // i32, sums_count()
+  PackedLinearWeightView view() const;
+};
+
+// codes: int8 [N, K] (any strides, full range [-128, 127]); scales: float32
+// [N] or [N, 1], finite and >= 0.
+PackedLinearWeight pack_linear_int8(const TensorView& codes, const TensorView& scales);
+// packed: uint8 (or int4_packed) [N, ceil(K/2)] in the library's int4 layout
+// (low nibble first, nibble = q + 8); scales: float32 [N, ceil(K/group)];
+// group_size a positive multiple of 8. A last group shorter than group_size
+// is fine.
+PackedLinearWeight pack_linear_int4(const TensorView& packed, int64_t k, const TensorView& scales,
+                                    int64_t group_size);
+// weight: float16 or bfloat16 [N, K] (any strides).
+PackedLinearWeight pack_linear_half(const TensorView& weight);
+
+struct LinearOptions {
+  LinearMode mode = LinearMode::weight_only;
+  float act_scale = 0.0f;       // static_int8 only; finite, > 0
+  int32_t act_zero_point = 0;   // static_int8 only; in [-128, 127]
+};
+
+// x: float32 [M, K] with unit stride along K and row stride ldx >= K;
+// bias: nullptr or float32 [N]; y: float32 [M, N] with row stride ldy >= N.
+// Rows of x holding NaN or Inf give NaN rows in the quantized-activation modes.
+void linear_into(const float* x, int64_t m, int64_t ldx, const PackedLinearWeightView& w, const float* bias,
+                 const LinearOptions& options, float* y, int64_t ldy);
+
+// x: float32 [..., K], last dimension contiguous, leading ones collapsible to
+// rows; bias: nullptr or float32 [N]. Returns float32 [..., N].
+Tensor linear(const TensorView& x, const PackedLinearWeightView& w, const float* bias, const LinearOptions& options);
+
+// Conv2d through the same GEMM (im2col per image). x: float32 [B, C, H, W];
+// w packed from the weight reshaped to [O, C*kh*kw]; returns [B, O, Ho, Wo].
+struct Conv2dGeometry {
+  int64_t kernel_h = 1, kernel_w = 1;
+  int64_t stride_h = 1, stride_w = 1;
+  int64_t pad_h = 0, pad_w = 0;
+  int64_t dilation_h = 1, dilation_w = 1;
+};
+Tensor conv2d(const TensorView& x, const PackedLinearWeightView& w, const float* bias, const Conv2dGeometry& geometry,
+              const LinearOptions& options);
+
+// Which kernel set linear_into uses: "scalar", "avx2" or "avx2_vnni". It
+// follows active_isa() (scalar/avx2); on CPUs with AVX-VNNI the avx2 set
+// upgrades its int8 x int8 kernels to vpdpbusd unless disabled here or by
+// MONOQUANT_VNNI=0.
+std::string_view linear_kernel_name();
+bool vnni_available();
+void set_vnni_enabled(bool enabled);
+
+}  // namespace monoquant

@@ -1,0 +1,161 @@
+// Quantized linear / conv2d kernels. Packed weights cross as three torch
+// tensors (data uint8, scales float32, sums int32) plus integers; each call
+// wraps them in a PackedLinearWeightView without copying.
+#include <nanobind/stl/optional.h>
+#include <nanobind/stl/string.h>
+
+#include <string>
+
+#include "convert.hpp"
+#include "monoquant/error.hpp"
+#include "monoquant/linear.hpp"
+
+namespace monoquant::python {
+namespace {
+
+nb::dict to_dict(PackedLinearWeight p) {
+  nb::dict d;
+  d["data"] = to_torch(std::move(p.data));
+  d["scales"] = to_torch(std::move(p.scales));
+  d["sums"] = to_torch(std::move(p.sums));
+  return d;
+}
+
+void check_array(const TensorView& v, DType dtype, std::size_t count, const char* what) {
+  if (v.dtype != dtype || !v.is_contiguous() || static_cast<std::size_t>(v.numel()) != count) {
+    throw_invalid_argument(std::string("packed weight ") + what + " must be a contiguous " +
+                           std::string(name_of(dtype)) + " tensor of " + std::to_string(count) + " elements, got " +
+                           std::string(name_of(v.dtype)) + " " + shape_to_string(v.shape));
+  }
+}
+
+PackedLinearWeightView make_view(const AnyArray& data, const AnyArray& scales, const AnyArray& sums,
+                                 const std::string& format, int64_t n, int64_t k, int64_t group_size) {
+  PackedLinearWeightView w;
+  w.format = parse_weight_format(format);
+  w.n = n;
+  w.k = k;
+  w.group_size = w.format == WeightFormat::int4 ? group_size : 0;
+  if (n <= 0 || k <= 0) throw_invalid_argument("out_features and in_features must be > 0");
+  if (w.format == WeightFormat::int4 && (group_size <= 0 || group_size % 8 != 0)) {
+    throw_invalid_argument("int4 group_size must be a positive multiple of 8, got " + std::to_string(group_size));
+  }
+  const TensorView d = to_view(data, "packed weight data");
+  const TensorView s = to_view(scales, "packed weight scales");
+  const TensorView c = to_view(sums, "packed weight sums");
+  check_array(d, DType::u8, w.data_bytes(), "data");
+  check_array(s, DType::f32, w.scales_count(), "scales");
+  check_array(c, DType::i32, w.sums_count(), "sums");
+  w.data = d.data;
+  w.scales = w.scales_count() ? reinterpret_cast<const float*>(s.data) : nullptr;
+  w.sums = w.sums_count() ? reinterpret_cast<const int32_t*>(c.data) : nullptr;
+  w.validate();
+  return w;
+}
+
+LinearOptions make_options(const std::string& mode, double act_scale, int64_t act_zero_point) {
+  LinearOptions o;
+  o.mode = parse_linear_mode(mode);
+  o.act_scale = static_cast<float>(act_scale);
+  o.act_zero_point = static_cast<int32_t>(act_zero_point);
+  return o;
+}
+
+const float* bias_ptr(const std::optional<AnyArray>& bias, int64_t n) {
+  if (!bias) return nullptr;
+  const TensorView b = to_view(*bias, "bias");
+  if (b.dtype != DType::f32 || !b.is_contiguous() || b.numel() != n) {
+    throw_invalid_argument("bias must be a contiguous float32 tensor of out_features = " + std::to_string(n) +
+                           " elements");
+  }
+  return reinterpret_cast<const float*>(b.data);
+}
+
+}  // namespace
+
+void bind_linear(nb::module_& m) {
+  m.def(
+      "pack_linear_int8",
+      [](const AnyArray& codes, const AnyArray& scales) {
+        const TensorView c = to_view(codes, "codes");
+        const TensorView s = to_view(scales, "scales");
+        PackedLinearWeight p;
+        {
+          nb::gil_scoped_release release;
+          p = pack_linear_int8(c, s);
+        }
+        return to_dict(std::move(p));
+      },
+      nb::arg("codes"), nb::arg("scales"));
+  m.def(
+      "pack_linear_int4",
+      [](const AnyArray& packed, int64_t k, const AnyArray& scales, int64_t group_size) {
+        const TensorView c = to_view(packed, "codes");
+        const TensorView s = to_view(scales, "scales");
+        PackedLinearWeight p;
+        {
+          nb::gil_scoped_release release;
+          p = pack_linear_int4(c, k, s, group_size);
+        }
+        return to_dict(std::move(p));
+      },
+      nb::arg("packed"), nb::arg("in_features"), nb::arg("scales"), nb::arg("group_size"));
+  m.def(
+      "pack_linear_half",
+      [](const AnyArray& weight) {
+        const TensorView v = to_view(weight, "weight");
+        PackedLinearWeight p;
+        {
+          nb::gil_scoped_release release;
+          p = pack_linear_half(v);
+        }
+        return to_dict(std::move(p));
+      },
+      nb::arg("weight"));
+  m.def(
+      "linear",
+      [](const AnyArray& x, const AnyArray& data, const AnyArray& scales, const AnyArray& sums,
+         std::optional<AnyArray> bias, const std::string& format, int64_t n, int64_t k, int64_t group_size,
+         const std::string& mode, double act_scale, int64_t act_zero_point) {
+        const PackedLinearWeightView w = make_view(data, scales, sums, format, n, k, group_size);
+        const LinearOptions o = make_options(mode, act_scale, act_zero_point);
+        const TensorView xv = to_view(x, "x");
+        const float* b = bias_ptr(bias, n);
+        Tensor out;
+        {
+          nb::gil_scoped_release release;
+          out = linear(xv, w, b, o);
+        }
+        return to_torch(std::move(out));
+      },
+      nb::arg("x"), nb::arg("data"), nb::arg("scales"), nb::arg("sums"), nb::arg("bias").none(), nb::arg("format"),
+      nb::arg("out_features"), nb::arg("in_features"), nb::arg("group_size"), nb::arg("mode"), nb::arg("act_scale"),
+      nb::arg("act_zero_point"));
+  m.def(
+      "conv2d",
+      [](const AnyArray& x, const AnyArray& data, const AnyArray& scales, const AnyArray& sums,
+         std::optional<AnyArray> bias, const std::string& format, int64_t n, int64_t k, int64_t group_size,
+         const std::string& mode, double act_scale, int64_t act_zero_point, int64_t kernel_h, int64_t kernel_w,
+         int64_t stride_h, int64_t stride_w, int64_t pad_h, int64_t pad_w, int64_t dilation_h, int64_t dilation_w) {
+        const PackedLinearWeightView w = make_view(data, scales, sums, format, n, k, group_size);
+        const LinearOptions o = make_options(mode, act_scale, act_zero_point);
+        const TensorView xv = to_view(x, "x");
+        const float* b = bias_ptr(bias, n);
+        Conv2dGeometry g{kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w};
+        Tensor out;
+        {
+          nb::gil_scoped_release release;
+          out = conv2d(xv, w, b, g, o);
+        }
+        return to_torch(std::move(out));
+      },
+      nb::arg("x"), nb::arg("data"), nb::arg("scales"), nb::arg("sums"), nb::arg("bias").none(), nb::arg("format"),
+      nb::arg("out_features"), nb::arg("in_features"), nb::arg("group_size"), nb::arg("mode"), nb::arg("act_scale"),
+      nb::arg("act_zero_point"), nb::arg("kernel_h"), nb::arg("kernel_w"), nb::arg("stride_h"), nb::arg("stride_w"),
+      nb::arg("pad_h"), nb::arg("pad_w"), nb::arg("dilation_h"), nb::arg("dilation_w"));
+  m.def("linear_kernel_name", [] { return std::string(linear_kernel_name()); });
+  m.def("vnni_available", &vnni_available);
+  m.def("set_vnni_enabled", &set_vnni_enabled, nb::arg("enabled"));
+}
+
+}  // namespace monoquant::python

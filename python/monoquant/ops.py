@@ -1,0 +1,227 @@
+"""Quantized linear and conv2d kernels as torch custom ops.
+
+The kernels live in the C++ core; this module packs weights once and calls
+them on torch tensors without copies (float32 contiguous input goes straight
+in; the output is a torch tensor that owns the C++ buffer).
+
+Packed weights are plain tensors plus integers, not an opaque handle:
+``PackedLinearWeight`` holds ``data`` (uint8, the kernel layout of
+``include/monoquant/linear.hpp``), ``scales`` (float32) and ``sums`` (int32,
+int8 only) with ``format``, ``out_features``, ``in_features`` and
+``group_size``. That is what the custom ops ``monoquant::linear`` and
+``monoquant::conv2d`` take, so ``torch.compile``, ``torch.jit.trace`` and
+``torch.export`` see ordinary tensor arguments; fake (meta) implementations
+give the output shapes.
+
+Modes: ``"weight_only"`` (float activations; int8, int4, float16, bfloat16
+weights), ``"dynamic"`` (activations quantized per row to int8 on the fly;
+int8 weights = W8A8, int4 weights = W4A8) and ``"static"`` (int8 weights,
+activations with a calibrated per-tensor scale and int8 zero point in
+[-128, 127]).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional, Tuple, Union
+
+import torch
+from torch import Tensor
+
+from . import _core
+from .errors import InvalidArgumentError
+
+_FORMATS = ("int8", "int4", "float16", "bfloat16")
+_MODES = ("weight_only", "dynamic", "static")
+
+
+@dataclass(frozen=True)
+class PackedLinearWeight:
+    """A weight packed once for the linear kernels (see the module docstring)."""
+
+    data: Tensor
+    scales: Tensor
+    sums: Tensor
+    format: str
+    out_features: int
+    in_features: int
+    group_size: int = 0
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (self.data, self.scales, self.sums))
+
+
+def _packed(d: dict, fmt: str, n: int, k: int, group_size: int = 0) -> PackedLinearWeight:
+    return PackedLinearWeight(d["data"], d["scales"], d["sums"], fmt, int(n), int(k), int(group_size))
+
+
+def pack_int8(codes: Tensor, scales: Tensor) -> PackedLinearWeight:
+    """Pack int8 codes ``[out, in]`` (full range) with per-output-channel
+    float32 scales ``[out]`` (or ``[out, 1]``)."""
+    codes = codes.detach()
+    scales = scales.detach().to(torch.float32)
+    d = _core.pack_linear_int8(codes, scales)
+    return _packed(d, "int8", codes.shape[0], codes.shape[1])
+
+
+def pack_int4(packed: Tensor, in_features: int, scales: Tensor, group_size: int) -> PackedLinearWeight:
+    """Pack int4 codes in monoquant's row layout (uint8 ``[out, ceil(in/2)]``,
+    low nibble first, nibble = q + 8) with group scales ``[out, ceil(in/g)]``;
+    ``group_size`` a multiple of 8 (32, 64, 128, ...)."""
+    packed = packed.detach()
+    scales = scales.detach().to(torch.float32)
+    d = _core.pack_linear_int4(packed, int(in_features), scales, int(group_size))
+    return _packed(d, "int4", packed.shape[0], in_features, group_size)
+
+
+def pack_half(weight: Tensor) -> PackedLinearWeight:
+    """Pack a float16 or bfloat16 weight ``[out, in]``."""
+    weight = weight.detach()
+    if weight.dtype not in (torch.float16, torch.bfloat16):
+        raise InvalidArgumentError(f"pack_half takes float16 or bfloat16 weights, got {weight.dtype}")
+    d = _core.pack_linear_half(weight)
+    fmt = "float16" if weight.dtype == torch.float16 else "bfloat16"
+    return _packed(d, fmt, weight.shape[0], weight.shape[1])
+
+
+def pack_weight(weight: Tensor, format: str = "int8", group_size: int = 128) -> PackedLinearWeight:
+    """Quantize a float weight ``[out, in]`` with monoquant's quantizers and
+    pack it: int8 symmetric per channel, int4 symmetric per group, or a cast
+    to float16 / bfloat16."""
+    if format not in _FORMATS:
+        raise InvalidArgumentError(f"unknown weight format {format!r}; expected one of {_FORMATS}")
+    w = weight.detach()
+    if w.dim() != 2:
+        raise InvalidArgumentError(f"linear weight must be 2-D [out, in], got shape {tuple(w.shape)}")
+    if format == "float16":
+        return pack_half(w.to(torch.float16))
+    if format == "bfloat16":
+        return pack_half(w.to(torch.bfloat16))
+    w = w.to(torch.float32)
+    if format == "int8":
+        q = _core.quantize(w, 8, "symmetric", "per_channel", 0, 0)
+        return pack_int8(q["codes"], q["scales"])
+    q = _core.quantize(w, 4, "symmetric", "per_group", 0, int(group_size))
+    return pack_int4(q["codes"], w.shape[1], q["scales"], group_size)
+
+
+# ---------------------------------------------------------------- custom ops
+
+def _as_f32(x: Tensor) -> Tensor:
+    if x.dtype != torch.float32:
+        x = x.to(torch.float32)
+    return x if x.is_contiguous() else x.contiguous()
+
+
+@torch.library.custom_op("monoquant::linear", mutates_args=())
+def _linear_op(x: Tensor, data: Tensor, scales: Tensor, sums: Tensor, bias: Optional[Tensor], format: str,
+               out_features: int, in_features: int, group_size: int, mode: str, act_scale: float,
+               act_zero_point: int) -> Tensor:
+    xf = _as_f32(x)
+    b = None if bias is None else _as_f32(bias)
+    y = _core.linear(xf, data, scales, sums, b, format, out_features, in_features, group_size, mode,
+                     float(act_scale), int(act_zero_point))
+    return y if x.dtype == torch.float32 else y.to(x.dtype)
+
+
+@_linear_op.register_fake
+def _linear_fake(x, data, scales, sums, bias, format, out_features, in_features, group_size, mode, act_scale,
+                 act_zero_point):
+    return x.new_empty((*x.shape[:-1], out_features))
+
+
+def _conv_out(size: int, k: int, s: int, p: int, d: int) -> int:
+    return (size + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+@torch.library.custom_op("monoquant::conv2d", mutates_args=())
+def _conv2d_op(x: Tensor, data: Tensor, scales: Tensor, sums: Tensor, bias: Optional[Tensor], format: str,
+               out_channels: int, in_features: int, group_size: int, mode: str, act_scale: float,
+               act_zero_point: int, geometry: List[int]) -> Tensor:
+    xf = _as_f32(x)
+    b = None if bias is None else _as_f32(bias)
+    kh, kw, sh, sw, ph, pw, dh, dw = (int(v) for v in geometry)
+    y = _core.conv2d(xf, data, scales, sums, b, format, out_channels, in_features, group_size, mode,
+                     float(act_scale), int(act_zero_point), kh, kw, sh, sw, ph, pw, dh, dw)
+    return y if x.dtype == torch.float32 else y.to(x.dtype)
+
+
+@_conv2d_op.register_fake
+def _conv2d_fake(x, data, scales, sums, bias, format, out_channels, in_features, group_size, mode, act_scale,
+                 act_zero_point, geometry):
+    kh, kw, sh, sw, ph, pw, dh, dw = geometry
+    return x.new_empty((x.shape[0], out_channels, _conv_out(x.shape[2], kh, sh, ph, dh),
+                        _conv_out(x.shape[3], kw, sw, pw, dw)))
+
+
+# ---------------------------------------------------------------- public API
+
+def _check_mode(w: PackedLinearWeight, mode: str) -> None:
+    if mode not in _MODES:
+        raise InvalidArgumentError(f"unknown mode {mode!r}; expected one of {_MODES}")
+    if not isinstance(w, PackedLinearWeight):
+        raise InvalidArgumentError(f"expected a PackedLinearWeight, got {type(w).__name__}")
+
+
+def linear(x: Tensor, w: PackedLinearWeight, bias: Optional[Tensor] = None, mode: str = "weight_only",
+           act_scale: float = 0.0, act_zero_point: int = 0) -> Tensor:
+    """``y = x @ W^T + bias`` with a packed weight; x is ``[..., in_features]``.
+    Float32 contiguous x is used in place; other dtypes are computed in
+    float32 and the result cast back."""
+    _check_mode(w, mode)
+    return torch.ops.monoquant.linear(x, w.data, w.scales, w.sums, bias, w.format, w.out_features, w.in_features,
+                                      w.group_size, mode, float(act_scale), int(act_zero_point))
+
+
+def linear_dynamic_int8(x: Tensor, w: PackedLinearWeight, bias: Optional[Tensor] = None) -> Tensor:
+    """W8A8 (int8 weights) or W4A8 (int4 weights): activations quantized per
+    row to int8 on the fly, int32 accumulation, float output with bias."""
+    return linear(x, w, bias, "dynamic")
+
+
+def linear_static_int8(x: Tensor, w: PackedLinearWeight, act_scale: float, act_zero_point: int = 0,
+                       bias: Optional[Tensor] = None) -> Tensor:
+    """W8A8 with calibrated per-tensor activation scale and zero point."""
+    return linear(x, w, bias, "static", act_scale, act_zero_point)
+
+
+def linear_weight_only(x: Tensor, w: PackedLinearWeight, bias: Optional[Tensor] = None) -> Tensor:
+    """Float activations; int8 / int4 / float16 / bfloat16 weights dequantized in registers."""
+    return linear(x, w, bias, "weight_only")
+
+
+def _pair(v: Union[int, Tuple[int, int]]) -> Tuple[int, int]:
+    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def conv2d(x: Tensor, w: PackedLinearWeight, bias: Optional[Tensor] = None, kernel_size=1, stride=1, padding=0,
+           dilation=1, mode: str = "weight_only", act_scale: float = 0.0, act_zero_point: int = 0) -> Tensor:
+    """Conv2d (groups=1) through the linear GEMM. ``w`` is the conv weight
+    ``[out, in, kh, kw]`` reshaped to ``[out, in*kh*kw]`` and packed."""
+    _check_mode(w, mode)
+    kh, kw = _pair(kernel_size)
+    geometry = [kh, kw, *_pair(stride), *_pair(padding), *_pair(dilation)]
+    return torch.ops.monoquant.conv2d(x, w.data, w.scales, w.sums, bias, w.format, w.out_features, w.in_features,
+                                      w.group_size, mode, float(act_scale), int(act_zero_point), geometry)
+
+
+def kernel_name() -> str:
+    """The kernel set in use: "scalar", "avx2" or "avx2_vnni"."""
+    return _core.linear_kernel_name()
+
+
+def vnni_available() -> bool:
+    return bool(_core.vnni_available())
+
+
+def set_vnni_enabled(enabled: bool) -> None:
+    """Allow (default) or forbid the AVX-VNNI integer kernels where the CPU has them."""
+    _core.set_vnni_enabled(bool(enabled))
+
+
+__all__ = [
+    "PackedLinearWeight", "pack_int8", "pack_int4", "pack_half", "pack_weight",
+    "linear", "linear_dynamic_int8", "linear_static_int8", "linear_weight_only", "conv2d",
+    "kernel_name", "vnni_available", "set_vnni_enabled",
+]

@@ -1,0 +1,62 @@
+// The inner loops of the quantized linear layers, one table per instruction
+// set (gemm_reference.cpp is the oracle; gemm_avx2.cpp, gemm_avx2_vnni.cpp).
+// Each entry computes the output columns of packed blocks [nb_begin, nb_end)
+// for all rows; linear.cpp owns activation quantization and threading.
+//
+// Integer entries must produce the same bits as the reference: their int32
+// sums are exact, and the float epilogue is the same sequence of roundings:
+//   W8A8:  y = fma(float(acc), row_scale * col_scale, bias)
+//   W4A8:  f = sum over groups in order of fma(float(acc_g), scale_g, f);
+//          y = fma(f, row_scale, bias)
+#pragma once
+
+#include <cstdint>
+
+#include "monoquant/linear.hpp"
+
+namespace monoquant::kernels {
+
+struct FloatGemmArgs {
+  const float* x;  // [m, k], row stride ldx
+  int64_t m, ldx;
+  const PackedLinearWeightView* w;
+  const float* bias;  // [n] or nullptr
+  float* y;           // [m, n], row stride ldy
+  int64_t ldy;
+};
+
+struct IntGemmArgs {
+  const int8_t* q;  // [m, k_padded] activation codes, padding = zero_point
+  int64_t m;
+  int32_t zero_point;        // static int8; 0 for dynamic
+  const float* row_scales;   // [m]
+  const void* prepared;      // [m, k_padded] in the table's prepared form (see below)
+  const int32_t* group_sums; // W4A8: [m, groups], sum of q over each group
+  const PackedLinearWeightView* w;
+  const float* bias;
+  float* y;
+  int64_t ldy;
+};
+
+struct LinearKernels {
+  const char* name;
+  // Weight-only: float activations x int8 / int4 / f16 / bf16 weights.
+  void (*gemm_float)(const FloatGemmArgs& a, int64_t nb_begin, int64_t nb_end);
+  // W8A8: int8 activations x int8 weights.
+  void (*gemm_i8)(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end);
+  // W4A8: int8 activations (symmetric, zero_point 0) x int4 weights.
+  void (*gemm_i4)(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end);
+  // Bytes per activation element of gemm_i8's prepared form (0: none), and
+  // the conversion: n codes with zero point -> prepared.
+  int prepared_bytes;
+  void (*prepare_i8)(const int8_t* q, int64_t n, int32_t zero_point, void* prepared);
+};
+
+const LinearKernels& reference_linear_kernels();
+const LinearKernels& avx2_linear_kernels();
+// Only valid where vnni_available(); same as avx2 except gemm_i8 / gemm_i4.
+const LinearKernels& avx2_vnni_linear_kernels();
+// The table linear_into uses now.
+const LinearKernels& active_linear_kernels();
+
+}  // namespace monoquant::kernels

@@ -1,0 +1,317 @@
+// AVX2 + FMA + F16C linear kernels. Compiled with -mavx2 -mfma -mf16c (this
+// file only); reached through the dispatch table after a CPU check.
+//
+// int8 x int8 (W8A8) uses vpmaddwd on sign-extended int16: every product and
+// every pair sum is exact in int32, so no input can saturate (vpmaddubsw's
+// int16 pair sums could: 2 * 255 * 127 > 32767).
+// int4 x int8 (W4A8) uses vpmaddubsw with the weight nibble u = q + 8 in
+// [0, 15] as the unsigned operand and activations in [-127, 127]: a pair sum
+// is at most 2 * 15 * 127 = 3810 and at most 8 pair sums (4 chunks of 8 k)
+// are added in int16 before widening: 8 * 3810 = 30480 < 32767.
+#include "kernels/gemm_avx2_common.hpp"
+
+namespace monoquant::kernels {
+namespace {
+
+using namespace avx2;
+
+// ------------------------------------------------------------ float activations
+// Lanes of an accumulator hold [column a: k%4 = 0..3 | column b: k%4 = 0..3];
+// four of them cover a block. Folds them to the 8 column sums.
+inline __m256 reduce_partials(const __m256 acc[4]) {
+  const __m256 h1 = _mm256_hadd_ps(acc[0], acc[1]);  // c0 c0 c2 c2 | c1 c1 c3 c3
+  const __m256 h2 = _mm256_hadd_ps(acc[2], acc[3]);  // c4 c4 c6 c6 | c5 c5 c7 c7
+  const __m256 h = _mm256_hadd_ps(h1, h2);           // c0 c2 c4 c6 | c1 c3 c5 c7
+  return _mm256_permutevar8x32_ps(h, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+// x[k0 .. k0+3] in both 128-bit halves; zero past k.
+inline __m256 load_x4(const float* x, int64_t k0, int64_t k) {
+  if (k0 + 4 <= k) return _mm256_broadcast_ps(reinterpret_cast<const __m128*>(x + k0));
+  if (k0 >= k) return _mm256_setzero_ps();
+  const int64_t valid = k - k0;
+  const __m128i mask = _mm_setr_epi32(valid > 0 ? -1 : 0, valid > 1 ? -1 : 0, valid > 2 ? -1 : 0, 0);
+  const __m128 v = _mm_maskload_ps(x + k0, mask);
+  return _mm256_set_m128(v, v);
+}
+
+// Decoders: the four float vectors (column pairs 01, 23, 45, 67) of chunk ch
+// of one block, each lane [column a: 4 k | column b: 4 k].
+struct DecodeI8 {
+  const int8_t* block;
+  void operator()(int64_t ch, __m256 w[4]) const {
+    const int8_t* p = block + ch * 32;
+    for (int j = 0; j < 4; ++j) {
+      w[j] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p + 8 * j))));
+    }
+  }
+};
+
+struct DecodeF16 {
+  const uint16_t* block;
+  void operator()(int64_t ch, __m256 w[4]) const {
+    const uint16_t* p = block + ch * 32;
+    for (int j = 0; j < 4; ++j) w[j] = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 8 * j)));
+  }
+};
+
+struct DecodeBF16 {
+  const uint16_t* block;
+  void operator()(int64_t ch, __m256 w[4]) const {
+    const uint16_t* p = block + ch * 32;
+    for (int j = 0; j < 4; ++j) {
+      const __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 8 * j)));
+      w[j] = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+    }
+  }
+};
+
+// int8 / f16 / bf16: chunks of 4 k; MR rows share each decoded vector.
+template <int MR, class Decode>
+void float_tile4(const FloatGemmArgs& a, int64_t m0, int64_t nb, const Decode& decode) {
+  const PackedLinearWeightView& w = *a.w;
+  const int64_t k = w.k, full = k / 4, chunks = w.k_padded() / 4;
+  __m256 acc[MR][4];
+  for (int r = 0; r < MR; ++r)
+    for (int j = 0; j < 4; ++j) acc[r][j] = _mm256_setzero_ps();
+  const float* x = a.x + m0 * a.ldx;
+  int64_t ch = 0;
+  for (; ch < full; ++ch) {
+    __m256 wv[4];
+    decode(ch, wv);
+    for (int r = 0; r < MR; ++r) {
+      const __m256 xv = _mm256_broadcast_ps(reinterpret_cast<const __m128*>(x + r * a.ldx + ch * 4));
+      for (int j = 0; j < 4; ++j) acc[r][j] = _mm256_fmadd_ps(xv, wv[j], acc[r][j]);
+    }
+  }
+  for (; ch < chunks; ++ch) {
+    __m256 wv[4];
+    decode(ch, wv);
+    for (int r = 0; r < MR; ++r) {
+      const __m256 xv = load_x4(x + r * a.ldx, ch * 4, k);
+      for (int j = 0; j < 4; ++j) acc[r][j] = _mm256_fmadd_ps(xv, wv[j], acc[r][j]);
+    }
+  }
+  const __m256 bias = load_cols(a.bias, nb, w.n);
+  const __m256 scale = w.format == WeightFormat::int8 ? load_cols(w.scales, nb, w.n) : _mm256_set1_ps(1.0f);
+  for (int r = 0; r < MR; ++r) {
+    __m256 s = reduce_partials(acc[r]);
+    // The reference rounds the scaled sum and then adds the bias: no fma here.
+    if (w.format == WeightFormat::int8) s = _mm256_mul_ps(s, scale);
+    store_cols(a.y + (m0 + r) * a.ldy, nb, w.n, _mm256_add_ps(s, bias));
+  }
+}
+
+// int4: chunks of 8 k (two 4-k halves per byte); the group scale is folded
+// into the decode, w = u * s - 8 s (one rounding, equal to (u - 8) * s).
+template <int MR>
+void float_tile_i4(const FloatGemmArgs& a, int64_t m0, int64_t nb) {
+  const PackedLinearWeightView& w = *a.w;
+  const int64_t k = w.k, kp = w.k_padded(), groups = w.groups();
+  const auto* block = static_cast<const uint8_t*>(w.data) + nb * B * kp / 2;
+  const float* scales = w.scales + nb * groups * B;
+  const __m256i low = _mm256_set1_epi32(0xf);
+  __m256 acc[MR][4];
+  for (int r = 0; r < MR; ++r)
+    for (int j = 0; j < 4; ++j) acc[r][j] = _mm256_setzero_ps();
+  const float* x = a.x + m0 * a.ldx;
+  for (int64_t g = 0; g < groups; ++g) {
+    const __m256 s8 = _mm256_loadu_ps(scales + g * B);
+    alignas(32) float sv[4][8], mv[4][8];
+    for (int j = 0; j < 4; ++j) {
+      const __m256 s = _mm256_permutevar8x32_ps(s8, _mm256_setr_epi32(2 * j, 2 * j, 2 * j, 2 * j, 2 * j + 1, 2 * j + 1,
+                                                                       2 * j + 1, 2 * j + 1));
+      _mm256_store_ps(sv[j], s);
+      _mm256_store_ps(mv[j], _mm256_mul_ps(s, _mm256_set1_ps(-8.0f)));
+    }
+    const int64_t c0 = g * w.group_size / 8, c1 = std::min(kp, (g + 1) * w.group_size) / 8;
+    for (int64_t ch = c0; ch < c1; ++ch) {
+      const int64_t kb = ch * 8;
+      __m256 xl[MR], xh[MR];
+      if (kb + 8 <= k) {
+        for (int r = 0; r < MR; ++r) {
+          xl[r] = _mm256_broadcast_ps(reinterpret_cast<const __m128*>(x + r * a.ldx + kb));
+          xh[r] = _mm256_broadcast_ps(reinterpret_cast<const __m128*>(x + r * a.ldx + kb + 4));
+        }
+      } else {
+        for (int r = 0; r < MR; ++r) {
+          xl[r] = load_x4(x + r * a.ldx, kb, k);
+          xh[r] = load_x4(x + r * a.ldx, kb + 4, k);
+        }
+      }
+      const uint8_t* p = block + ch * 32;
+      for (int j = 0; j < 4; ++j) {
+        const __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p + 8 * j)));
+        const __m256 s = _mm256_load_ps(sv[j]), ms = _mm256_load_ps(mv[j]);
+        const __m256 wl = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_and_si256(v, low)), s, ms);
+        const __m256 wh = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(v, 4)), s, ms);
+        for (int r = 0; r < MR; ++r) {
+          acc[r][j] = _mm256_fmadd_ps(xl[r], wl, acc[r][j]);
+          acc[r][j] = _mm256_fmadd_ps(xh[r], wh, acc[r][j]);
+        }
+      }
+    }
+  }
+  const __m256 bias = load_cols(a.bias, nb, w.n);
+  for (int r = 0; r < MR; ++r) store_cols(a.y + (m0 + r) * a.ldy, nb, w.n, _mm256_add_ps(reduce_partials(acc[r]), bias));
+}
+
+template <class Decode>
+void float_rows4(const FloatGemmArgs& a, int64_t m0, int rows, int64_t nb, const Decode& d) {
+  switch (rows) {
+    case 3: float_tile4<3>(a, m0, nb, d); break;
+    case 2: float_tile4<2>(a, m0, nb, d); break;
+    default: float_tile4<1>(a, m0, nb, d); break;
+  }
+}
+
+void gemm_float(const FloatGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
+  const PackedLinearWeightView& w = *a.w;
+  const int64_t kp = w.k_padded();
+  const std::size_t block_bytes = w.data_bytes() / static_cast<std::size_t>(w.n_blocks());
+  switch (w.format) {
+    case WeightFormat::int8:
+      for_tiles<3>(a.m, nb_begin, nb_end, block_bytes, [&](int64_t m0, int rows, int64_t nb) {
+        float_rows4(a, m0, rows, nb, DecodeI8{static_cast<const int8_t*>(w.data) + nb * B * kp});
+      });
+      break;
+    case WeightFormat::f16:
+      for_tiles<3>(a.m, nb_begin, nb_end, block_bytes, [&](int64_t m0, int rows, int64_t nb) {
+        float_rows4(a, m0, rows, nb, DecodeF16{static_cast<const uint16_t*>(w.data) + nb * B * kp});
+      });
+      break;
+    case WeightFormat::bf16:
+      for_tiles<3>(a.m, nb_begin, nb_end, block_bytes, [&](int64_t m0, int rows, int64_t nb) {
+        float_rows4(a, m0, rows, nb, DecodeBF16{static_cast<const uint16_t*>(w.data) + nb * B * kp});
+      });
+      break;
+    case WeightFormat::int4:
+      for_tiles<2>(a.m, nb_begin, nb_end, block_bytes, [&](int64_t m0, int rows, int64_t nb) {
+        if (rows == 2) float_tile_i4<2>(a, m0, nb);
+        else float_tile_i4<1>(a, m0, nb);
+      });
+      break;
+  }
+}
+
+// ------------------------------------------------------------ W8A8 (vpmaddwd)
+// Activations prepared as int16 (q - zero_point); per chunk of 4 k one
+// 64-bit broadcast meets the block's 32 weights widened to two int16 vectors.
+template <int MR>
+void i8_tile(const IntGemmArgs& a, int64_t m0, int64_t nb) {
+  const PackedLinearWeightView& w = *a.w;
+  const int64_t kp = w.k_padded(), chunks = kp / 4;
+  const auto* block = static_cast<const int8_t*>(w.data) + nb * B * kp;
+  const auto* act = static_cast<const int16_t*>(a.prepared) + m0 * kp;
+  __m256i lo[MR], hi[MR];
+  for (int r = 0; r < MR; ++r) lo[r] = hi[r] = _mm256_setzero_si256();
+  for (int64_t ch = 0; ch < chunks; ++ch) {
+    const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + ch * 32));
+    const __m256i wl = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(wv));       // columns 0-3
+    const __m256i wh = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(wv, 1));  // columns 4-7
+    for (int r = 0; r < MR; ++r) {
+      const __m256i av = _mm256_set1_epi64x(load_i64(act + r * kp + ch * 4));
+      lo[r] = _mm256_add_epi32(lo[r], _mm256_madd_epi16(wl, av));
+      hi[r] = _mm256_add_epi32(hi[r], _mm256_madd_epi16(wh, av));
+    }
+  }
+  const __m256 bias = load_cols(a.bias, nb, w.n);
+  const __m256 cs = load_cols(w.scales, nb, w.n);
+  for (int r = 0; r < MR; ++r) {
+    // hadd gives c0 c1 c4 c5 | c2 c3 c6 c7; the 64-bit permute restores order.
+    const __m256i acc = _mm256_permute4x64_epi64(_mm256_hadd_epi32(lo[r], hi[r]), 0xD8);
+    store_cols(a.y + (m0 + r) * a.ldy, nb, w.n, epilogue_i8(acc, a.row_scales[m0 + r], cs, bias));
+  }
+}
+
+void gemm_i8(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
+  const std::size_t block_bytes = a.w->data_bytes() / static_cast<std::size_t>(a.w->n_blocks());
+  for_tiles<4>(a.m, nb_begin, nb_end, block_bytes, [&](int64_t m0, int rows, int64_t nb) {
+    switch (rows) {
+      case 4: i8_tile<4>(a, m0, nb); break;
+      case 3: i8_tile<3>(a, m0, nb); break;
+      case 2: i8_tile<2>(a, m0, nb); break;
+      default: i8_tile<1>(a, m0, nb); break;
+    }
+  });
+}
+
+void prepare_i8(const int8_t* q, int64_t n, int32_t zero_point, void* prepared) {
+  auto* out = static_cast<int16_t*>(prepared);
+  const __m256i zp = _mm256_set1_epi16(static_cast<int16_t>(zero_point));
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m256i v = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + i)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), _mm256_sub_epi16(v, zp));
+  }
+  for (; i < n; ++i) out[i] = static_cast<int16_t>(q[i] - zero_point);
+}
+
+// ------------------------------------------------------------ W4A8 (vpmaddubsw)
+template <int MR>
+void i4_tile(const IntGemmArgs& a, int64_t m0, int64_t nb) {
+  const PackedLinearWeightView& w = *a.w;
+  const int64_t kp = w.k_padded(), groups = w.groups();
+  const auto* block = static_cast<const uint8_t*>(w.data) + nb * B * kp / 2;
+  const float* scales = w.scales + nb * groups * B;
+  const int8_t* q = a.q + m0 * kp;
+  const __m256i low = _mm256_set1_epi8(0xf);
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256 f[MR];
+  for (int r = 0; r < MR; ++r) f[r] = _mm256_setzero_ps();
+  for (int64_t g = 0; g < groups; ++g) {
+    const int64_t c0 = g * w.group_size / 8, c1 = std::min(kp, (g + 1) * w.group_size) / 8;
+    __m256i acc[MR];
+    for (int r = 0; r < MR; ++r) acc[r] = _mm256_setzero_si256();
+    for (int64_t cs = c0; cs < c1; cs += 4) {
+      // At most 4 chunks (8 vpmaddubsw results, each |.| <= 3810) per int16 sum.
+      __m256i s16[MR];
+      for (int r = 0; r < MR; ++r) s16[r] = _mm256_setzero_si256();
+      const int64_t ce = std::min(c1, cs + 4);
+      for (int64_t ch = cs; ch < ce; ++ch) {
+        const __m256i p = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + ch * 32));
+        const __m256i wl = _mm256_and_si256(p, low);
+        const __m256i wh = _mm256_and_si256(_mm256_srli_epi16(p, 4), low);
+        for (int r = 0; r < MR; ++r) {
+          const __m256i al = _mm256_set1_epi32(load_i32(q + r * kp + ch * 8));
+          const __m256i ah = _mm256_set1_epi32(load_i32(q + r * kp + ch * 8 + 4));
+          s16[r] = _mm256_add_epi16(s16[r], _mm256_add_epi16(_mm256_maddubs_epi16(wl, al), _mm256_maddubs_epi16(wh, ah)));
+        }
+      }
+      for (int r = 0; r < MR; ++r) acc[r] = _mm256_add_epi32(acc[r], _mm256_madd_epi16(s16[r], ones));
+    }
+    const __m256 sg = _mm256_loadu_ps(scales + g * B);
+    for (int r = 0; r < MR; ++r) {
+      // sum (q_w + 8) * q_a  ->  sum q_w * q_a by removing 8 * sum q_a.
+      const __m256i exact = _mm256_sub_epi32(acc[r], _mm256_set1_epi32(8 * a.group_sums[(m0 + r) * groups + g]));
+      f[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(exact), sg, f[r]);
+    }
+  }
+  const __m256 bias = load_cols(a.bias, nb, w.n);
+  for (int r = 0; r < MR; ++r) {
+    store_cols(a.y + (m0 + r) * a.ldy, nb, w.n, _mm256_fmadd_ps(f[r], _mm256_set1_ps(a.row_scales[m0 + r]), bias));
+  }
+}
+
+void gemm_i4(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
+  const std::size_t block_bytes = a.w->data_bytes() / static_cast<std::size_t>(a.w->n_blocks());
+  for_tiles<3>(a.m, nb_begin, nb_end, block_bytes, [&](int64_t m0, int rows, int64_t nb) {
+    switch (rows) {
+      case 3: i4_tile<3>(a, m0, nb); break;
+      case 2: i4_tile<2>(a, m0, nb); break;
+      default: i4_tile<1>(a, m0, nb); break;
+    }
+  });
+}
+
+}  // namespace
+
+// Shared with gemm_avx2_vnni.cpp, which replaces only the integer kernels.
+void avx2_gemm_float(const FloatGemmArgs& a, int64_t nb_begin, int64_t nb_end) { gemm_float(a, nb_begin, nb_end); }
+
+const LinearKernels& avx2_linear_kernels() {
+  static const LinearKernels table{"avx2", gemm_float, gemm_i8, gemm_i4, 2, prepare_i8};
+  return table;
+}
+
+}  // namespace monoquant::kernels

@@ -1,0 +1,81 @@
+// Pieces shared by the AVX2 linear kernel files (gemm_avx2.cpp,
+// gemm_avx2_vnni.cpp). Include only from files compiled with -mavx2 -mfma.
+#pragma once
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+
+#include "kernels/gemm.hpp"
+
+namespace monoquant::kernels::avx2 {
+
+inline constexpr int64_t B = kLinearBlockN;
+
+// Loads the 8 values of block nb from v (length n), zero beyond n.
+inline __m256 load_cols(const float* v, int64_t nb, int64_t n) {
+  if (v == nullptr) return _mm256_setzero_ps();
+  const int64_t c0 = nb * B;
+  if (c0 + B <= n) return _mm256_loadu_ps(v + c0);
+  alignas(32) float t[B] = {};
+  std::memcpy(t, v + c0, static_cast<std::size_t>(n - c0) * sizeof(float));
+  return _mm256_load_ps(t);
+}
+
+inline __m256i load_cols_i32(const int32_t* v, int64_t nb) {
+  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(v + nb * B));
+}
+
+// Stores the 8 columns of block nb into row y (length n).
+inline void store_cols(float* y, int64_t nb, int64_t n, __m256 v) {
+  const int64_t c0 = nb * B;
+  if (c0 + B <= n) {
+    _mm256_storeu_ps(y + c0, v);
+    return;
+  }
+  alignas(32) float t[B];
+  _mm256_store_ps(t, v);
+  std::memcpy(y + c0, t, static_cast<std::size_t>(n - c0) * sizeof(float));
+}
+
+// Blocks processed together per row tile so that their weights stay in L2
+// while every row tile of the activations passes over them.
+inline int64_t blocks_per_pass(std::size_t block_bytes) {
+  return std::max<int64_t>(1, static_cast<int64_t>((512u << 10) / std::max<std::size_t>(block_bytes, 1)));
+}
+
+// W8A8 epilogue: y = fma(float(acc), row_scale * col_scale, bias), the
+// reference's exact sequence of roundings.
+inline __m256 epilogue_i8(__m256i acc, float row_scale, __m256 col_scales, __m256 bias) {
+  return _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), _mm256_mul_ps(_mm256_set1_ps(row_scale), col_scales), bias);
+}
+
+inline int32_t load_i32(const void* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+inline int64_t load_i64(const void* p) {
+  int64_t v;
+  std::memcpy(&v, p, 8);
+  return v;
+}
+
+// Drives a W8A8-style row-tile kernel over blocks [nb_begin, nb_end):
+// tile(m0, rows, nb) for row tiles of at most MR rows.
+template <int MR, class Tile>
+void for_tiles(int64_t m, int64_t nb_begin, int64_t nb_end, std::size_t block_bytes, const Tile& tile) {
+  const int64_t pass = blocks_per_pass(block_bytes);
+  for (int64_t p0 = nb_begin; p0 < nb_end; p0 += pass) {
+    const int64_t p1 = std::min(nb_end, p0 + pass);
+    for (int64_t m0 = 0; m0 < m; m0 += MR) {
+      const int rows = static_cast<int>(std::min<int64_t>(MR, m - m0));
+      for (int64_t nb = p0; nb < p1; ++nb) tile(m0, rows, nb);
+    }
+  }
+}
+
+}  // namespace monoquant::kernels::avx2

@@ -1,0 +1,172 @@
+// AVX-VNNI (VEX vpdpbusd on 256-bit vectors) versions of the integer linear
+// kernels. Compiled with -mavx2 -mfma -mf16c -mavxvnni (this file only) and
+// chosen at run time only where the CPU reports AVX-VNNI; the float kernels
+// are the plain AVX2 ones.
+//
+// vpdpbusd multiplies unsigned by signed bytes and adds groups of four
+// products straight into int32, with no int16 stage, so nothing saturates.
+// W8A8: activations go in as u = q + 128 in [0, 255]; the offset is removed
+// with the packed column sums: sum (q - zp) w = sum u w - (128 + zp) sum w.
+// W4A8: the weight nibble u = q + 8 is the unsigned operand, activations the
+// signed one; sum q_w q_a = sum u q_a - 8 sum q_a.
+// All int32 arithmetic wraps, so the result is exact whenever the true sum
+// fits in int32 (|sum| <= 255 * 128 * K; linear_into caps K at 65536).
+#include "kernels/gemm_avx2_common.hpp"
+
+namespace monoquant::kernels {
+
+void avx2_gemm_float(const FloatGemmArgs& a, int64_t nb_begin, int64_t nb_end);
+
+namespace {
+
+using namespace avx2;
+
+template <int MR>
+void i8_tile(const IntGemmArgs& a, int64_t m0, int64_t nb) {
+  const PackedLinearWeightView& w = *a.w;
+  const int64_t kp = w.k_padded(), chunks = kp / 4;
+  const auto* block = static_cast<const int8_t*>(w.data) + nb * B * kp;
+  const auto* act = static_cast<const uint8_t*>(a.prepared) + m0 * kp;
+  __m256i acc[MR];
+  for (int r = 0; r < MR; ++r) acc[r] = _mm256_setzero_si256();
+  for (int64_t ch = 0; ch < chunks; ++ch) {
+    const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + ch * 32));
+    for (int r = 0; r < MR; ++r) {
+      acc[r] = _mm256_dpbusd_avx_epi32(acc[r], _mm256_set1_epi32(load_i32(act + r * kp + ch * 4)), wv);
+    }
+  }
+  const __m256i offset =
+      _mm256_mullo_epi32(_mm256_set1_epi32(128 + a.zero_point), load_cols_i32(w.sums, nb));
+  const __m256 bias = load_cols(a.bias, nb, w.n);
+  const __m256 cs = load_cols(w.scales, nb, w.n);
+  for (int r = 0; r < MR; ++r) {
+    store_cols(a.y + (m0 + r) * a.ldy, nb, w.n,
+               epilogue_i8(_mm256_sub_epi32(acc[r], offset), a.row_scales[m0 + r], cs, bias));
+  }
+}
+
+// Two blocks at once: each broadcast of activations feeds two vpdpbusd.
+template <int MR>
+void i8_tile2(const IntGemmArgs& a, int64_t m0, int64_t nb) {
+  const PackedLinearWeightView& w = *a.w;
+  const int64_t kp = w.k_padded(), chunks = kp / 4;
+  const auto* b0 = static_cast<const int8_t*>(w.data) + nb * B * kp;
+  const auto* b1 = b0 + B * kp;
+  const auto* act = static_cast<const uint8_t*>(a.prepared) + m0 * kp;
+  __m256i acc0[MR], acc1[MR];
+  for (int r = 0; r < MR; ++r) acc0[r] = acc1[r] = _mm256_setzero_si256();
+  for (int64_t ch = 0; ch < chunks; ++ch) {
+    const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b0 + ch * 32));
+    const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b1 + ch * 32));
+    for (int r = 0; r < MR; ++r) {
+      const __m256i av = _mm256_set1_epi32(load_i32(act + r * kp + ch * 4));
+      acc0[r] = _mm256_dpbusd_avx_epi32(acc0[r], av, w0);
+      acc1[r] = _mm256_dpbusd_avx_epi32(acc1[r], av, w1);
+    }
+  }
+  for (int half = 0; half < 2; ++half) {
+    const int64_t blk = nb + half;
+    const __m256i offset = _mm256_mullo_epi32(_mm256_set1_epi32(128 + a.zero_point), load_cols_i32(w.sums, blk));
+    const __m256 bias = load_cols(a.bias, blk, w.n);
+    const __m256 cs = load_cols(w.scales, blk, w.n);
+    for (int r = 0; r < MR; ++r) {
+      const __m256i acc = half ? acc1[r] : acc0[r];
+      store_cols(a.y + (m0 + r) * a.ldy, blk, w.n,
+                 epilogue_i8(_mm256_sub_epi32(acc, offset), a.row_scales[m0 + r], cs, bias));
+    }
+  }
+}
+
+template <int MR>
+void i8_rows(const IntGemmArgs& a, int64_t m0, int64_t nb, bool pair) {
+  if (pair) i8_tile2<MR>(a, m0, nb);
+  else i8_tile<MR>(a, m0, nb);
+}
+
+void gemm_i8(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
+  const std::size_t block_bytes = a.w->data_bytes() / static_cast<std::size_t>(a.w->n_blocks());
+  const int64_t pass = blocks_per_pass(block_bytes);
+  for (int64_t p0 = nb_begin; p0 < nb_end; p0 += pass) {
+    const int64_t p1 = std::min(nb_end, p0 + pass);
+    for (int64_t m0 = 0; m0 < a.m; m0 += 4) {
+      const int rows = static_cast<int>(std::min<int64_t>(4, a.m - m0));
+      for (int64_t nb = p0; nb < p1;) {
+        const bool pair = nb + 1 < p1;
+        switch (rows) {
+          case 4: i8_rows<4>(a, m0, nb, pair); break;
+          case 3: i8_rows<3>(a, m0, nb, pair); break;
+          case 2: i8_rows<2>(a, m0, nb, pair); break;
+          default: i8_rows<1>(a, m0, nb, pair); break;
+        }
+        nb += pair ? 2 : 1;
+      }
+    }
+  }
+}
+
+void prepare_u8(const int8_t* q, int64_t n, int32_t, void* prepared) {
+  auto* out = static_cast<uint8_t*>(prepared);
+  const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + i));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), _mm256_xor_si256(v, flip));
+  }
+  for (; i < n; ++i) out[i] = static_cast<uint8_t>(q[i] + 128);
+}
+
+template <int MR>
+void i4_tile(const IntGemmArgs& a, int64_t m0, int64_t nb) {
+  const PackedLinearWeightView& w = *a.w;
+  const int64_t kp = w.k_padded(), groups = w.groups();
+  const auto* block = static_cast<const uint8_t*>(w.data) + nb * B * kp / 2;
+  const float* scales = w.scales + nb * groups * B;
+  const int8_t* q = a.q + m0 * kp;
+  const __m256i low = _mm256_set1_epi8(0xf);
+  __m256 f[MR];
+  for (int r = 0; r < MR; ++r) f[r] = _mm256_setzero_ps();
+  for (int64_t g = 0; g < groups; ++g) {
+    const int64_t c0 = g * w.group_size / 8, c1 = std::min(kp, (g + 1) * w.group_size) / 8;
+    __m256i acc[MR];
+    for (int r = 0; r < MR; ++r) acc[r] = _mm256_setzero_si256();
+    for (int64_t ch = c0; ch < c1; ++ch) {
+      const __m256i p = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + ch * 32));
+      const __m256i wl = _mm256_and_si256(p, low);
+      const __m256i wh = _mm256_and_si256(_mm256_srli_epi16(p, 4), low);
+      for (int r = 0; r < MR; ++r) {
+        acc[r] = _mm256_dpbusd_avx_epi32(acc[r], wl, _mm256_set1_epi32(load_i32(q + r * kp + ch * 8)));
+        acc[r] = _mm256_dpbusd_avx_epi32(acc[r], wh, _mm256_set1_epi32(load_i32(q + r * kp + ch * 8 + 4)));
+      }
+    }
+    const __m256 sg = _mm256_loadu_ps(scales + g * B);
+    for (int r = 0; r < MR; ++r) {
+      const __m256i exact = _mm256_sub_epi32(acc[r], _mm256_set1_epi32(8 * a.group_sums[(m0 + r) * groups + g]));
+      f[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(exact), sg, f[r]);
+    }
+  }
+  const __m256 bias = load_cols(a.bias, nb, w.n);
+  for (int r = 0; r < MR; ++r) {
+    store_cols(a.y + (m0 + r) * a.ldy, nb, w.n, _mm256_fmadd_ps(f[r], _mm256_set1_ps(a.row_scales[m0 + r]), bias));
+  }
+}
+
+void gemm_i4(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
+  const std::size_t block_bytes = a.w->data_bytes() / static_cast<std::size_t>(a.w->n_blocks());
+  for_tiles<4>(a.m, nb_begin, nb_end, block_bytes, [&](int64_t m0, int rows, int64_t nb) {
+    switch (rows) {
+      case 4: i4_tile<4>(a, m0, nb); break;
+      case 3: i4_tile<3>(a, m0, nb); break;
+      case 2: i4_tile<2>(a, m0, nb); break;
+      default: i4_tile<1>(a, m0, nb); break;
+    }
+  });
+}
+
+}  // namespace
+
+const LinearKernels& avx2_vnni_linear_kernels() {
+  static const LinearKernels table{"avx2_vnni", avx2_gemm_float, gemm_i8, gemm_i4, 1, prepare_u8};
+  return table;
+}
+
+}  // namespace monoquant::kernels

@@ -1,0 +1,262 @@
+// The linear-layer driver: checks arguments, quantizes activations per row
+// (dynamic) or with calibrated parameters (static), picks the kernel table
+// and splits the output columns over the library's thread pool.
+#include <algorithm>
+#include <atomic>
+#include <bit>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <string>
+
+#include "kernels/gemm.hpp"
+#include "monoquant/cpu_features.hpp"
+#include "monoquant/error.hpp"
+#include "monoquant/linear.hpp"
+#include "monoquant/thread_pool.hpp"
+#include "quant/kernels.hpp"
+
+namespace monoquant {
+namespace {
+
+bool vnni_env_default() {
+  const char* env = std::getenv("MONOQUANT_VNNI");
+  return !(env && std::string(env) == "0");
+}
+
+std::atomic<bool> g_vnni_enabled{vnni_env_default()};
+
+// Integer sums stay exact while |sum| <= 255 * 128 * K fits in int32.
+constexpr int64_t kMaxIntegerK = 65536;
+
+// One output-column block is 8 columns; aim for chunks of at least this many
+// multiply-adds so that waking a thread pays for itself.
+constexpr int64_t kMinChunkMacs = int64_t{1} << 16;
+
+int64_t block_grain(int64_t m, int64_t k) {
+  const int64_t per_block = std::max<int64_t>(1, m * k * kLinearBlockN);
+  return std::max<int64_t>(1, kMinChunkMacs / per_block);
+}
+
+// Per-thread scratch reused across calls (no allocation per token).
+std::byte* scratch(std::size_t bytes, int slot) {
+  thread_local Buffer buffers[3];
+  Buffer& b = buffers[slot];
+  if (b.size() < bytes) b = Buffer(std::max(bytes, b.size() * 2));
+  return b.data();
+}
+
+struct QuantizedRows {
+  int8_t* q;            // [m, kp]
+  float* scales;        // [m]
+  int32_t* group_sums;  // [m, groups] or nullptr
+};
+
+// Quantizes rows of x to int8 codes: per row symmetric (dynamic) or with the
+// static scale / zero point. Row scale NaN marks a row with NaN or Inf.
+void quantize_rows(const float* x, int64_t m, int64_t ldx, int64_t k, int64_t kp, const LinearOptions& o,
+                   int64_t group_size, int64_t groups, const QuantizedRows& out) {
+  const kernels::QuantKernels& qk = kernels::active_kernels();
+  const bool dynamic = o.mode == LinearMode::dynamic_int8;
+  const int32_t zp = dynamic ? 0 : o.act_zero_point;
+  parallel_for(m, std::max<int64_t>(1, 16384 / std::max<int64_t>(k, 1)), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* xr = x + r * ldx;
+      int8_t* qr = out.q + r * kp;
+      const uint32_t bits = qk.absmax_bits(xr, k);
+      float scale;
+      if (bits >= 0x7f800000u) {
+        scale = std::numeric_limits<float>::quiet_NaN();
+        std::memset(qr, 0, static_cast<std::size_t>(kp));
+      } else if (dynamic) {
+        scale = std::bit_cast<float>(bits) / 127.0f;
+        if (scale == 0.0f) {
+          std::memset(qr, 0, static_cast<std::size_t>(k));
+        } else {
+          qk.quantize_i8(xr, k, 1.0f / scale, 0, -127, 127, qr);
+        }
+      } else {
+        scale = o.act_scale;
+        qk.quantize_i8(xr, k, 1.0f / o.act_scale, zp, -128, 127, qr);
+      }
+      std::memset(qr + k, static_cast<int8_t>(bits >= 0x7f800000u ? 0 : zp), static_cast<std::size_t>(kp - k));
+      out.scales[r] = scale;
+      if (out.group_sums) {
+        for (int64_t g = 0; g < groups; ++g) {
+          int32_t s = 0;
+          const int64_t end = std::min(k, (g + 1) * group_size);
+          for (int64_t i = g * group_size; i < end; ++i) s += qr[i];
+          out.group_sums[r * groups + g] = s;
+        }
+      }
+    }
+  });
+}
+
+void check_options(const PackedLinearWeightView& w, const LinearOptions& o) {
+  switch (o.mode) {
+    case LinearMode::weight_only: return;
+    case LinearMode::dynamic_int8:
+      if (w.format != WeightFormat::int8 && w.format != WeightFormat::int4) {
+        throw_unsupported("dynamic int8 activations need int8 or int4 weights, not " + std::string(name_of(w.format)));
+      }
+      break;
+    case LinearMode::static_int8:
+      if (w.format != WeightFormat::int8) {
+        throw_unsupported("static int8 activations need int8 weights, not " + std::string(name_of(w.format)));
+      }
+      if (!std::isfinite(o.act_scale) || o.act_scale <= 0.0f) {
+        throw_invalid_argument("static activation scale must be finite and > 0, got " + std::to_string(o.act_scale));
+      }
+      if (o.act_zero_point < -128 || o.act_zero_point > 127) {
+        throw_invalid_argument("static activation zero point must be in [-128, 127] (int8 codes), got " +
+                               std::to_string(o.act_zero_point));
+      }
+      break;
+  }
+  if (w.k > kMaxIntegerK) {
+    throw_unsupported("integer linear kernels support in_features up to " + std::to_string(kMaxIntegerK) + ", got " +
+                      std::to_string(w.k) + "; use weight_only mode");
+  }
+}
+
+}  // namespace
+
+bool vnni_available() {
+  const CpuFeatures& f = cpu_features();
+  return f.avx2 && f.fma && f.f16c && f.avx_vnni;
+}
+
+void set_vnni_enabled(bool enabled) { g_vnni_enabled.store(enabled); }
+
+namespace kernels {
+const LinearKernels& active_linear_kernels() {
+  if (active_isa() == Isa::scalar) return reference_linear_kernels();
+  if (g_vnni_enabled.load() && vnni_available()) return avx2_vnni_linear_kernels();
+  return avx2_linear_kernels();
+}
+}  // namespace kernels
+
+std::string_view linear_kernel_name() { return kernels::active_linear_kernels().name; }
+
+void linear_into(const float* x, int64_t m, int64_t ldx, const PackedLinearWeightView& w, const float* bias,
+                 const LinearOptions& options, float* y, int64_t ldy) {
+  w.validate();
+  check_options(w, options);
+  if (m < 0 || ldx < w.k || ldy < w.n) throw_invalid_argument("linear_into: bad row count or row stride");
+  if (m == 0) return;
+  const kernels::LinearKernels& kt = kernels::active_linear_kernels();
+  const int64_t nblocks = w.n_blocks(), kp = w.k_padded();
+  const int64_t grain = block_grain(m, w.k);
+  if (options.mode == LinearMode::weight_only) {
+    const kernels::FloatGemmArgs a{x, m, ldx, &w, bias, y, ldy};
+    parallel_for(nblocks, grain, [&](int64_t b0, int64_t b1) { kt.gemm_float(a, b0, b1); });
+    return;
+  }
+  const bool int4 = w.format == WeightFormat::int4;
+  const int64_t groups = w.groups();
+  const auto mu = static_cast<std::size_t>(m);
+  auto* q = reinterpret_cast<int8_t*>(scratch(mu * static_cast<std::size_t>(kp), 0));
+  auto* meta = reinterpret_cast<float*>(scratch(mu * sizeof(float) * (1 + (int4 ? groups : 0)), 1));
+  QuantizedRows rows{q, meta, int4 ? reinterpret_cast<int32_t*>(meta + m) : nullptr};
+  quantize_rows(x, m, ldx, w.k, kp, options, w.group_size, groups, rows);
+  kernels::IntGemmArgs a{q,       m, options.mode == LinearMode::static_int8 ? options.act_zero_point : 0,
+                         rows.scales, nullptr, rows.group_sums, &w, bias, y, ldy};
+  if (int4) {
+    parallel_for(nblocks, grain, [&](int64_t b0, int64_t b1) { kt.gemm_i4(a, b0, b1); });
+    return;
+  }
+  if (kt.prepared_bytes) {
+    auto* prepared = scratch(mu * static_cast<std::size_t>(kp * kt.prepared_bytes), 2);
+    parallel_for(m, std::max<int64_t>(1, 16384 / kp), [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        kt.prepare_i8(q + r * kp, kp, a.zero_point, prepared + r * kp * kt.prepared_bytes);
+      }
+    });
+    a.prepared = prepared;
+  }
+  parallel_for(nblocks, grain, [&](int64_t b0, int64_t b1) { kt.gemm_i8(a, b0, b1); });
+}
+
+Tensor linear(const TensorView& x, const PackedLinearWeightView& w, const float* bias, const LinearOptions& options) {
+  x.validate("linear input");
+  if (x.dtype != DType::f32) throw_invalid_argument("linear input must be float32");
+  if (x.dim() < 1 || x.shape.back() != w.k) {
+    throw_invalid_argument("linear input of shape " + shape_to_string(x.shape) + " does not end in in_features " +
+                           std::to_string(w.k));
+  }
+  int64_t m = 1, ldx = w.k;
+  if (x.is_contiguous()) {
+    m = x.numel() / w.k;
+  } else if (x.dim() == 2 && x.strides[1] == 1 && x.strides[0] >= w.k) {
+    m = x.shape[0];
+    ldx = x.strides[0];
+  } else {
+    throw_invalid_argument("linear input must be contiguous (or 2-D with unit stride along in_features)");
+  }
+  Shape out_shape = x.shape;
+  out_shape.back() = w.n;
+  Tensor out(DType::f32, out_shape);
+  linear_into(reinterpret_cast<const float*>(x.data), m, ldx, w, bias, options, out.as<float>(), w.n);
+  return out;
+}
+
+Tensor conv2d(const TensorView& x, const PackedLinearWeightView& w, const float* bias, const Conv2dGeometry& g,
+              const LinearOptions& options) {
+  x.validate("conv2d input");
+  if (x.dtype != DType::f32 || x.dim() != 4) {
+    throw_invalid_argument("conv2d input must be float32 [B, C, H, W], got shape " + shape_to_string(x.shape));
+  }
+  if (g.kernel_h < 1 || g.kernel_w < 1 || g.stride_h < 1 || g.stride_w < 1 || g.pad_h < 0 || g.pad_w < 0 ||
+      g.dilation_h < 1 || g.dilation_w < 1) {
+    throw_invalid_argument("conv2d: kernel, stride and dilation must be >= 1 and padding >= 0");
+  }
+  const int64_t batch = x.shape[0], c = x.shape[1], h = x.shape[2], wd = x.shape[3];
+  const int64_t kk = g.kernel_h * g.kernel_w;
+  if (c * kk != w.k) {
+    throw_invalid_argument("conv2d weight has in_features " + std::to_string(w.k) + " but C * kh * kw = " +
+                           std::to_string(c * kk));
+  }
+  const int64_t ho = (h + 2 * g.pad_h - g.dilation_h * (g.kernel_h - 1) - 1) / g.stride_h + 1;
+  const int64_t wo = (wd + 2 * g.pad_w - g.dilation_w * (g.kernel_w - 1) - 1) / g.stride_w + 1;
+  if (ho <= 0 || wo <= 0) throw_invalid_argument("conv2d output would be empty for input " + shape_to_string(x.shape));
+  const int64_t pixels = ho * wo, n = w.n;
+  Tensor out(DType::f32, {batch, n, ho, wo});
+  Tensor cols(DType::f32, {pixels, w.k});
+  Tensor rows(DType::f32, {pixels, n});
+  auto* col = cols.as<float>();
+  auto* res = rows.as<float>();
+  for (int64_t b = 0; b < batch; ++b) {
+    // im2col: one row per output pixel, columns ordered (c, i, j) like the
+    // torch weight reshaped to [O, C * kh * kw].
+    parallel_for(pixels, std::max<int64_t>(1, 4096 / w.k), [&](int64_t p0, int64_t p1) {
+      for (int64_t p = p0; p < p1; ++p) {
+        const int64_t oy = p / wo, ox = p % wo;
+        float* dst = col + p * w.k;
+        for (int64_t ci = 0; ci < c; ++ci) {
+          for (int64_t i = 0; i < g.kernel_h; ++i) {
+            const int64_t iy = oy * g.stride_h - g.pad_h + i * g.dilation_h;
+            for (int64_t j = 0; j < g.kernel_w; ++j) {
+              const int64_t ix = ox * g.stride_w - g.pad_w + j * g.dilation_w;
+              float v = 0.0f;
+              if (iy >= 0 && iy < h && ix >= 0 && ix < wd) {
+                std::memcpy(&v, x.data + (b * x.strides[0] + ci * x.strides[1] + iy * x.strides[2] + ix * x.strides[3]) * 4, 4);
+              }
+              *dst++ = v;
+            }
+          }
+        }
+      }
+    });
+    linear_into(col, pixels, w.k, w, bias, options, res, n);
+    float* o = out.as<float>() + b * n * pixels;
+    parallel_for(n, 1, [&](int64_t n0, int64_t n1) {
+      for (int64_t oc = n0; oc < n1; ++oc)
+        for (int64_t p = 0; p < pixels; ++p) o[oc * pixels + p] = res[p * n + oc];
+    });
+  }
+  return out;
+}
+
+}  // namespace monoquant
