@@ -1,5 +1,6 @@
 #include "monoquant/float_cast.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <bit>
 #include <cmath>
@@ -35,6 +36,8 @@ OverflowPolicy parse_overflow_policy(std::string_view name) {
 namespace {
 
 constexpr int64_t kChunk = 1 << 15;
+// cast_to_half checks and casts this many elements (16 KiB of float32) at a time.
+constexpr int64_t kBlock = 1 << 12;
 // Largest finite bfloat16, and the smallest float that rounds past it.
 constexpr float bf16_max = 0x1.fep127f;
 constexpr uint32_t bf16_overflow_bits = 0x7f7f8000u;
@@ -64,11 +67,27 @@ Tensor cast_to_half(const TensorView& input, DType target, OverflowPolicy policy
   const bool f16 = target == DType::f16;
   const uint32_t overflow_bits = f16 ? std::bit_cast<uint32_t>(f16_overflow_threshold) : bf16_overflow_bits;
 
+  const float clamp = policy == OverflowPolicy::saturate ? (f16 ? f16_max : bf16_max) : INFINITY;
+  Tensor out(target, input.shape);
+  uint16_t* h = out.as<uint16_t>();
+
+  // One pass: each block is checked, then cast while it is still in L1. A
+  // block holding NaN/Inf is not cast (the kernels take finite input); the
+  // result is thrown away below in that case, and on overflow under
+  // OverflowPolicy::error.
   std::atomic<bool> nonfinite{false}, overflow{false};
-  parallel_for(n, kChunk, [&](int64_t b, int64_t e) {
-    const uint32_t m = k.absmax_bits(x + b, e - b);
-    if (m >= 0x7f800000u) nonfinite = true;
-    else if (m >= overflow_bits) overflow = true;
+  parallel_for(n, kChunk, [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; b += kBlock) {
+      const int64_t e = std::min(end, b + kBlock);
+      const uint32_t m = k.absmax_bits(x + b, e - b);
+      if (m >= 0x7f800000u) {
+        nonfinite = true;
+        continue;
+      }
+      if (m >= overflow_bits) overflow = true;
+      if (f16) k.f32_to_f16(x + b, e - b, clamp, h + b);
+      else k.f32_to_bf16(x + b, e - b, clamp, h + b);
+    }
   });
   if (nonfinite) detail::throw_nonfinite(x, n, input.shape, "cast_to_half");
   if (overflow && policy == OverflowPolicy::error) {
@@ -82,13 +101,6 @@ Tensor cast_to_half(const TensorView& input, DType target, OverflowPolicy policy
       }
     }
   }
-  const float clamp = policy == OverflowPolicy::saturate ? (f16 ? f16_max : bf16_max) : INFINITY;
-  Tensor out(target, input.shape);
-  uint16_t* h = out.as<uint16_t>();
-  parallel_for(n, kChunk, [&](int64_t b, int64_t e) {
-    if (f16) k.f32_to_f16(x + b, e - b, clamp, h + b);
-    else k.f32_to_bf16(x + b, e - b, clamp, h + b);
-  });
   return out;
 }
 
