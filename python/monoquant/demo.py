@@ -61,7 +61,9 @@ def human(n: float) -> str:
     return f"{n} B"
 
 
-def run(path: Path, group_size: int, out=sys.stdout) -> dict:
+def run(path: Path, group_size: int, out=None) -> dict:
+    # Resolved per call, not at import: redirect_stdout and test capture then work.
+    out = sys.stdout if out is None else out
     tensors = {k: v for k, v in load_tensors(path).items() if v.is_floating_point()}
     if not tensors:
         raise errors.InvalidArgumentError(f"{path} holds no floating-point tensors")

@@ -1,0 +1,104 @@
+"""The `monoquant` command-line binary installed next to this Python."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+import monoquant
+from monoquant import _core
+
+# Exit codes documented in src/cli/exit_codes.hpp
+OK, USAGE, UNSUPPORTED = 0, 2, 6
+PLANNED = ["quantize", "dequantize", "inspect", "validate", "compare"]
+
+
+@pytest.fixture(scope="module")
+def cli():
+    bindir = os.path.dirname(sys.executable)
+    path = bindir + os.pathsep + os.environ.get("PATH", "")
+    exe = shutil.which("monoquant", path=path)
+    if exe is None:
+        pytest.fail(f"monoquant binary not found on {path!r} (is the package installed into this venv?)")
+    return exe
+
+
+def run(cli, *args, env_extra=None):
+    env = dict(os.environ)
+    env.pop("MONOQUANT_ISA", None)
+    env.pop("MONOQUANT_NUM_THREADS", None)
+    env.update(env_extra or {})
+    return subprocess.run([cli, *args], capture_output=True, text=True, timeout=60, env=env)
+
+
+def test_version(cli):
+    r = run(cli, "--version")
+    assert r.returncode == OK, r.stderr
+    assert r.stdout.strip() == f"monoquant {monoquant.__version__}"
+    assert monoquant.__version__ == "0.1.0"
+
+
+def test_help_lists_subcommands(cli):
+    for flag in ("--help", "-h"):
+        r = run(cli, flag)
+        assert r.returncode == OK, r.stderr
+        for sub in PLANNED + ["info"]:
+            assert re.search(rf"^\s+{sub}\s", r.stdout, re.M), (sub, r.stdout)
+        assert "--threads" in r.stdout
+
+
+def test_no_arguments_prints_help(cli):
+    r = run(cli)
+    assert r.returncode == OK
+    assert "Subcommands" in r.stdout and "quantize" in r.stdout
+
+
+@pytest.mark.parametrize("args", [["--bogus"], ["--threads"], ["--threads", "0"], ["--threads", "x"],
+                                  ["frobnicate"], ["info", "extra"]])
+def test_usage_errors_exit_2(cli, args):
+    r = run(cli, *args)
+    assert r.returncode == USAGE, (args, r.returncode, r.stdout, r.stderr)
+    assert r.stderr.strip(), "a usage error should say something on stderr"
+
+
+@pytest.mark.parametrize("sub", PLANNED)
+def test_planned_subcommands_exit_unsupported(cli, sub):
+    r = run(cli, sub)
+    assert r.returncode == UNSUPPORTED, (sub, r.returncode, r.stderr)
+    assert sub in r.stderr and "planned" in r.stderr
+    assert r.stdout == ""
+
+
+def test_subcommand_help_is_fine(cli):
+    r = run(cli, "quantize", "--help")
+    assert r.returncode == OK
+    assert "planned" in r.stdout
+
+
+def _info(cli, *args, env_extra=None):
+    r = run(cli, *args, "info", env_extra=env_extra)
+    assert r.returncode == OK, r.stderr
+    fields = dict(re.findall(r"^(\w+): (.+)$", r.stdout, re.M))
+    return r.stdout, fields
+
+
+def test_info_reports_version_kernels_threads_features(cli):
+    out, fields = _info(cli)
+    assert out.splitlines()[0] == f"monoquant {monoquant.__version__}"
+    f = _core.cpu_features()
+    expected_isa = "avx2" if (f["avx2"] and f["fma"] and f["f16c"]) else "scalar"
+    assert fields["kernels"] == expected_isa
+    # default: hardware concurrency (the online CPUs, as os.cpu_count() counts them)
+    assert int(fields["threads"]) == os.cpu_count()
+    flags = dict(re.findall(r"(\w+)=(\d)", out))
+    assert flags["avx2"] == str(int(f["avx2"])) and flags["f16c"] == str(int(f["f16c"]))
+    assert flags["fma"] == str(int(f["fma"]))
+
+
+def test_info_respects_threads_and_environment(cli):
+    assert _info(cli, "--threads", "3")[1]["threads"] == "3"
+    assert _info(cli, env_extra={"MONOQUANT_NUM_THREADS": "5"})[1]["threads"] == "5"
+    assert _info(cli, env_extra={"MONOQUANT_ISA": "scalar"})[1]["kernels"] == "scalar"
