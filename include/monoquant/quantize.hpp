@@ -4,7 +4,8 @@
 //   x' = (q - zero_point) * scale
 //
 // Multiplying by the float reciprocal (rather than dividing) is what torch and
-// FBGEMM do; it makes int8 codes bit-identical to torch.quantize_per_channel.
+// FBGEMM do; with zero point 0 it makes int8 codes bit-identical to
+// torch.quantize_per_channel. docs/FORMAT.md states where asymmetric ties differ.
 #pragma once
 
 #include "monoquant/quant_spec.hpp"

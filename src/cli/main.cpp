@@ -36,7 +36,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("monoquant ") + version);
   int threads = 0;
   app.add_option("--threads", threads, "Worker threads (default: all cores, or MONOQUANT_NUM_THREADS)")
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(1, 4096).description("an integer from 1 to 4096"));
   app.require_subcommand(0, 1);
   std::vector<CLI::App*> planned;
   for (const auto& p : kPlanned) planned.push_back(app.add_subcommand(p.name, std::string(p.summary) + " [planned]"));
