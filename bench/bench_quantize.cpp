@@ -25,6 +25,7 @@
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -254,6 +255,8 @@ class SummaryReporter : public benchmark::ConsoleReporter {
       const double seconds = r.GetAdjustedRealTime() / benchmark::GetTimeUnitMultiplier(r.time_unit);
       if (r.run_type == Run::RT_Aggregate) {
         if (r.aggregate_name == "median") median_[name] = seconds;
+        // The coefficient of variation is unitless: the accumulated "time" holds the ratio.
+        if (r.aggregate_name == "cv") cv_[name] = r.real_accumulated_time;
       } else {
         runs_[name].push_back(seconds);
       }
@@ -267,6 +270,12 @@ class SummaryReporter : public benchmark::ConsoleReporter {
       std::sort(v.begin(), v.end());
       const std::size_t n = v.size();
       median_[name] = n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+      if (n > 1 && !cv_.count(name)) {
+        double mean = 0, var = 0;
+        for (double t : v) mean += t / static_cast<double>(n);
+        for (double t : v) var += (t - mean) * (t - mean) / static_cast<double>(n - 1);
+        cv_[name] = std::sqrt(var) / mean;
+      }
     }
     if (median_.empty()) return;
     std::FILE* out = stdout;
@@ -276,9 +285,11 @@ class SummaryReporter : public benchmark::ConsoleReporter {
                  "  GiB/s    = 64 MiB float32 matrix / time (input of quantize, output of dequantize)\n"
                  "  traffic  = (bytes read + bytes written) / time, input and output counted once\n"
                  "  %%memcpy  = traffic / memcpy traffic at the same thread count (memcpy moves 2 x 64 MiB)\n"
-                 "  vs scalar = scalar time / this time;  2t/1t = 1-thread time / 2-thread time\n\n");
-    std::fprintf(out, "%-28s %-6s %3s %9s %8s %9s %8s %9s %6s\n", "op", "isa", "thr", "ms", "GiB/s", "traffic",
-                 "%memcpy", "vs scalar", "2t/1t");
+                 "  vs scalar = scalar time / this time;  2t/1t = 1-thread time / 2-thread time\n"
+                 "  cv       = stddev / mean of the repetitions' times: above ~20%% the machine was busy,\n"
+                 "             and ratios involving that row are unreliable (rerun)\n\n");
+    std::fprintf(out, "%-28s %-6s %3s %9s %5s %8s %9s %8s %9s %6s\n", "op", "isa", "thr", "ms", "cv", "GiB/s",
+                 "traffic", "%memcpy", "vs scalar", "2t/1t");
     const double gib = 1024.0 * 1024.0 * 1024.0;
     auto lookup = [&](const std::string& name) -> double {
       auto it = median_.find(name);
@@ -289,8 +300,9 @@ class SummaryReporter : public benchmark::ConsoleReporter {
       const double memcpy_s = lookup("memcpy" + t);
       const double memcpy_traffic = memcpy_s > 0 ? 2 * kF32Bytes / memcpy_s : 0.0;
       if (memcpy_s > 0) {
-        std::fprintf(out, "%-28s %-6s %3d %9.2f %8.2f %9.2f %7.0f%% %9s %6s\n", "memcpy", "-", threads, memcpy_s * 1e3,
-                     kF32Bytes / memcpy_s / gib, memcpy_traffic / gib, 100.0, "-", two_vs_one("memcpy", "", lookup).c_str());
+        std::fprintf(out, "%-28s %-6s %3d %9.2f %5s %8.2f %9.2f %7.0f%% %9s %6s\n", "memcpy", "-", threads,
+                     memcpy_s * 1e3, cv_of("memcpy" + t).c_str(), kF32Bytes / memcpy_s / gib, memcpy_traffic / gib,
+                     100.0, "-", two_vs_one("memcpy", "", lookup).c_str());
       }
       for (std::string_view op : kOps) {
         for (const char* isa : {"scalar", "avx2"}) {
@@ -302,8 +314,8 @@ class SummaryReporter : public benchmark::ConsoleReporter {
           char frac[16] = "-", vs[16] = "-";
           if (memcpy_traffic > 0) std::snprintf(frac, sizeof frac, "%.0f%%", 100.0 * traffic / memcpy_traffic);
           if (scalar_s > 0) std::snprintf(vs, sizeof vs, "%.2fx", scalar_s / s);
-          std::fprintf(out, "%-28s %-6s %3d %9.2f %8.2f %9.2f %8s %9s %6s\n", std::string(op).c_str(), isa, threads,
-                       s * 1e3, kF32Bytes / s / gib, traffic / gib, frac, vs,
+          std::fprintf(out, "%-28s %-6s %3d %9.2f %5s %8.2f %9.2f %8s %9s %6s\n", std::string(op).c_str(), isa,
+                       threads, s * 1e3, cv_of(name).c_str(), kF32Bytes / s / gib, traffic / gib, frac, vs,
                        two_vs_one(std::string(op), std::string("/") + isa, lookup).c_str());
         }
       }
@@ -321,8 +333,17 @@ class SummaryReporter : public benchmark::ConsoleReporter {
     return buf;
   }
 
+  std::string cv_of(const std::string& name) const {
+    auto it = cv_.find(name);
+    if (it == cv_.end()) return "-";
+    char buf[16];
+    std::snprintf(buf, sizeof buf, "%.0f%%", 100.0 * it->second);
+    return buf;
+  }
+
   std::map<std::string, std::vector<double>> runs_;
   std::map<std::string, double> median_;
+  std::map<std::string, double> cv_;
 };
 
 }  // namespace
