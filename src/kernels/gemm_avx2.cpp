@@ -41,6 +41,7 @@ struct DecodeI8 {
   const int8_t* block;
   void operator()(int64_t ch, __m256 w[4]) const {
     const int8_t* p = block + ch * 32;
+    #pragma GCC unroll 8
     for (int j = 0; j < 4; ++j) {
       w[j] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p + 8 * j))));
     }
@@ -51,6 +52,7 @@ struct DecodeF16 {
   const uint16_t* block;
   void operator()(int64_t ch, __m256 w[4]) const {
     const uint16_t* p = block + ch * 32;
+    #pragma GCC unroll 8
     for (int j = 0; j < 4; ++j) w[j] = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 8 * j)));
   }
 };
@@ -59,6 +61,7 @@ struct DecodeBF16 {
   const uint16_t* block;
   void operator()(int64_t ch, __m256 w[4]) const {
     const uint16_t* p = block + ch * 32;
+    #pragma GCC unroll 8
     for (int j = 0; j < 4; ++j) {
       const __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 8 * j)));
       w[j] = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
@@ -72,28 +75,35 @@ void float_tile4(const FloatGemmArgs& a, int64_t m0, int64_t nb, const Decode& d
   const PackedLinearWeightView& w = *a.w;
   const int64_t k = w.k, full = k / 4, chunks = w.k_padded() / 4;
   __m256 acc[MR][4];
+  #pragma GCC unroll 8
   for (int r = 0; r < MR; ++r)
+    #pragma GCC unroll 8
     for (int j = 0; j < 4; ++j) acc[r][j] = _mm256_setzero_ps();
   const float* x = a.x + m0 * a.ldx;
   int64_t ch = 0;
   for (; ch < full; ++ch) {
     __m256 wv[4];
     decode(ch, wv);
+    #pragma GCC unroll 8
     for (int r = 0; r < MR; ++r) {
       const __m256 xv = _mm256_broadcast_ps(reinterpret_cast<const __m128*>(x + r * a.ldx + ch * 4));
+      #pragma GCC unroll 8
       for (int j = 0; j < 4; ++j) acc[r][j] = _mm256_fmadd_ps(xv, wv[j], acc[r][j]);
     }
   }
   for (; ch < chunks; ++ch) {
     __m256 wv[4];
     decode(ch, wv);
+    #pragma GCC unroll 8
     for (int r = 0; r < MR; ++r) {
       const __m256 xv = load_x4(x + r * a.ldx, ch * 4, k);
+      #pragma GCC unroll 8
       for (int j = 0; j < 4; ++j) acc[r][j] = _mm256_fmadd_ps(xv, wv[j], acc[r][j]);
     }
   }
   const __m256 bias = load_cols(a.bias, nb, w.n);
   const __m256 scale = w.format == WeightFormat::int8 ? load_cols(w.scales, nb, w.n) : _mm256_set1_ps(1.0f);
+  #pragma GCC unroll 8
   for (int r = 0; r < MR; ++r) {
     __m256 s = reduce_partials(acc[r]);
     // The reference rounds the scaled sum and then adds the bias: no fma here.
@@ -112,12 +122,15 @@ void float_tile_i4(const FloatGemmArgs& a, int64_t m0, int64_t nb) {
   const float* scales = w.scales + nb * groups * B;
   const __m256i low = _mm256_set1_epi32(0xf);
   __m256 acc[MR][4];
+  #pragma GCC unroll 8
   for (int r = 0; r < MR; ++r)
+    #pragma GCC unroll 8
     for (int j = 0; j < 4; ++j) acc[r][j] = _mm256_setzero_ps();
   const float* x = a.x + m0 * a.ldx;
   for (int64_t g = 0; g < groups; ++g) {
     const __m256 s8 = _mm256_loadu_ps(scales + g * B);
     alignas(32) float sv[4][8], mv[4][8];
+    #pragma GCC unroll 8
     for (int j = 0; j < 4; ++j) {
       const __m256 s = _mm256_permutevar8x32_ps(s8, _mm256_setr_epi32(2 * j, 2 * j, 2 * j, 2 * j, 2 * j + 1, 2 * j + 1,
                                                                        2 * j + 1, 2 * j + 1));
@@ -129,22 +142,26 @@ void float_tile_i4(const FloatGemmArgs& a, int64_t m0, int64_t nb) {
       const int64_t kb = ch * 8;
       __m256 xl[MR], xh[MR];
       if (kb + 8 <= k) {
+        #pragma GCC unroll 8
         for (int r = 0; r < MR; ++r) {
           xl[r] = _mm256_broadcast_ps(reinterpret_cast<const __m128*>(x + r * a.ldx + kb));
           xh[r] = _mm256_broadcast_ps(reinterpret_cast<const __m128*>(x + r * a.ldx + kb + 4));
         }
       } else {
+        #pragma GCC unroll 8
         for (int r = 0; r < MR; ++r) {
           xl[r] = load_x4(x + r * a.ldx, kb, k);
           xh[r] = load_x4(x + r * a.ldx, kb + 4, k);
         }
       }
       const uint8_t* p = block + ch * 32;
+      #pragma GCC unroll 8
       for (int j = 0; j < 4; ++j) {
         const __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p + 8 * j)));
         const __m256 s = _mm256_load_ps(sv[j]), ms = _mm256_load_ps(mv[j]);
         const __m256 wl = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_and_si256(v, low)), s, ms);
         const __m256 wh = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(v, 4)), s, ms);
+        #pragma GCC unroll 8
         for (int r = 0; r < MR; ++r) {
           acc[r][j] = _mm256_fmadd_ps(xl[r], wl, acc[r][j]);
           acc[r][j] = _mm256_fmadd_ps(xh[r], wh, acc[r][j]);
@@ -153,6 +170,7 @@ void float_tile_i4(const FloatGemmArgs& a, int64_t m0, int64_t nb) {
     }
   }
   const __m256 bias = load_cols(a.bias, nb, w.n);
+  #pragma GCC unroll 8
   for (int r = 0; r < MR; ++r) store_cols(a.y + (m0 + r) * a.ldy, nb, w.n, _mm256_add_ps(reduce_partials(acc[r]), bias));
 }
 
@@ -165,8 +183,171 @@ void float_rows4(const FloatGemmArgs& a, int64_t m0, int rows, int64_t nb, const
   }
 }
 
+// ------------------------------------------------------------ float activations, many rows
+// From kPanelMinRows rows on, the weights of two blocks (16 columns) are
+// decoded once per slice of kPanelK inputs into a small tile (16 KB, in L1)
+// that every row tile then reads: the decode cost is shared by all rows and
+// the inner loop is a plain broadcast-FMA GEMM. The full float weight never
+// exists; the tile holds 16 x 256 values at a time.
+constexpr int64_t kPanelMinRows = 4;
+constexpr int64_t kPanelK = 256;
+constexpr int kPanelRows = 6;
+
+// The 4 lane-partial vectors of a 4-k chunk -> 4 vectors, one per k, with
+// the columns in the order 0 2 4 6 1 3 5 7.
+inline void transpose_chunk(const __m256 w[4], float* dst) {
+  const __m256 a = _mm256_unpacklo_ps(w[0], w[1]);
+  const __m256 b = _mm256_unpackhi_ps(w[0], w[1]);
+  const __m256 c = _mm256_unpacklo_ps(w[2], w[3]);
+  const __m256 d = _mm256_unpackhi_ps(w[2], w[3]);
+  _mm256_store_ps(dst + 0, _mm256_shuffle_ps(a, c, _MM_SHUFFLE(1, 0, 1, 0)));
+  _mm256_store_ps(dst + 8, _mm256_shuffle_ps(a, c, _MM_SHUFFLE(3, 2, 3, 2)));
+  _mm256_store_ps(dst + 16, _mm256_shuffle_ps(b, d, _MM_SHUFFLE(1, 0, 1, 0)));
+  _mm256_store_ps(dst + 24, _mm256_shuffle_ps(b, d, _MM_SHUFFLE(3, 2, 3, 2)));
+}
+
+// Decodes inputs [k0, k0 + len) of block nb into tile[len][8] (len and k0
+// multiples of 8; values past K are the zero padding of the packed layout).
+void decode_tile(const PackedLinearWeightView& w, int64_t nb, int64_t k0, int64_t len, float* tile) {
+  const int64_t kp = w.k_padded();
+  __m256 v[4];
+  switch (w.format) {
+    case WeightFormat::int8: {
+      const DecodeI8 d{static_cast<const int8_t*>(w.data) + nb * B * kp};
+      for (int64_t k = 0; k < len; k += 4) d((k0 + k) / 4, v), transpose_chunk(v, tile + k * 8);
+      break;
+    }
+    case WeightFormat::f16: {
+      const DecodeF16 d{static_cast<const uint16_t*>(w.data) + nb * B * kp};
+      for (int64_t k = 0; k < len; k += 4) d((k0 + k) / 4, v), transpose_chunk(v, tile + k * 8);
+      break;
+    }
+    case WeightFormat::bf16: {
+      const DecodeBF16 d{static_cast<const uint16_t*>(w.data) + nb * B * kp};
+      for (int64_t k = 0; k < len; k += 4) d((k0 + k) / 4, v), transpose_chunk(v, tile + k * 8);
+      break;
+    }
+    case WeightFormat::int4: {
+      const auto* block = static_cast<const uint8_t*>(w.data) + nb * B * kp / 2;
+      const int64_t groups = w.groups();
+      const __m256i low = _mm256_set1_epi32(0xf);
+      int64_t g_cur = -1;
+      __m256 sv[4] = {}, mv[4] = {}, hv[4];
+      for (int64_t k = 0; k < len; k += 8) {
+        const int64_t kk = k0 + k, g = kk / w.group_size;
+        if (g != g_cur) {
+          g_cur = g;
+          const __m256 s8 = _mm256_loadu_ps(w.scales + (nb * groups + g) * B);
+          #pragma GCC unroll 8
+          for (int j = 0; j < 4; ++j) {
+            sv[j] = _mm256_permutevar8x32_ps(
+                s8, _mm256_setr_epi32(2 * j, 2 * j, 2 * j, 2 * j, 2 * j + 1, 2 * j + 1, 2 * j + 1, 2 * j + 1));
+            mv[j] = _mm256_mul_ps(sv[j], _mm256_set1_ps(-8.0f));
+          }
+        }
+        const uint8_t* p = block + (kk / 8) * 32;
+        #pragma GCC unroll 8
+        for (int j = 0; j < 4; ++j) {
+          const __m256i q = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p + 8 * j)));
+          v[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_and_si256(q, low)), sv[j], mv[j]);
+          hv[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(q, 4)), sv[j], mv[j]);
+        }
+        transpose_chunk(v, tile + k * 8);
+        transpose_chunk(hv, tile + (k + 4) * 8);
+      }
+      break;
+    }
+  }
+}
+
+const __m256i kFromPanelOrder = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+const __m256i kToPanelOrder = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+
+// acc[r][b] += x[r][k0 + i] * tile[b][i] for i < len, columns in panel order.
+template <int MR, int NB>
+void panel_kernel(const FloatGemmArgs& a, int64_t m0, int64_t nb, int64_t k0, int64_t len, bool first, bool last,
+                  const float* tile) {
+  const PackedLinearWeightView& w = *a.w;
+  __m256 acc[MR][NB];
+  #pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r)
+    #pragma GCC unroll 8
+    for (int b = 0; b < NB; ++b) {
+      if (first) {
+        acc[r][b] = _mm256_setzero_ps();
+      } else {
+        // Partial sums wait in y (natural order) between slices of K.
+        const __m256 y = load_cols(a.y + (m0 + r) * a.ldy, nb + b, w.n);
+        acc[r][b] = _mm256_permutevar8x32_ps(y, kToPanelOrder);
+      }
+    }
+  const float* x = a.x + m0 * a.ldx + k0;
+  for (int64_t i = 0; i < len; ++i) {
+    __m256 t[NB];
+    #pragma GCC unroll 8
+    for (int b = 0; b < NB; ++b) t[b] = _mm256_load_ps(tile + (b * kPanelK + i) * 8);
+    #pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r) {
+      const __m256 xv = _mm256_broadcast_ss(x + r * a.ldx + i);
+      #pragma GCC unroll 8
+      for (int b = 0; b < NB; ++b) acc[r][b] = _mm256_fmadd_ps(xv, t[b], acc[r][b]);
+    }
+  }
+  #pragma GCC unroll 8
+  for (int b = 0; b < NB; ++b) {
+    const __m256 bias = last ? load_cols(a.bias, nb + b, w.n) : _mm256_setzero_ps();
+    const __m256 scale =
+        last && w.format == WeightFormat::int8 ? load_cols(w.scales, nb + b, w.n) : _mm256_set1_ps(1.0f);
+    #pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r) {
+      __m256 s = _mm256_permutevar8x32_ps(acc[r][b], kFromPanelOrder);
+      if (last) {
+        if (w.format == WeightFormat::int8) s = _mm256_mul_ps(s, scale);
+        s = _mm256_add_ps(s, bias);
+      }
+      store_cols(a.y + (m0 + r) * a.ldy, nb + b, w.n, s);
+    }
+  }
+}
+
+template <int NB>
+void panel_rows(const FloatGemmArgs& a, int64_t nb, int64_t k0, int64_t len, bool first, bool last,
+                const float* tile) {
+  for (int64_t m0 = 0; m0 < a.m; m0 += kPanelRows) {
+    switch (std::min<int64_t>(kPanelRows, a.m - m0)) {
+      case 6: panel_kernel<6, NB>(a, m0, nb, k0, len, first, last, tile); break;
+      case 5: panel_kernel<5, NB>(a, m0, nb, k0, len, first, last, tile); break;
+      case 4: panel_kernel<4, NB>(a, m0, nb, k0, len, first, last, tile); break;
+      case 3: panel_kernel<3, NB>(a, m0, nb, k0, len, first, last, tile); break;
+      case 2: panel_kernel<2, NB>(a, m0, nb, k0, len, first, last, tile); break;
+      default: panel_kernel<1, NB>(a, m0, nb, k0, len, first, last, tile); break;
+    }
+  }
+}
+
+void gemm_float_panel(const FloatGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
+  const PackedLinearWeightView& w = *a.w;
+  alignas(64) float tile[2 * kPanelK * 8];
+  for (int64_t nb = nb_begin; nb < nb_end; nb += 2) {
+    const bool pair = nb + 1 < nb_end;
+    for (int64_t k0 = 0; k0 < w.k; k0 += kPanelK) {
+      const int64_t len = std::min(kPanelK, w.k - k0);
+      const int64_t step = w.k_chunk(), decode_len = (len + step - 1) / step * step;
+      decode_tile(w, nb, k0, decode_len, tile);
+      if (pair) decode_tile(w, nb + 1, k0, decode_len, tile + kPanelK * 8);
+      const bool first = k0 == 0, last = k0 + kPanelK >= w.k;
+      if (pair) panel_rows<2>(a, nb, k0, len, first, last, tile);
+      else panel_rows<1>(a, nb, k0, len, first, last, tile);
+    }
+  }
+}
+
 void gemm_float(const FloatGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
   const PackedLinearWeightView& w = *a.w;
+  if (a.m >= kPanelMinRows) {
+    gemm_float_panel(a, nb_begin, nb_end);
+    return;
+  }
   const int64_t kp = w.k_padded();
   const std::size_t block_bytes = w.data_bytes() / static_cast<std::size_t>(w.n_blocks());
   switch (w.format) {
@@ -204,11 +385,13 @@ void i8_tile(const IntGemmArgs& a, int64_t m0, int64_t nb) {
   const auto* block = static_cast<const int8_t*>(w.data) + nb * B * kp;
   const auto* act = static_cast<const int16_t*>(a.prepared) + m0 * kp;
   __m256i lo[MR], hi[MR];
+  #pragma GCC unroll 8
   for (int r = 0; r < MR; ++r) lo[r] = hi[r] = _mm256_setzero_si256();
   for (int64_t ch = 0; ch < chunks; ++ch) {
     const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + ch * 32));
     const __m256i wl = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(wv));       // columns 0-3
     const __m256i wh = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(wv, 1));  // columns 4-7
+    #pragma GCC unroll 8
     for (int r = 0; r < MR; ++r) {
       const __m256i av = _mm256_set1_epi64x(load_i64(act + r * kp + ch * 4));
       lo[r] = _mm256_add_epi32(lo[r], _mm256_madd_epi16(wl, av));
@@ -217,6 +400,7 @@ void i8_tile(const IntGemmArgs& a, int64_t m0, int64_t nb) {
   }
   const __m256 bias = load_cols(a.bias, nb, w.n);
   const __m256 cs = load_cols(w.scales, nb, w.n);
+  #pragma GCC unroll 8
   for (int r = 0; r < MR; ++r) {
     // hadd gives c0 c1 c4 c5 | c2 c3 c6 c7; the 64-bit permute restores order.
     const __m256i acc = _mm256_permute4x64_epi64(_mm256_hadd_epi32(lo[r], hi[r]), 0xD8);
@@ -258,29 +442,35 @@ void i4_tile(const IntGemmArgs& a, int64_t m0, int64_t nb) {
   const __m256i low = _mm256_set1_epi8(0xf);
   const __m256i ones = _mm256_set1_epi16(1);
   __m256 f[MR];
+  #pragma GCC unroll 8
   for (int r = 0; r < MR; ++r) f[r] = _mm256_setzero_ps();
   for (int64_t g = 0; g < groups; ++g) {
     const int64_t c0 = g * w.group_size / 8, c1 = std::min(kp, (g + 1) * w.group_size) / 8;
     __m256i acc[MR];
+    #pragma GCC unroll 8
     for (int r = 0; r < MR; ++r) acc[r] = _mm256_setzero_si256();
     for (int64_t cs = c0; cs < c1; cs += 4) {
       // At most 4 chunks (8 vpmaddubsw results, each |.| <= 3810) per int16 sum.
       __m256i s16[MR];
+      #pragma GCC unroll 8
       for (int r = 0; r < MR; ++r) s16[r] = _mm256_setzero_si256();
       const int64_t ce = std::min(c1, cs + 4);
       for (int64_t ch = cs; ch < ce; ++ch) {
         const __m256i p = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + ch * 32));
         const __m256i wl = _mm256_and_si256(p, low);
         const __m256i wh = _mm256_and_si256(_mm256_srli_epi16(p, 4), low);
+        #pragma GCC unroll 8
         for (int r = 0; r < MR; ++r) {
           const __m256i al = _mm256_set1_epi32(load_i32(q + r * kp + ch * 8));
           const __m256i ah = _mm256_set1_epi32(load_i32(q + r * kp + ch * 8 + 4));
           s16[r] = _mm256_add_epi16(s16[r], _mm256_add_epi16(_mm256_maddubs_epi16(wl, al), _mm256_maddubs_epi16(wh, ah)));
         }
       }
+      #pragma GCC unroll 8
       for (int r = 0; r < MR; ++r) acc[r] = _mm256_add_epi32(acc[r], _mm256_madd_epi16(s16[r], ones));
     }
     const __m256 sg = _mm256_loadu_ps(scales + g * B);
+    #pragma GCC unroll 8
     for (int r = 0; r < MR; ++r) {
       // sum (q_w + 8) * q_a  ->  sum q_w * q_a by removing 8 * sum q_a.
       const __m256i exact = _mm256_sub_epi32(acc[r], _mm256_set1_epi32(8 * a.group_sums[(m0 + r) * groups + g]));
@@ -288,6 +478,7 @@ void i4_tile(const IntGemmArgs& a, int64_t m0, int64_t nb) {
     }
   }
   const __m256 bias = load_cols(a.bias, nb, w.n);
+  #pragma GCC unroll 8
   for (int r = 0; r < MR; ++r) {
     store_cols(a.y + (m0 + r) * a.ldy, nb, w.n, _mm256_fmadd_ps(f[r], _mm256_set1_ps(a.row_scales[m0 + r]), bias));
   }
