@@ -313,8 +313,12 @@ void panel_kernel(const FloatGemmArgs& a, int64_t m0, int64_t nb, int64_t k0, in
 template <int NB>
 void panel_rows(const FloatGemmArgs& a, int64_t nb, int64_t k0, int64_t len, bool first, bool last,
                 const float* tile) {
-  for (int64_t m0 = 0; m0 < a.m; m0 += kPanelRows) {
-    switch (std::min<int64_t>(kPanelRows, a.m - m0)) {
+  // Even row tiles (8 rows = 4 + 4, not 6 + 2): a short tile has too few
+  // independent FMA chains to hide the FMA latency.
+  int64_t tiles = (a.m + kPanelRows - 1) / kPanelRows;
+  for (int64_t m0 = 0, rows = 0; m0 < a.m; m0 += rows, --tiles) {
+    rows = (a.m - m0 + tiles - 1) / tiles;
+    switch (rows) {
       case 6: panel_kernel<6, NB>(a, m0, nb, k0, len, first, last, tile); break;
       case 5: panel_kernel<5, NB>(a, m0, nb, k0, len, first, last, tile); break;
       case 4: panel_kernel<4, NB>(a, m0, nb, k0, len, first, last, tile); break;

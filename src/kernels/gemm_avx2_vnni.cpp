@@ -28,9 +28,11 @@ void i8_tile(const IntGemmArgs& a, int64_t m0, int64_t nb) {
   const auto* block = static_cast<const int8_t*>(w.data) + nb * B * kp;
   const auto* act = static_cast<const uint8_t*>(a.prepared) + m0 * kp;
   __m256i acc[MR];
+  #pragma GCC unroll 8
   for (int r = 0; r < MR; ++r) acc[r] = _mm256_setzero_si256();
   for (int64_t ch = 0; ch < chunks; ++ch) {
     const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + ch * 32));
+    #pragma GCC unroll 8
     for (int r = 0; r < MR; ++r) {
       acc[r] = _mm256_dpbusd_avx_epi32(acc[r], _mm256_set1_epi32(load_i32(act + r * kp + ch * 4)), wv);
     }
@@ -39,6 +41,7 @@ void i8_tile(const IntGemmArgs& a, int64_t m0, int64_t nb) {
       _mm256_mullo_epi32(_mm256_set1_epi32(128 + a.zero_point), load_cols_i32(w.sums, nb));
   const __m256 bias = load_cols(a.bias, nb, w.n);
   const __m256 cs = load_cols(w.scales, nb, w.n);
+  #pragma GCC unroll 8
   for (int r = 0; r < MR; ++r) {
     store_cols(a.y + (m0 + r) * a.ldy, nb, w.n,
                epilogue_i8(_mm256_sub_epi32(acc[r], offset), a.row_scales[m0 + r], cs, bias));
@@ -54,26 +57,71 @@ void i8_tile2(const IntGemmArgs& a, int64_t m0, int64_t nb) {
   const auto* b1 = b0 + B * kp;
   const auto* act = static_cast<const uint8_t*>(a.prepared) + m0 * kp;
   __m256i acc0[MR], acc1[MR];
+  #pragma GCC unroll 8
   for (int r = 0; r < MR; ++r) acc0[r] = acc1[r] = _mm256_setzero_si256();
   for (int64_t ch = 0; ch < chunks; ++ch) {
     const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b0 + ch * 32));
     const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b1 + ch * 32));
+    #pragma GCC unroll 8
     for (int r = 0; r < MR; ++r) {
       const __m256i av = _mm256_set1_epi32(load_i32(act + r * kp + ch * 4));
       acc0[r] = _mm256_dpbusd_avx_epi32(acc0[r], av, w0);
       acc1[r] = _mm256_dpbusd_avx_epi32(acc1[r], av, w1);
     }
   }
+  #pragma GCC unroll 8
   for (int half = 0; half < 2; ++half) {
     const int64_t blk = nb + half;
     const __m256i offset = _mm256_mullo_epi32(_mm256_set1_epi32(128 + a.zero_point), load_cols_i32(w.sums, blk));
     const __m256 bias = load_cols(a.bias, blk, w.n);
     const __m256 cs = load_cols(w.scales, blk, w.n);
+    #pragma GCC unroll 8
     for (int r = 0; r < MR; ++r) {
       const __m256i acc = half ? acc1[r] : acc0[r];
       store_cols(a.y + (m0 + r) * a.ldy, blk, w.n,
                  epilogue_i8(_mm256_sub_epi32(acc, offset), a.row_scales[m0 + r], cs, bias));
     }
+  }
+}
+
+// One row (M = 1, or the last row of a tile): the weights stream once and
+// vpdpbusd's latency, not its throughput, would bound one chain per block;
+// NB blocks with split even/odd chunk accumulators keep 2 * NB chains busy.
+template <int NB>
+void i8_row1(const IntGemmArgs& a, int64_t m0, int64_t nb) {
+  const PackedLinearWeightView& w = *a.w;
+  const int64_t kp = w.k_padded(), chunks = kp / 4;
+  const auto* b0 = static_cast<const int8_t*>(w.data) + nb * B * kp;
+  const auto* act = static_cast<const uint8_t*>(a.prepared) + m0 * kp;
+  __m256i even[NB], odd[NB];
+#pragma GCC unroll 8
+  for (int b = 0; b < NB; ++b) even[b] = odd[b] = _mm256_setzero_si256();
+  int64_t ch = 0;
+  for (; ch + 2 <= chunks; ch += 2) {
+    const __m256i ae = _mm256_set1_epi32(load_i32(act + ch * 4));
+    const __m256i ao = _mm256_set1_epi32(load_i32(act + ch * 4 + 4));
+#pragma GCC unroll 8
+    for (int b = 0; b < NB; ++b) {
+      const int8_t* p = b0 + b * B * kp + ch * 32;
+      even[b] = _mm256_dpbusd_avx_epi32(even[b], ae, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+      odd[b] = _mm256_dpbusd_avx_epi32(odd[b], ao, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 32)));
+    }
+  }
+  if (ch < chunks) {
+    const __m256i ae = _mm256_set1_epi32(load_i32(act + ch * 4));
+#pragma GCC unroll 8
+    for (int b = 0; b < NB; ++b) {
+      const int8_t* p = b0 + b * B * kp + ch * 32;
+      even[b] = _mm256_dpbusd_avx_epi32(even[b], ae, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+    }
+  }
+#pragma GCC unroll 8
+  for (int b = 0; b < NB; ++b) {
+    const int64_t blk = nb + b;
+    const __m256i offset = _mm256_mullo_epi32(_mm256_set1_epi32(128 + a.zero_point), load_cols_i32(w.sums, blk));
+    const __m256i acc = _mm256_sub_epi32(_mm256_add_epi32(even[b], odd[b]), offset);
+    store_cols(a.y + m0 * a.ldy, blk, w.n,
+               epilogue_i8(acc, a.row_scales[m0], load_cols(w.scales, blk, w.n), load_cols(a.bias, blk, w.n)));
   }
 }
 
@@ -90,6 +138,12 @@ void gemm_i8(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
     const int64_t p1 = std::min(nb_end, p0 + pass);
     for (int64_t m0 = 0; m0 < a.m; m0 += 4) {
       const int rows = static_cast<int>(std::min<int64_t>(4, a.m - m0));
+      if (rows == 1) {
+        int64_t nb = p0;
+        for (; nb + 4 <= p1; nb += 4) i8_row1<4>(a, m0, nb);
+        for (; nb < p1; ++nb) i8_row1<1>(a, m0, nb);
+        continue;
+      }
       for (int64_t nb = p0; nb < p1;) {
         const bool pair = nb + 1 < p1;
         switch (rows) {
@@ -124,27 +178,34 @@ void i4_tile(const IntGemmArgs& a, int64_t m0, int64_t nb) {
   const int8_t* q = a.q + m0 * kp;
   const __m256i low = _mm256_set1_epi8(0xf);
   __m256 f[MR];
+  #pragma GCC unroll 8
   for (int r = 0; r < MR; ++r) f[r] = _mm256_setzero_ps();
   for (int64_t g = 0; g < groups; ++g) {
     const int64_t c0 = g * w.group_size / 8, c1 = std::min(kp, (g + 1) * w.group_size) / 8;
-    __m256i acc[MR];
-    for (int r = 0; r < MR; ++r) acc[r] = _mm256_setzero_si256();
+    // Two chains per row (low / high nibbles) halve the latency bound.
+    __m256i acc[MR], acc_h[MR];
+    #pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r) acc[r] = acc_h[r] = _mm256_setzero_si256();
     for (int64_t ch = c0; ch < c1; ++ch) {
       const __m256i p = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + ch * 32));
       const __m256i wl = _mm256_and_si256(p, low);
       const __m256i wh = _mm256_and_si256(_mm256_srli_epi16(p, 4), low);
+      #pragma GCC unroll 8
       for (int r = 0; r < MR; ++r) {
         acc[r] = _mm256_dpbusd_avx_epi32(acc[r], wl, _mm256_set1_epi32(load_i32(q + r * kp + ch * 8)));
-        acc[r] = _mm256_dpbusd_avx_epi32(acc[r], wh, _mm256_set1_epi32(load_i32(q + r * kp + ch * 8 + 4)));
+        acc_h[r] = _mm256_dpbusd_avx_epi32(acc_h[r], wh, _mm256_set1_epi32(load_i32(q + r * kp + ch * 8 + 4)));
       }
     }
     const __m256 sg = _mm256_loadu_ps(scales + g * B);
+    #pragma GCC unroll 8
     for (int r = 0; r < MR; ++r) {
-      const __m256i exact = _mm256_sub_epi32(acc[r], _mm256_set1_epi32(8 * a.group_sums[(m0 + r) * groups + g]));
+      const __m256i sum = _mm256_add_epi32(acc[r], acc_h[r]);
+      const __m256i exact = _mm256_sub_epi32(sum, _mm256_set1_epi32(8 * a.group_sums[(m0 + r) * groups + g]));
       f[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(exact), sg, f[r]);
     }
   }
   const __m256 bias = load_cols(a.bias, nb, w.n);
+  #pragma GCC unroll 8
   for (int r = 0; r < MR; ++r) {
     store_cols(a.y + (m0 + r) * a.ldy, nb, w.n, _mm256_fmadd_ps(f[r], _mm256_set1_ps(a.row_scales[m0 + r]), bias));
   }

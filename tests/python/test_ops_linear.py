@@ -253,3 +253,17 @@ def test_torch_compile_and_trace():
     torch.testing.assert_close(traced(x), eager, rtol=0, atol=0)
     exported = torch.export.export(qmodel, (x,))
     torch.testing.assert_close(exported.module()(x), eager, rtol=0, atol=0)
+
+
+def test_eager_fast_path_equals_custom_op():
+    w = ops.pack_weight(torch.randn(20, 33), "int4", group_size=32)
+    x = torch.randn(6, 33)
+    bias = torch.randn(20)
+    for mode in ("weight_only", "dynamic"):
+        direct = ops.linear(x, w, bias, mode)
+        via_op = torch.ops.monoquant.linear(x, w.data, w.scales, w.sums, bias, w.format, w.out_features,
+                                            w.in_features, w.group_size, mode, 0.0, 0)
+        assert torch.equal(direct, via_op)
+    # Inputs that require grad go through the custom op and still compute.
+    xg = x.clone().requires_grad_(True)
+    torch.testing.assert_close(ops.linear(xg, w, bias).detach(), ops.linear(x, w, bias), rtol=0, atol=0)
