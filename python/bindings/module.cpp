@@ -16,6 +16,7 @@ namespace nb = nanobind;
 
 namespace monoquant::python {
 void bind_quant(nb::module_& m);
+void bind_observe(nb::module_& m);
 void bind_linear(nb::module_& m);
 }
 
@@ -79,5 +80,6 @@ NB_MODULE(_core, m) {
   m.def("copy_bytes", &copy_bytes, nb::arg("dst"), nb::arg("src"));
 
   monoquant::python::bind_quant(m);
+  monoquant::python::bind_observe(m);
   monoquant::python::bind_linear(m);
 }

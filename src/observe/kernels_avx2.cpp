@@ -1,0 +1,177 @@
+// The observer kernels for AVX2 (this file alone is compiled with -mavx2
+// -mfma). Same results as kernels_reference.cpp.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "observe/kernels.hpp"
+
+namespace monoquant::observe {
+namespace {
+
+float hmin(__m256 v) {
+  alignas(32) float l[8];
+  _mm256_store_ps(l, v);
+  return *std::min_element(l, l + 8);
+}
+
+float hmax(__m256 v) {
+  alignas(32) float l[8];
+  _mm256_store_ps(l, v);
+  return *std::max_element(l, l + 8);
+}
+
+// min / max lanes that ignore NaN (min_ps returns its second operand when
+// either is NaN), and a lane mask that records any NaN; +-Inf shows in min / max.
+struct Summarizer {
+  __m256 lo, hi, nan = _mm256_setzero_ps();
+  explicit Summarizer(float first) : lo(_mm256_set1_ps(first)), hi(_mm256_set1_ps(first)) {}
+  void add(__m256 v) {
+    lo = _mm256_min_ps(v, lo);
+    hi = _mm256_max_ps(v, hi);
+    nan = _mm256_or_ps(nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+  }
+  SpanSummary finish(const float* tail, int64_t n) const {
+    SpanSummary s;
+    s.min = hmin(lo);
+    s.max = hmax(hi);
+    bool bad = _mm256_movemask_ps(nan) != 0;
+    for (int64_t i = 0; i < n; ++i) {
+      bad |= std::isnan(tail[i]);
+      s.min = std::min(s.min, tail[i]);
+      s.max = std::max(s.max, tail[i]);
+    }
+    s.all_finite = !bad && std::isfinite(s.min) && std::isfinite(s.max);
+    return s;
+  }
+};
+
+SpanSummary minmax(const float* x, int64_t n) {
+  // Four independent accumulators: min / max latency, not throughput, would
+  // otherwise bound the loop.
+  Summarizer s0(x[0]), s1(x[0]), s2(x[0]), s3(x[0]);
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    s0.add(_mm256_loadu_ps(x + i));
+    s1.add(_mm256_loadu_ps(x + i + 8));
+    s2.add(_mm256_loadu_ps(x + i + 16));
+    s3.add(_mm256_loadu_ps(x + i + 24));
+  }
+  for (; i + 8 <= n; i += 8) s0.add(_mm256_loadu_ps(x + i));
+  s0.lo = _mm256_min_ps(_mm256_min_ps(s0.lo, s1.lo), _mm256_min_ps(s2.lo, s3.lo));
+  s0.hi = _mm256_max_ps(_mm256_max_ps(s0.hi, s1.hi), _mm256_max_ps(s2.hi, s3.hi));
+  s0.nan = _mm256_or_ps(_mm256_or_ps(s0.nan, s1.nan), _mm256_or_ps(s2.nan, s3.nan));
+  return s0.finish(x + i, n - i);
+}
+
+// Eight bins at once; the increments stay scalar. Consecutive lanes go to
+// four interleaved copies of the histogram, so that a run of equal bins (a
+// peaked distribution) does not serialize on one counter.
+struct Binner {
+  __m256 inv, off, zero = _mm256_setzero_ps(), minus_one = _mm256_set1_ps(-1.0f), top;
+  uint32_t *c0, *c1, *c2, *c3;
+
+  __m256i indices(__m256 v) const {
+    __m256 f = _mm256_floor_ps(_mm256_mul_ps(v, inv));
+    const __m256 fix = _mm256_and_ps(_mm256_cmp_ps(f, zero, _CMP_EQ_OQ), _mm256_cmp_ps(v, zero, _CMP_LT_OQ));
+    f = _mm256_blendv_ps(f, minus_one, fix);
+    return _mm256_cvttps_epi32(_mm256_min_ps(_mm256_max_ps(_mm256_sub_ps(f, off), zero), top));
+  }
+  void count(__m256i k) const {
+    const __m128i lo = _mm256_castsi256_si128(k), hi = _mm256_extracti128_si256(k, 1);
+    const uint64_t a = static_cast<uint64_t>(_mm_cvtsi128_si64(lo));
+    const uint64_t b = static_cast<uint64_t>(_mm_extract_epi64(lo, 1));
+    const uint64_t c = static_cast<uint64_t>(_mm_cvtsi128_si64(hi));
+    const uint64_t d = static_cast<uint64_t>(_mm_extract_epi64(hi, 1));
+    ++c0[static_cast<uint32_t>(a)];
+    ++c1[a >> 32];
+    ++c2[static_cast<uint32_t>(b)];
+    ++c3[b >> 32];
+    ++c0[static_cast<uint32_t>(c)];
+    ++c1[c >> 32];
+    ++c2[static_cast<uint32_t>(d)];
+    ++c3[d >> 32];
+  }
+};
+
+template <bool kSummarize>
+SpanSummary bin_impl(const float* x, int64_t n, float inv_width, float offset, int32_t last, uint32_t* counts) {
+  const int64_t bins = int64_t{last} + 1;
+  if (n < 2048) {
+    // Not worth the copies.
+    const SpanSummary s = kSummarize ? reference_observe_kernels().minmax(x, n) : SpanSummary{};
+    if (s.all_finite) reference_observe_kernels().bin(x, n, inv_width, offset, last, counts);
+    return s;
+  }
+  thread_local std::vector<uint32_t> copies;
+  copies.assign(static_cast<std::size_t>(3 * bins), 0u);
+  Binner b{_mm256_set1_ps(inv_width), _mm256_set1_ps(offset)};
+  b.top = _mm256_set1_ps(static_cast<float>(last));
+  b.c0 = counts;
+  b.c1 = copies.data();
+  b.c2 = b.c1 + bins;
+  b.c3 = b.c2 + bins;
+  Summarizer s(x[0]);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_loadu_ps(x + i);
+    if constexpr (kSummarize) s.add(v);
+    b.count(b.indices(v));
+  }
+  const SpanSummary out = kSummarize ? s.finish(x + i, n - i) : SpanSummary{};
+  for (; i < n; ++i) ++counts[bin_index(x[i], inv_width, offset, last)];
+  for (int64_t k = 0; k < bins; ++k) counts[k] += b.c1[k] + b.c2[k] + b.c3[k];
+  return out;
+}
+
+void bin(const float* x, int64_t n, float inv_width, float offset, int32_t last, uint32_t* counts) {
+  bin_impl<false>(x, n, inv_width, offset, last, counts);
+}
+
+SpanSummary bin_and_summarize(const float* x, int64_t n, float inv_width, float offset, int32_t last,
+                              uint32_t* counts) {
+  return bin_impl<true>(x, n, inv_width, offset, last, counts);
+}
+
+double squared_error(const float* x, int64_t n, float scale, float inv, int32_t zero_point, int32_t qmin,
+                     int32_t qmax) {
+  const __m256 vinv = _mm256_set1_ps(inv);
+  const __m256 vs = _mm256_set1_ps(scale);
+  const __m256 vzp = _mm256_set1_ps(static_cast<float>(zero_point));
+  const __m256 lo = _mm256_set1_ps(static_cast<float>(qmin));
+  const __m256 hi = _mm256_set1_ps(static_cast<float>(qmax));
+  double total = 0;
+  int64_t i = 0;
+  // float lanes over a block, then into double: accurate for any n.
+  constexpr int64_t kBlock = 1024;
+  while (i + 16 <= n) {
+    const int64_t end = i + std::min<int64_t>(kBlock, (n - i) / 16 * 16);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    for (; i < end; i += 16) {
+      const __m256 x0 = _mm256_loadu_ps(x + i), x1 = _mm256_loadu_ps(x + i + 8);
+      __m256 q0 = _mm256_round_ps(_mm256_mul_ps(x0, vinv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      __m256 q1 = _mm256_round_ps(_mm256_mul_ps(x1, vinv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      q0 = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(q0, vzp), lo), hi);
+      q1 = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(q1, vzp), lo), hi);
+      const __m256 d0 = _mm256_sub_ps(x0, _mm256_mul_ps(_mm256_sub_ps(q0, vzp), vs));
+      const __m256 d1 = _mm256_sub_ps(x1, _mm256_mul_ps(_mm256_sub_ps(q1, vzp), vs));
+      acc0 = _mm256_fmadd_ps(d0, d0, acc0);
+      acc1 = _mm256_fmadd_ps(d1, d1, acc1);
+    }
+    alignas(32) float lanes[8];
+    _mm256_store_ps(lanes, _mm256_add_ps(acc0, acc1));
+    for (float v : lanes) total += v;
+  }
+  return total + reference_observe_kernels().squared_error(x + i, n - i, scale, inv, zero_point, qmin, qmax);
+}
+
+}  // namespace
+
+const ObserveKernels& avx2_observe_kernels() {
+  static const ObserveKernels table{minmax, bin, bin_and_summarize, squared_error};
+  return table;
+}
+
+}  // namespace monoquant::observe
