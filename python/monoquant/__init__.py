@@ -9,6 +9,9 @@ from .errors import (FormatError, InvalidArgumentError, MonoquantError, Monoquan
                      UnsupportedError)
 from .metrics import ErrorMetrics, error_metrics, sqnr
 from .tensor import QuantizedTensor, QuantSpec, dequantize, quantize_tensor
+from .observers import (HistogramObserver, MinMaxObserver, MovingAverageMinMaxObserver, Observer,
+                        PercentileObserver, create_observer, load_observer)
+from .calibration import CalibrationStats, calibrate, load_calibration, save_calibration
 from . import ops
 from .modules import QuantConv2d, QuantLinear
 
@@ -30,5 +33,7 @@ __all__ = [
     "QuantizedTensor", "QuantSpec", "quantize_tensor", "dequantize",
     "ErrorMetrics", "error_metrics", "sqnr",
     "get_num_threads", "set_num_threads",
+    "Observer", "MinMaxObserver", "MovingAverageMinMaxObserver", "HistogramObserver", "PercentileObserver",
+    "create_observer", "load_observer", "calibrate", "CalibrationStats", "save_calibration", "load_calibration",
     "MonoquantError", "InvalidArgumentError", "FormatError", "MonoquantIOError", "UnsupportedError",
 ]

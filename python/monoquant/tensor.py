@@ -107,6 +107,7 @@ def quantize_tensor(
     *,
     dtype: Optional[torch.dtype] = None,
     overflow: str = "error",
+    scale_method: str = "absmax",
 ) -> QuantizedTensor:
     """Quantize a float tensor.
 
@@ -120,10 +121,17 @@ def quantize_tensor(
         bits, per_group for 4 bits.
     overflow (16 bits only): "error" (default), "saturate" or "infinity" for
         values beyond the float16 range.
+    scale_method (int8/int4): "absmax" (default: the range of each scale cell)
+        or "mse" (per cell, the clipping of that range that minimizes the
+        quantization error; see include/monoquant/mse_search.hpp).
 
     NaN or Inf anywhere in ``t`` raises InvalidArgumentError.
     """
     t = _as_cpu_tensor(t, "t")
+    if scale_method not in ("absmax", "mse"):
+        raise InvalidArgumentError(f"scale_method must be 'absmax' or 'mse', got {scale_method!r}")
+    if bits == 16 and scale_method != "absmax":
+        raise InvalidArgumentError("scale_method only applies to bits=8 and bits=4")
     if bits == 16:
         dtype = torch.float16 if dtype is None else dtype
         if dtype not in _HALF_DTYPES:
@@ -142,7 +150,12 @@ def quantize_tensor(
         raise InvalidArgumentError(
             f"unknown granularity {granularity!r}; expected 'per_tensor', 'per_channel' or 'per_group'")
     granularity = _GRANULARITY_ALIASES[granularity]
-    out = _core.quantize(t, bits, scheme, granularity, int(axis), int(group_size))
+    if scale_method == "mse":
+        qp = _core.choose_qparams_mse(t, bits, scheme, granularity, int(axis), int(group_size))
+        out = _core.quantize_with_qparams(t, bits, scheme, granularity, int(axis), int(group_size),
+                                          qp["scales"], qp["zero_points"])
+    else:
+        out = _core.quantize(t, bits, scheme, granularity, int(axis), int(group_size))
     scheme = "symmetric" if scheme in ("symmetric", "sym") else "asymmetric"
     spec = QuantSpec(format=_INT_FORMATS[bits], bits=bits, scheme=scheme, granularity=granularity,
                      axis=int(axis), group_size=int(group_size))
