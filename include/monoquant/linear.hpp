@@ -112,12 +112,16 @@ struct Conv2dGeometry {
 Tensor conv2d(const TensorView& x, const PackedLinearWeightView& w, const float* bias, const Conv2dGeometry& geometry,
               const LinearOptions& options);
 
-// Which kernel set linear_into uses: "scalar", "avx2" or "avx2_vnni". It
-// follows active_isa() (scalar/avx2); on CPUs with AVX-VNNI the avx2 set
-// upgrades its int8 x int8 kernels to vpdpbusd unless disabled here or by
-// MONOQUANT_VNNI=0.
+// Which kernel set linear_into uses: "scalar", "avx2", "avx2_vnni" or
+// "avx512_vnni". It follows active_isa() (scalar/avx2); on CPUs with AVX-VNNI
+// the avx2 set upgrades its integer kernels to 256-bit vpdpbusd, and with
+// AVX-512 VNNI (+BW, VL) the W8A8 kernel to 512-bit vpdpbusd, unless disabled
+// here or by MONOQUANT_VNNI=0 / MONOQUANT_AVX512=0. The plain avx2 set is a
+// complete fast path on its own.
 std::string_view linear_kernel_name();
 bool vnni_available();
 void set_vnni_enabled(bool enabled);
+bool avx512_vnni_available();
+void set_avx512_enabled(bool enabled);
 
 }  // namespace monoquant

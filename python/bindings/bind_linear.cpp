@@ -156,6 +156,8 @@ void bind_linear(nb::module_& m) {
   m.def("linear_kernel_name", [] { return std::string(linear_kernel_name()); });
   m.def("vnni_available", &vnni_available);
   m.def("set_vnni_enabled", &set_vnni_enabled, nb::arg("enabled"));
+  m.def("avx512_vnni_available", &avx512_vnni_available);
+  m.def("set_avx512_enabled", &set_avx512_enabled, nb::arg("enabled"));
 }
 
 }  // namespace monoquant::python

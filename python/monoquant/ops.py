@@ -225,7 +225,7 @@ def conv2d(x: Tensor, w: PackedLinearWeight, bias: Optional[Tensor] = None, kern
 
 
 def kernel_name() -> str:
-    """The kernel set in use: "scalar", "avx2" or "avx2_vnni"."""
+    """The kernel set in use: "scalar", "avx2", "avx2_vnni" or "avx512_vnni"."""
     return _core.linear_kernel_name()
 
 
@@ -234,12 +234,21 @@ def vnni_available() -> bool:
 
 
 def set_vnni_enabled(enabled: bool) -> None:
-    """Allow (default) or forbid the AVX-VNNI integer kernels where the CPU has them."""
+    """Allow (default) or forbid the VNNI integer kernels where the CPU has them."""
     _core.set_vnni_enabled(bool(enabled))
+
+
+def avx512_vnni_available() -> bool:
+    return bool(_core.avx512_vnni_available())
+
+
+def set_avx512_enabled(enabled: bool) -> None:
+    """Allow (default) or forbid the 512-bit VNNI W8A8 kernel where the CPU has it."""
+    _core.set_avx512_enabled(bool(enabled))
 
 
 __all__ = [
     "PackedLinearWeight", "pack_int8", "pack_int4", "pack_half", "pack_weight",
     "linear", "linear_dynamic_int8", "linear_static_int8", "linear_weight_only", "conv2d",
-    "kernel_name", "vnni_available", "set_vnni_enabled",
+    "kernel_name", "vnni_available", "set_vnni_enabled", "avx512_vnni_available", "set_avx512_enabled",
 ]

@@ -21,6 +21,9 @@ namespace {
 
 using namespace avx2;
 
+// acc += u8(a) . s8(b) (groups of four products, int32, no saturation).
+inline void dpbusd(__m256i& acc, __m256i a, __m256i b) { acc = _mm256_dpbusd_avx_epi32(acc, a, b); }
+
 template <int MR>
 void i8_tile(const IntGemmArgs& a, int64_t m0, int64_t nb) {
   const PackedLinearWeightView& w = *a.w;
@@ -34,7 +37,7 @@ void i8_tile(const IntGemmArgs& a, int64_t m0, int64_t nb) {
     const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + ch * 32));
     #pragma GCC unroll 8
     for (int r = 0; r < MR; ++r) {
-      acc[r] = _mm256_dpbusd_avx_epi32(acc[r], _mm256_set1_epi32(load_i32(act + r * kp + ch * 4)), wv);
+      dpbusd(acc[r], _mm256_set1_epi32(load_i32(act + r * kp + ch * 4)), wv);
     }
   }
   const __m256i offset =
@@ -65,8 +68,8 @@ void i8_tile2(const IntGemmArgs& a, int64_t m0, int64_t nb) {
     #pragma GCC unroll 8
     for (int r = 0; r < MR; ++r) {
       const __m256i av = _mm256_set1_epi32(load_i32(act + r * kp + ch * 4));
-      acc0[r] = _mm256_dpbusd_avx_epi32(acc0[r], av, w0);
-      acc1[r] = _mm256_dpbusd_avx_epi32(acc1[r], av, w1);
+      dpbusd(acc0[r], av, w0);
+      dpbusd(acc1[r], av, w1);
     }
   }
   #pragma GCC unroll 8
@@ -103,8 +106,8 @@ void i8_row1(const IntGemmArgs& a, int64_t m0, int64_t nb) {
 #pragma GCC unroll 8
     for (int b = 0; b < NB; ++b) {
       const int8_t* p = b0 + b * B * kp + ch * 32;
-      even[b] = _mm256_dpbusd_avx_epi32(even[b], ae, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
-      odd[b] = _mm256_dpbusd_avx_epi32(odd[b], ao, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 32)));
+      dpbusd(even[b], ae, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+      dpbusd(odd[b], ao, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 32)));
     }
   }
   if (ch < chunks) {
@@ -112,7 +115,7 @@ void i8_row1(const IntGemmArgs& a, int64_t m0, int64_t nb) {
 #pragma GCC unroll 8
     for (int b = 0; b < NB; ++b) {
       const int8_t* p = b0 + b * B * kp + ch * 32;
-      even[b] = _mm256_dpbusd_avx_epi32(even[b], ae, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+      dpbusd(even[b], ae, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
     }
   }
 #pragma GCC unroll 8
@@ -192,8 +195,8 @@ void i4_tile(const IntGemmArgs& a, int64_t m0, int64_t nb) {
       const __m256i wh = _mm256_and_si256(_mm256_srli_epi16(p, 4), low);
       #pragma GCC unroll 8
       for (int r = 0; r < MR; ++r) {
-        acc[r] = _mm256_dpbusd_avx_epi32(acc[r], wl, _mm256_set1_epi32(load_i32(q + r * kp + ch * 8)));
-        acc_h[r] = _mm256_dpbusd_avx_epi32(acc_h[r], wh, _mm256_set1_epi32(load_i32(q + r * kp + ch * 8 + 4)));
+        dpbusd(acc[r], wl, _mm256_set1_epi32(load_i32(q + r * kp + ch * 8)));
+        dpbusd(acc_h[r], wh, _mm256_set1_epi32(load_i32(q + r * kp + ch * 8 + 4)));
       }
     }
     const __m256 sg = _mm256_loadu_ps(scales + g * B);
@@ -224,6 +227,11 @@ void gemm_i4(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
 }
 
 }  // namespace
+
+// Shared with gemm_avx512_vnni.cpp (remainder blocks, single rows, W4A8).
+void avx2_vnni_gemm_i8(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end) { gemm_i8(a, nb_begin, nb_end); }
+void avx2_vnni_gemm_i4(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end) { gemm_i4(a, nb_begin, nb_end); }
+void avx2_vnni_prepare_u8(const int8_t* q, int64_t n, int32_t zp, void* out) { prepare_u8(q, n, zp, out); }
 
 const LinearKernels& avx2_vnni_linear_kernels() {
   static const LinearKernels table{"avx2_vnni", avx2_gemm_float, gemm_i8, gemm_i4, 1, prepare_u8};

@@ -27,6 +27,13 @@ bool vnni_env_default() {
 
 std::atomic<bool> g_vnni_enabled{vnni_env_default()};
 
+bool avx512_env_default() {
+  const char* env = std::getenv("MONOQUANT_AVX512");
+  return !(env && std::string(env) == "0");
+}
+
+std::atomic<bool> g_avx512_enabled{avx512_env_default()};
+
 // Integer sums stay exact while |sum| <= 255 * 128 * K fits in int32.
 constexpr int64_t kMaxIntegerK = 65536;
 
@@ -130,9 +137,22 @@ bool vnni_available() {
 
 void set_vnni_enabled(bool enabled) { g_vnni_enabled.store(enabled); }
 
+bool avx512_vnni_available() {
+#if defined(__x86_64__) || defined(__i386__)
+  static const bool ok = vnni_available() && cpu_features().avx512f && cpu_features().avx512vnni &&
+                         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+  return ok;
+#else
+  return false;
+#endif
+}
+
+void set_avx512_enabled(bool enabled) { g_avx512_enabled.store(enabled); }
+
 namespace kernels {
 const LinearKernels& active_linear_kernels() {
   if (active_isa() == Isa::scalar) return reference_linear_kernels();
+  if (g_vnni_enabled.load() && g_avx512_enabled.load() && avx512_vnni_available()) return avx512_vnni_linear_kernels();
   if (g_vnni_enabled.load() && vnni_available()) return avx2_vnni_linear_kernels();
   return avx2_linear_kernels();
 }

@@ -32,23 +32,29 @@ struct KernelSet {
   const char* name;
   monoquant::Isa isa;
   bool vnni;
+  bool avx512;
 };
 
 std::vector<KernelSet> kernel_sets() {
-  std::vector<KernelSet> v{{"scalar", monoquant::Isa::scalar, false}};
-  if (mqtest::have_avx2()) v.push_back({"avx2", monoquant::Isa::avx2, false});
-  if (monoquant::vnni_available()) v.push_back({"avx2_vnni", monoquant::Isa::avx2, true});
+  std::vector<KernelSet> v{{"scalar", monoquant::Isa::scalar, false, false}};
+  if (mqtest::have_avx2()) v.push_back({"avx2", monoquant::Isa::avx2, false, false});
+  if (monoquant::vnni_available()) v.push_back({"avx2_vnni", monoquant::Isa::avx2, true, false});
+  if (monoquant::avx512_vnni_available()) v.push_back({"avx512_vnni", monoquant::Isa::avx2, true, true});
   return v;
 }
 
 void use(const KernelSet& ks) {
   monoquant::set_isa(ks.isa);
   monoquant::set_vnni_enabled(ks.vnni);
+  monoquant::set_avx512_enabled(ks.avx512);
   ASSERT_EQ(monoquant::linear_kernel_name(), ks.name);
 }
 
 struct VnniGuard {
-  ~VnniGuard() { monoquant::set_vnni_enabled(true); }
+  ~VnniGuard() {
+    monoquant::set_vnni_enabled(true);
+    monoquant::set_avx512_enabled(true);
+  }
 };
 
 struct Shape3 {

@@ -28,6 +28,8 @@ def kernel_sets():
         sets.append("avx2")
         if ops.vnni_available():
             sets.append("avx2_vnni")
+        if ops.avx512_vnni_available():
+            sets.append("avx512_vnni")
     return sets
 
 
@@ -35,11 +37,13 @@ def kernel_sets():
 def kernels(request):
     old = _core.active_isa()
     _core.set_isa("scalar" if request.param == "scalar" else "avx2")
-    ops.set_vnni_enabled(request.param == "avx2_vnni")
+    ops.set_vnni_enabled(request.param in ("avx2_vnni", "avx512_vnni"))
+    ops.set_avx512_enabled(request.param == "avx512_vnni")
     assert ops.kernel_name() == request.param
     yield request.param
     _core.set_isa(old)
     ops.set_vnni_enabled(True)
+    ops.set_avx512_enabled(True)
 
 
 def random_int8(n, k):
