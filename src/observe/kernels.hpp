@@ -45,11 +45,13 @@ inline float floor_exact(float y) {
 }
 
 // The bin of one finite value; the scalar definition every kernel matches.
+// NaN and +-Inf still give an index inside [0, last] (never read out of
+// bounds), though not a meaningful one.
 inline int32_t bin_index(float x, float inv_width, float offset, int32_t last) {
   float f = floor_exact(x * inv_width);
   if (f == 0.0f && x < 0.0f) f = -1.0f;  // x * inv underflowed to -0
   const float t = f - offset;
-  return t <= 0.0f ? 0 : (t >= static_cast<float>(last) ? last : static_cast<int32_t>(t));
+  return !(t > 0.0f) ? 0 : (t >= static_cast<float>(last) ? last : static_cast<int32_t>(t));
 }
 
 }  // namespace monoquant::observe

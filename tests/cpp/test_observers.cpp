@@ -704,6 +704,13 @@ TEST(ObserveKernels, Avx2MatchesTheReference) {
     EXPECT_FALSE(avx.minmax(x.data(), n).all_finite);
     std::vector<uint32_t> c(4097, 0);
     EXPECT_FALSE(avx.bin_and_summarize(x.data(), n, 1.0f, -100.0f, 4096, c.data()).all_finite);
+    // Non-finite values anywhere (the vector body or the scalar tail) stay in bounds.
+    for (const float bad : {NAN, INFINITY, -INFINITY}) {
+      x[static_cast<std::size_t>(n - 1)] = bad;
+      x[0] = bad;
+      EXPECT_FALSE(avx.bin_and_summarize(x.data(), n, 1.0f, -100.0f, 4096, c.data()).all_finite);
+      EXPECT_FALSE(ref.bin_and_summarize(x.data(), n, 1.0f, -100.0f, 4096, c.data()).all_finite);
+    }
   }
 }
 
