@@ -18,6 +18,7 @@ namespace monoquant::python {
 void bind_quant(nb::module_& m);
 void bind_observe(nb::module_& m);
 void bind_linear(nb::module_& m);
+void bind_io(nb::module_& m);
 }
 
 namespace {
@@ -82,4 +83,5 @@ NB_MODULE(_core, m) {
   monoquant::python::bind_quant(m);
   monoquant::python::bind_observe(m);
   monoquant::python::bind_linear(m);
+  monoquant::python::bind_io(m);
 }

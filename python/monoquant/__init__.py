@@ -14,6 +14,8 @@ from .observers import (HistogramObserver, MinMaxObserver, MovingAverageMinMaxOb
 from .calibration import CalibrationStats, calibrate, load_calibration, save_calibration
 from . import ops
 from .modules import QuantConv2d, QuantLinear
+from . import io
+from .io import load_checkpoint, load_quantized, load_state_dict, save_quantized, save_state_dict
 
 __version__ = _core.__version__
 
@@ -35,5 +37,6 @@ __all__ = [
     "get_num_threads", "set_num_threads",
     "Observer", "MinMaxObserver", "MovingAverageMinMaxObserver", "HistogramObserver", "PercentileObserver",
     "create_observer", "load_observer", "calibrate", "CalibrationStats", "save_calibration", "load_calibration",
+    "io", "load_state_dict", "load_checkpoint", "save_state_dict", "save_quantized", "load_quantized",
     "MonoquantError", "InvalidArgumentError", "FormatError", "MonoquantIOError", "UnsupportedError",
 ]
