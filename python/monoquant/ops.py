@@ -117,13 +117,53 @@ def _as_f32(x: Tensor) -> Tensor:
     return x if x.is_contiguous() else x.contiguous()
 
 
+def _packed_sizes(format: str, n: int, k: int, group_size: int) -> Tuple[int, int, int]:
+    """Bytes of data, and element counts of scales and sums, of a packed weight."""
+    chunk = 8 if format == "int4" else 4
+    rows = (n + 7) // 8 * 8 * ((k + chunk - 1) // chunk * chunk)
+    if format == "int8":
+        return rows, (n + 7) // 8 * 8, (n + 7) // 8 * 8
+    if format == "int4":
+        if group_size <= 0 or group_size % 8:
+            raise InvalidArgumentError(f"int4 group_size must be a positive multiple of 8, got {group_size}")
+        return rows // 2, (n + 7) // 8 * 8 * ((k + group_size - 1) // group_size), 0
+    if format in ("float16", "bfloat16"):
+        return rows * 2, 0, 0
+    raise InvalidArgumentError(f"unknown weight format {format!r}; expected one of {_FORMATS}")
+
+
+def _check_array(t: Tensor, dtype: torch.dtype, count: int, what: str) -> None:
+    if t.dtype != dtype or t.numel() != count or t.device.type != "cpu" or not t.is_contiguous():
+        raise InvalidArgumentError(f"packed weight {what} must be a contiguous CPU {dtype} tensor of {count} "
+                                   f"elements, got {t.dtype} {tuple(t.shape)} on {t.device}")
+
+
 def _linear_impl(x: Tensor, data: Tensor, scales: Tensor, sums: Tensor, bias: Optional[Tensor], format: str,
-               out_features: int, in_features: int, group_size: int, mode: str, act_scale: float,
-               act_zero_point: int) -> Tensor:
+                 out_features: int, in_features: int, group_size: int, mode: str, act_scale: float,
+                 act_zero_point: int) -> Tensor:
+    n, k = int(out_features), int(in_features)
+    if n <= 0 or k <= 0:
+        raise InvalidArgumentError(f"out_features and in_features must be > 0, got {n} x {k}")
+    if x.device.type != "cpu":
+        raise InvalidArgumentError(f"monoquant kernels run on CPU tensors; x is on {x.device}")
+    if x.dim() < 1 or x.shape[-1] != k:
+        raise InvalidArgumentError(f"linear input of shape {tuple(x.shape)} does not end in in_features {k}")
+    nbytes, nscales, nsums = _packed_sizes(format, n, k, group_size)
+    _check_array(data, torch.uint8, nbytes, "data")
+    _check_array(scales, torch.float32, nscales, "scales")
+    _check_array(sums, torch.int32, nsums, "sums")
     xf = _as_f32(x)
-    b = None if bias is None else _as_f32(bias)
-    y = _core.linear(xf, data, scales, sums, b, format, out_features, in_features, group_size, mode,
-                     float(act_scale), int(act_zero_point))
+    b = None
+    if bias is not None:
+        b = _as_f32(bias)
+        if b.numel() != n or b.device.type != "cpu":
+            raise InvalidArgumentError(f"bias must be a CPU tensor of out_features = {n} elements")
+    y = torch.empty((*x.shape[:-1], n), dtype=torch.float32)
+    m = xf.numel() // k
+    if m:
+        _core.linear_raw(xf.data_ptr(), m, y.data_ptr(), data.data_ptr(), scales.data_ptr(), sums.data_ptr(),
+                         0 if b is None else b.data_ptr(), format, n, k, int(group_size), mode, float(act_scale),
+                         int(act_zero_point))
     return y if x.dtype == torch.float32 else y.to(x.dtype)
 
 
