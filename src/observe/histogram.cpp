@@ -107,9 +107,11 @@ struct Minimum {
 
 // Minimizes cost(t) over t in (0, 1]: a fixed grid (uniform steps, plus
 // geometric ones down to 1e-6 for very heavy tails), then bisection towards
-// the best point between its two grid neighbours.
+// the best point between its two grid neighbours. With `around` > 0 the grid
+// is skipped and the bisection starts from `around` +- 1/16 of it (a local
+// polish of a point found before).
 template <class F>
-Minimum minimize_fraction(F&& cost) {
+Minimum minimize_fraction(F&& cost, double around = 0) {
   static const std::vector<double> grid = [] {
     std::vector<double> g;
     for (int i = 1; i <= 64; ++i) g.push_back(i / 64.0);
@@ -118,16 +120,24 @@ Minimum minimize_fraction(F&& cost) {
     return g;
   }();
   Minimum best;
-  std::size_t bi = 0;
-  for (std::size_t i = 0; i < grid.size(); ++i) {
-    const double c = cost(grid[i]);
-    if (c < best.cost) {
-      best = {grid[i], c};
-      bi = i;
+  double lo = 0, hi = 1;
+  if (around > 0) {
+    best = {around, cost(around)};
+    lo = around * (1 - 1.0 / 16);
+    hi = std::min(1.0, around * (1 + 1.0 / 16));
+  } else {
+    std::size_t bi = 0;
+    for (std::size_t i = 0; i < grid.size(); ++i) {
+      const double c = cost(grid[i]);
+      if (c < best.cost) {
+        best = {grid[i], c};
+        bi = i;
+      }
     }
+    lo = bi > 0 ? grid[bi - 1] : grid[0] / 2;
+    hi = bi + 1 < grid.size() ? grid[bi + 1] : 1.0;
   }
-  double lo = bi > 0 ? grid[bi - 1] : grid[0] / 2, hi = bi + 1 < grid.size() ? grid[bi + 1] : 1.0;
-  for (int it = 0; it < 16; ++it) {
+  for (int it = 0; it < 14; ++it) {
     const double m1 = 0.5 * (lo + best.t), m2 = 0.5 * (best.t + hi);
     const double c1 = cost(m1), c2 = cost(m2);
     if (c1 < best.cost && c1 <= c2) {
@@ -174,20 +184,69 @@ void HistogramObserver::on_batch(const ChannelBatch& b, const BatchStats& s) {
     if (s.count[0] > 0) bin_flat(b.x, b.outer * b.inner, s.nonfinite > 0, hist_[0], window_);
     return;
   }
+  // Per channel: each thread owns a block of channels. A tile of each
+  // channel's values is gathered into a contiguous run (reading whole rows
+  // when channels interleave, i.e. a small `inner`) and counted into private
+  // 32-bit histograms that stay in cache; the channels' own 64-bit counts, a
+  // whole histogram each and cold by now, are then updated once, in order.
   const int32_t last = static_cast<int32_t>(window_ - 1);
-  parallel_for(C, std::max<int64_t>(1, (1 << 15) / std::max<int64_t>(b.outer * b.inner, 1)), [&](int64_t c0, int64_t c1) {
-    for (int64_t c = c0; c < c1; ++c) {
-      const std::size_t i = static_cast<std::size_t>(c);
-      if (s.count[i] == 0) continue;
-      HistogramChannel& ch = hist_[i];
-      const float inv = std::ldexp(1.0f, -ch.grid.exponent);
-      const float offset = static_cast<float>(ch.grid.offset);
-      for (int64_t o = 0; o < b.outer; ++o) {
-        const float* p = b.x + (o * C + c) * b.inner;
-        for (int64_t k = 0; k < b.inner; ++k) {
-          if (std::isfinite(p[k])) ++ch.counts[static_cast<std::size_t>(bin_index(p[k], inv, offset, last))];
+  constexpr int64_t kTile = 4096;
+  constexpr int64_t kStride = kTile + 16;  // not a multiple of 4 KiB: rows must not share cache sets
+  constexpr int64_t kBlock = 16;
+  const int64_t blocks = (C + kBlock - 1) / kBlock;
+  const int64_t per_channel = b.outer * b.inner;
+  const auto& kern = observe_kernels();
+  parallel_for(blocks, 1, [&](int64_t b0, int64_t b1) {
+    std::vector<float> tile(static_cast<std::size_t>(kBlock * kStride));
+    std::vector<uint32_t> local(static_cast<std::size_t>(kBlock * window_));
+    for (int64_t blk = b0; blk < b1; ++blk) {
+      const int64_t c0 = blk * kBlock, c1 = std::min(C, c0 + kBlock);
+      std::fill(local.begin(), local.end(), 0u);
+      const auto flush = [&] {
+        for (int64_t c = c0; c < c1; ++c) {
+          uint64_t* counts = hist_[static_cast<std::size_t>(c)].counts.data();
+          uint32_t* mine = local.data() + (c - c0) * window_;
+          if (s.count[static_cast<std::size_t>(c)] == 0) continue;
+          for (int64_t k = 0; k < window_; ++k) counts[k] += mine[k];
+          std::fill(mine, mine + window_, 0u);
+        }
+      };
+      int64_t since_flush = 0;
+      for (int64_t start = 0; start < per_channel; start += kTile) {
+        const int64_t len = std::min(kTile, per_channel - start);
+        // Element k of channel c is x[((k / inner) * C + c) * inner + k % inner].
+        int64_t o = start / b.inner, i = start % b.inner;
+        for (int64_t k = 0; k < len; ++k) {
+          const float* p = b.x + (o * C + c0) * b.inner + i;
+          float* t = tile.data() + k;
+          for (int64_t c = 0; c < c1 - c0; ++c) t[c * kStride] = p[c * b.inner];
+          if (++i == b.inner) {
+            i = 0;
+            ++o;
+          }
+        }
+        for (int64_t c = c0; c < c1; ++c) {
+          if (s.count[static_cast<std::size_t>(c)] == 0) continue;
+          const Grid& g = hist_[static_cast<std::size_t>(c)].grid;
+          const float inv = std::ldexp(1.0f, -g.exponent);
+          const float offset = static_cast<float>(g.offset);
+          const float* run = tile.data() + (c - c0) * kStride;
+          uint32_t* mine = local.data() + (c - c0) * window_;
+          if (s.nonfinite == 0) {
+            kern.bin(run, len, inv, offset, last, mine);
+          } else {
+            for (int64_t k = 0; k < len; ++k) {
+              if (std::isfinite(run[k])) ++mine[bin_index(run[k], inv, offset, last)];
+            }
+          }
+        }
+        since_flush += len;
+        if (since_flush >= (int64_t{1} << 31)) {  // before 32-bit counts could overflow
+          flush();
+          since_flush = 0;
         }
       }
+      flush();
     }
   });
 }
@@ -312,20 +371,31 @@ Range HistogramObserver::channel_range(int64_t c, int bits, Scheme scheme) const
     }
     return best;
   }
-  for (int round = 0; round < 4; ++round) {
+  // Asymmetric: first both ends shrunk together, then each end polished
+  // locally in turn.
+  {
+    const auto m = minimize_fraction([&](double t) {
+      return cost(static_cast<float>(t * std::min(mn, 0.0f)), static_cast<float>(t * std::max(mx, 0.0f)));
+    });
+    if (m.cost < best_cost) {
+      best = {static_cast<float>(m.t * std::min(mn, 0.0f)), static_cast<float>(m.t * std::max(mx, 0.0f))};
+      best_cost = m.cost;
+    }
+  }
+  for (int round = 0; round < 3; ++round) {
     bool improved = false;
-    if (mx > 0) {
+    if (mx > 0 && best.hi > 0) {
       const float lo = best.lo;
-      const auto m = minimize_fraction([&](double t) { return cost(lo, static_cast<float>(t * mx)); });
+      const auto m = minimize_fraction([&](double t) { return cost(lo, static_cast<float>(t * mx)); }, best.hi / mx);
       if (m.cost < best_cost) {
         best.hi = static_cast<float>(m.t * mx);
         best_cost = m.cost;
         improved = true;
       }
     }
-    if (mn < 0) {
+    if (mn < 0 && best.lo < 0) {
       const float hi = best.hi;
-      const auto m = minimize_fraction([&](double t) { return cost(static_cast<float>(t * mn), hi); });
+      const auto m = minimize_fraction([&](double t) { return cost(static_cast<float>(t * mn), hi); }, best.lo / mn);
       if (m.cost < best_cost) {
         best.lo = static_cast<float>(m.t * mn);
         best_cost = m.cost;

@@ -75,14 +75,30 @@ SpanSummary minmax(const float* x, int64_t n) {
 template <bool kSummarize>
 SpanSummary bin_impl(const float* x, int64_t n, float inv_width, float offset, int32_t last, uint32_t* counts) {
   const int64_t bins = int64_t{last} + 1;
-  if (n < 4096) {
-    const SpanSummary s = kSummarize ? reference_observe_kernels().minmax(x, n) : SpanSummary{};
-    if (s.all_finite) reference_observe_kernels().bin(x, n, inv_width, offset, last, counts);
-    return s;
-  }
   const __m256 inv = _mm256_set1_ps(inv_width), off = _mm256_set1_ps(offset);
   const __m256 zero = _mm256_setzero_ps(), minus_one = _mm256_set1_ps(-1.0f);
   const __m256 top = _mm256_set1_ps(static_cast<float>(last));
+  const auto indices = [&](__m256 v) {
+    __m256 f = _mm256_floor_ps(_mm256_mul_ps(v, inv));
+    // x * inv underflowing to -0 for a tiny negative x: that is bin -1.
+    const __m256 fix = _mm256_and_ps(_mm256_cmp_ps(f, zero, _CMP_EQ_OQ), _mm256_cmp_ps(v, zero, _CMP_LT_OQ));
+    f = _mm256_blendv_ps(f, minus_one, fix);
+    return _mm256_cvttps_epi32(_mm256_min_ps(_mm256_max_ps(_mm256_sub_ps(f, off), zero), top));
+  };
+  if (n < 32768) {
+    // Short runs: the copies would cost more than they save; the indices
+    // are still computed eight at a time (the scalar floor branches on data).
+    const SpanSummary s = kSummarize ? minmax(x, n) : SpanSummary{};
+    if (!s.all_finite) return s;
+    alignas(32) int32_t idx[8];
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+      _mm256_store_si256(reinterpret_cast<__m256i*>(idx), indices(_mm256_loadu_ps(x + i)));
+      for (int j = 0; j < 8; ++j) ++counts[idx[j]];
+    }
+    for (; i < n; ++i) ++counts[bin_index(x[i], inv_width, offset, last)];
+    return s;
+  }
   const int64_t stride = (bins + 31) / 32 * 32;
   thread_local std::vector<uint16_t> copies;
   copies.assign(static_cast<std::size_t>(4 * stride), 0);
@@ -106,12 +122,7 @@ SpanSummary bin_impl(const float* x, int64_t n, float inv_width, float offset, i
     for (int64_t i = 0; i < kBlock; i += 8) {
       const __m256 v = _mm256_loadu_ps(x + b + i);
       if constexpr (kSummarize) s.add(v);
-      __m256 f = _mm256_floor_ps(_mm256_mul_ps(v, inv));
-      // x * inv underflowing to -0 for a tiny negative x: that is bin -1.
-      const __m256 fix = _mm256_and_ps(_mm256_cmp_ps(f, zero, _CMP_EQ_OQ), _mm256_cmp_ps(v, zero, _CMP_LT_OQ));
-      f = _mm256_blendv_ps(f, minus_one, fix);
-      const __m256 t = _mm256_min_ps(_mm256_max_ps(_mm256_sub_ps(f, off), zero), top);
-      _mm256_store_si256(reinterpret_cast<__m256i*>(idx + i), _mm256_cvttps_epi32(t));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(idx + i), indices(v));
     }
     for (int64_t i = 0; i < kBlock; i += 4) {
       ++c0[idx[i]];

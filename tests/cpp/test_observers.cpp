@@ -276,6 +276,34 @@ TEST(HistogramObserver, CountsDoNotDependOnBatchOrderOrSplitOrThreads) {
   EXPECT_EQ(forward->save_state(), whole->save_state());
 }
 
+TEST(HistogramObserver, PerChannelEqualsOneObserverPerChannel) {
+  // Channels on the last, a middle and the first axis, with several tiles per
+  // channel and a channel count that is not a multiple of the thread blocks.
+  std::mt19937 g(mqtest::kSeed + 18);
+  const Shape shape = {3, 2100, 19};
+  const auto x = laplace(g, 3 * 2100 * 19, 2.0f);
+  for (int axis : {2, 1, 0}) {
+    auto pc = make("histogram", Granularity::per_channel, axis);
+    pc->observe(TensorView(x.data(), DType::f32, shape));
+    const int64_t C = shape[static_cast<std::size_t>(axis)];
+    const json st = json::parse(pc->save_state());
+    ASSERT_EQ(static_cast<int64_t>(st["channels"].size()), C);
+    for (int64_t c = 0; c < C; ++c) {
+      std::vector<float> mine;
+      for (int64_t i = 0; i < 3; ++i)
+        for (int64_t j = 0; j < 2100; ++j)
+          for (int64_t k = 0; k < 19; ++k) {
+            const int64_t idx[3] = {i, j, k};
+            if (idx[axis] == c) mine.push_back(x[static_cast<std::size_t>((i * 2100 + j) * 19 + k)]);
+          }
+      auto one = make("histogram");
+      one->observe(view1d(mine));
+      EXPECT_EQ(st["channels"][static_cast<std::size_t>(c)], json::parse(one->save_state())["channels"][0])
+          << "axis " << axis << " channel " << c;
+    }
+  }
+}
+
 TEST(HistogramObserver, CountsAreTheExactBinsOfTheRawData) {
   std::mt19937 g(mqtest::kSeed + 5);
   std::vector<std::vector<float>> batches = {mqtest::normal_floats(g, 20000, 0.01f), laplace(g, 30000, 2.0f),
