@@ -3,7 +3,6 @@
 #include <limits>
 
 #include "monoquant/error.hpp"
-#include "monoquant/quantize.hpp"
 
 namespace monoquant::io {
 
@@ -80,8 +79,10 @@ TensorToWrite TensorToWrite::from(const std::string& name, const TensorView& v) 
   t.dtype = from_core(v.dtype);
   t.shape = v.shape;
   if (v.dtype == DType::int4_packed) {
-    const RowLayout rl = row_layout(v.shape);
-    t.shape = {rl.rows, (rl.row_length + 1) / 2};
+    // Packed per row of the last dimension (quantize.hpp, RowLayout).
+    const int64_t k = v.shape.empty() ? 1 : v.shape.back();
+    const int64_t rows = k == 0 ? 0 : v.numel() / k;
+    t.shape = {rows, (k + 1) / 2};
   }
   t.data = v.data;
   return t;
