@@ -226,12 +226,12 @@ void bind_io(nb::module_& m) {
       nb::arg("path"), nb::arg("tensors"), nb::arg("plan"), nb::arg("metadata"), nb::arg("max_shard_bytes"));
   m.def(
       "write_pt",
-      [](const std::string& path, const nb::list& items) {
+      [](const std::string& path, const nb::list& items, const std::map<std::string, std::string>& metadata) {
         InputTensors in = input_tensors(items);
         nb::gil_scoped_release release;
-        write_pt(path, in.tensors);
+        write_pt(path, in.tensors, metadata);
       },
-      nb::arg("path"), nb::arg("tensors"));
+      nb::arg("path"), nb::arg("tensors"), nb::arg("metadata"));
   m.def(
       "write_safetensors_directory",
       [](const std::string& path, const nb::list& items, const std::map<std::string, std::string>& metadata,

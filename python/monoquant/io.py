@@ -93,7 +93,8 @@ def load_state_dict(path: PathLike) -> Dict[str, torch.Tensor]:
 
 
 def load_metadata(path: PathLike) -> Dict[str, str]:
-    """The safetensors ``__metadata__`` (union over the shards of a directory)."""
+    """The safetensors ``__metadata__`` (union over the shards of a directory), or
+    the ``"__metadata__"`` entry of a .pt written by monoquant."""
     return dict(_core.read_checkpoint(os.fspath(path))["metadata"])
 
 
@@ -124,9 +125,8 @@ def save_state_dict(tensors: Mapping[str, torch.Tensor], path: PathLike, metadat
     path = os.fspath(path)
     items, _keep = _items(tensors)
     if path.endswith((".pt", ".pth", ".bin")):
-        if metadata:
-            raise ValueError("metadata can only be stored in safetensors files")
-        _core.write_pt(path, items)
+        # A .pt keeps metadata (if any) as the entry "__metadata__": {str: str}.
+        _core.write_pt(path, items, {str(k): str(v) for k, v in (metadata or {}).items()})
         return
     meta = {"format": "pt"}
     meta.update({str(k): str(v) for k, v in (metadata or {}).items()})
@@ -156,8 +156,9 @@ def save_quantized(tensors: Mapping[str, torch.Tensor], path: PathLike, plan: Ma
     int8 per channel), ``"w4a16"`` / ``("w4a16", group_size, symmetric)``
     (pack-quantized), ``"w8a16"``, ``"fp16"``, ``"bf16"`` or ``"keep"``; other
     tensors are copied. A path ending in ``.safetensors`` gets one file with
-    ``quantization_config`` in its ``__metadata__``; any other path becomes a
-    model directory whose ``config.json`` holds it."""
+    ``quantization_config`` in its ``__metadata__``; ``.pt``/``.pth``/``.bin`` a
+    torch.save archive with the same tensors plus ``"__metadata__": {str: str}``;
+    any other path becomes a model directory whose ``config.json`` holds it."""
     items, _keep = _items(tensors)
     p = {str(k): _plan_entry(v) for k, v in plan.items()}
     _core.write_compressed(os.fspath(path), items, p, {str(k): str(v) for k, v in (metadata or {}).items()},

@@ -88,6 +88,20 @@ PtContents read_pt_memory(const std::byte* data, std::size_t size, const std::st
     }
     storage_entries.push_back(e);
   }
+  // monoquant's own .pt files carry "__metadata__": {str: str} at the top.
+  const auto& root = u.objects[u.root];
+  if (root.kind == Kind::dict) {
+    for (std::size_t k = 0; k + 1 < root.items.size(); k += 2) {
+      const auto& key = u.objects[root.items[k]];
+      const auto& value = u.objects[root.items[k + 1]];
+      if (key.kind != Kind::string || key.s != "__metadata__" || value.kind != Kind::dict) continue;
+      for (std::size_t m = 0; m + 1 < value.items.size(); m += 2) {
+        const auto& mk = u.objects[value.items[m]];
+        const auto& mv = u.objects[value.items[m + 1]];
+        if (mk.kind == Kind::string && mv.kind == Kind::string) out.checkpoint.metadata[mk.s] = mv.s;
+      }
+    }
+  }
   std::vector<std::string> names(u.tensors.size());
   name_tensors(u, names, label);
   out.checkpoint.tensors.reserve(u.tensors.size());

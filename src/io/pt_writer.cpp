@@ -69,7 +69,8 @@ class PickleWriter {
 
 }  // namespace
 
-void write_pt(const std::string& path, const std::vector<TensorToWrite>& tensors) {
+void write_pt(const std::string& path, const std::vector<TensorToWrite>& tensors,
+              const std::map<std::string, std::string>& metadata) {
   std::set<std::string> names;
   PickleWriter p;
   p.out = "\x80\x02";
@@ -104,7 +105,19 @@ void write_pt(const std::string& path, const std::vector<TensorToWrite>& tensors
     p.op('t');
     p.op('R');
   }
-  if (!tensors.empty()) p.op('u');
+  if (!metadata.empty()) {
+    if (names.count("__metadata__")) throw_invalid_argument(path + ": a tensor is named '__metadata__'");
+    if (tensors.empty()) p.op('(');
+    p.text("__metadata__");
+    p.op('}');
+    p.op('(');
+    for (const auto& [k, v] : metadata) {
+      p.text(k);
+      p.text(v);
+    }
+    p.op('u');
+  }
+  if (!tensors.empty() || !metadata.empty()) p.op('u');
   p.op('.');
   AtomicFile file(path);
   ZipWriter zip(file);

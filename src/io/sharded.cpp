@@ -152,8 +152,15 @@ void write_compressed(const std::string& path, const std::vector<NamedView>& inp
   std::map<std::string, std::string> meta = metadata;
   meta["format"] = "pt";
   meta["monoquant"] = c.monoquant_info;
-  const bool single = path.size() >= 12 && path.compare(path.size() - 12, 12, ".safetensors") == 0;
-  if (single) {
+  auto ends_with = [&](const std::string& suffix) {
+    return path.size() >= suffix.size() && path.compare(path.size() - suffix.size(), suffix.size(), suffix) == 0;
+  };
+  if (ends_with(".pt") || ends_with(".pth") || ends_with(".bin")) {
+    meta["quantization_config"] = c.quantization_config;
+    write_pt(path, c.tensors, meta);
+    return;
+  }
+  if (ends_with(".safetensors")) {
     meta["quantization_config"] = c.quantization_config;
     write_safetensors(path, c.tensors, meta);
     return;
@@ -194,7 +201,7 @@ std::vector<std::pair<std::string, Tensor>> decompress_checkpoint(const std::str
     }
     config = cfg["quantization_config"].dump();
   } else {
-    ck = read_safetensors(path);
+    ck = detect_checkpoint_kind(path) == CheckpointKind::pytorch ? read_pt(path).checkpoint : read_safetensors(path);
     const auto it = ck.metadata.find("quantization_config");
     if (it == ck.metadata.end()) throw_format_error(path + ": no quantization_config in __metadata__");
     config = it->second;

@@ -91,6 +91,22 @@ def test_compressed_tensors_package_decompresses_to_monoquant_weights(tmp_path, 
         assert (mine - orig).abs().max() <= scale.max() * 0.5 + 1e-6, module
 
 
+def test_pt_output_has_the_same_logical_content(tmp_path):
+    w = weights()
+    mqio.save_quantized(w, tmp_path / "q.safetensors", PLAN)
+    mqio.save_quantized(w, tmp_path / "q.pt", PLAN)
+    st = safetensors_torch.load_file(str(tmp_path / "q.safetensors"))
+    pt = torch.load(tmp_path / "q.pt", weights_only=True)
+    meta = pt.pop("__metadata__")
+    assert meta == mqio.load_metadata(tmp_path / "q.safetensors")
+    assert set(pt) == set(st) and all(torch.equal(pt[k], st[k]) for k in st)
+    config = json.loads(meta["quantization_config"])
+    a, b = mqio.load_quantized(tmp_path / "q.pt"), mqio.load_quantized(tmp_path / "q.safetensors")
+    for module in ["a", "c", "e"]:
+        assert torch.equal(a[f"{module}.weight"], b[f"{module}.weight"])
+        assert torch.equal(ct_decompress(pt, config, module), a[f"{module}.weight"].to(torch.float32))
+
+
 def test_pack_layout_matches_documented_test_vectors(tmp_path):
     # One row of 8 values whose symmetric int4 codes are 0..7 (scale = 1):
     # word 0xFEDCBA98 per the compressed-tensors pack_to_int32 layout.

@@ -1,6 +1,7 @@
 // PyTorch checkpoints written by torch.save (the zip format, torch >= 1.6).
 #pragma once
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,10 @@ PtContents read_pt_memory(const std::byte* data, std::size_t size, const std::st
 
 // A dict {name: tensor} that torch.load(weights_only=True) reads: one
 // storage per tensor, _rebuild_tensor_v2 (v3 for the dtypes that need it).
-void write_pt(const std::string& path, const std::vector<TensorToWrite>& tensors);
+// A non-empty `metadata` is stored as the entry "__metadata__": {str: str}
+// (the safetensors __metadata__ of the same checkpoint); readers put it in
+// Checkpoint::metadata.
+void write_pt(const std::string& path, const std::vector<TensorToWrite>& tensors,
+              const std::map<std::string, std::string>& metadata = {});
 
 }  // namespace monoquant::io
