@@ -17,7 +17,10 @@ TARGETS=("$@")
 BUILD=${MONOQUANT_FUZZ_BUILD_DIR:-build/fuzz}
 
 command -v clang++ >/dev/null || { echo "fuzz.sh: clang++ not found (apt-get install clang libclang-rt-14-dev)" >&2; exit 2; }
-CXX=clang++ cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMONOQUANT_BUILD_FUZZ=ON \
+GENERATOR=Ninja
+command -v ninja >/dev/null || GENERATOR="Unix Makefiles"
+[ -f "$BUILD/CMakeCache.txt" ] && GENERATOR=$(sed -n 's/^CMAKE_GENERATOR:INTERNAL=//p' "$BUILD/CMakeCache.txt")
+CXX=clang++ cmake -S . -B "$BUILD" -G "$GENERATOR" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMONOQUANT_BUILD_FUZZ=ON \
   -DMONOQUANT_BUILD_TESTS=OFF -DMONOQUANT_BUILD_BENCH=OFF >/dev/null || exit 2
 cmake --build "$BUILD" -j "${MONOQUANT_FUZZ_JOBS:-1}" $(printf -- '--target fuzz_%s ' "${TARGETS[@]}") || exit 2
 
@@ -52,9 +55,14 @@ rc=0
 for t in "${TARGETS[@]}"; do
   mkdir -p "$BUILD/corpus/$t"
   echo "== fuzz_$t for ${SECONDS_PER_TARGET}s"
+  log="$BUILD/fuzz_$t.log"
   "$BUILD/fuzz/fuzz_$t" -max_total_time="$SECONDS_PER_TARGET" -max_len=65536 -rss_limit_mb=2048 -timeout=10 \
-    -artifact_prefix="$BUILD/crashes/${t}-" -print_final_stats=1 "$BUILD/corpus/$t" 2>&1 |
-    grep -E "^#[0-9]+.*DONE|stat::number_of_executed_units|stat::peak_rss|ERROR|SUMMARY|crash-|Test unit written" || true
-  [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
+    -artifact_prefix="$BUILD/crashes/${t}-" -print_final_stats=1 "$BUILD/corpus/$t" >"$log" 2>&1
+  status=$?
+  grep -E "^#[0-9]+.*DONE|stat::number_of_executed_units|stat::peak_rss|ERROR|SUMMARY|Test unit written" "$log"
+  if [ $status -ne 0 ]; then
+    echo "fuzz_$t FAILED (exit $status); log: $log" >&2
+    rc=1
+  fi
 done
 exit $rc

@@ -19,8 +19,20 @@ echo "== Python tests (pytest)"
 "$VENV/bin/python" -m pytest -q -p no:cacheprovider "$@"
 py_rc=$?
 
-if [ $cpp_rc -ne 0 ] || [ $py_rc -ne 0 ]; then
-  echo "test.sh: FAILED (ctest exit $cpp_rc, pytest exit $py_rc)" >&2
+# Fuzz smoke: 20 s per libFuzzer target when clang is installed (apt-get install
+# clang libclang-rt-14-dev); MONOQUANT_FUZZ_SMOKE=0 skips it. Longer runs:
+# bash scripts/fuzz.sh 600.
+fuzz_rc=0
+if [ "${MONOQUANT_FUZZ_SMOKE:-1}" != 0 ] && command -v clang++ >/dev/null; then
+  echo "== fuzz smoke (scripts/fuzz.sh 20)"
+  bash scripts/fuzz.sh 20
+  fuzz_rc=$?
+else
+  echo "== fuzz smoke skipped (needs clang++; apt-get install clang libclang-rt-14-dev)"
+fi
+
+if [ $cpp_rc -ne 0 ] || [ $py_rc -ne 0 ] || [ $fuzz_rc -ne 0 ]; then
+  echo "test.sh: FAILED (ctest exit $cpp_rc, pytest exit $py_rc, fuzz exit $fuzz_rc)" >&2
   exit 1
 fi
 echo "test.sh: all tests passed"

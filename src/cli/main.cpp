@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "cli/exit_codes.hpp"
+#include "cli/inspect.hpp"
 #include "monoquant/cpu_features.hpp"
 #include "monoquant/error.hpp"
 #include "monoquant/thread_pool.hpp"
@@ -23,7 +24,6 @@ struct Planned {
 constexpr Planned kPlanned[] = {
     {"quantize", "Quantize a checkpoint (.safetensors, sharded directory, .pt) to int8/int4/fp16/bf16"},
     {"dequantize", "Turn a quantized checkpoint back into float tensors"},
-    {"inspect", "List the tensors, dtypes, shapes and quantization config of a checkpoint"},
     {"validate", "Check a checkpoint: sizes before and after, SQNR per tensor, load-and-run"},
     {"compare", "Compare two checkpoints tensor by tensor (SQNR, MSE, max error, cosine)"},
 };
@@ -41,6 +41,8 @@ int main(int argc, char** argv) {
   std::vector<CLI::App*> planned;
   for (const auto& p : kPlanned) planned.push_back(app.add_subcommand(p.name, std::string(p.summary) + " [planned]"));
   auto* info = app.add_subcommand("info", "Show the version, CPU features and the kernel set in use");
+  cli::InspectOptions inspect_options;
+  auto* inspect = cli::add_inspect(app, inspect_options);
 
   try {
     app.parse(argc, argv);
@@ -59,6 +61,7 @@ int main(int argc, char** argv) {
                   f.avx512vnni, f.avx_vnni);
       return cli::ok;
     }
+    if (inspect->parsed()) return cli::run_inspect(inspect_options);
     for (auto* sub : planned) {
       if (sub->parsed()) {
         std::fprintf(stderr, "monoquant %s: not available in this version yet (planned)\n", sub->get_name().c_str());

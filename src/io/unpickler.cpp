@@ -53,7 +53,7 @@ std::optional<FileDType> storage_dtype(const std::string& name) {
 }
 
 bool is_torch_dtype(const std::string& name) {
-  return name.rfind("torch.", 0) == 0 && parse_torch_name(name.substr(6)).has_value();
+  return name.rfind("torch.", 0) == 0 && parse_torch_name(std::string_view(name).substr(6)).has_value();
 }
 
 Callable classify(const std::string& name) {
@@ -360,7 +360,7 @@ class Unpickler {
     if (version == 3) {
       const auto& d = arg(args, 6);
       if (d.kind != Kind::global || !is_torch_dtype(d.s)) fail("_rebuild_tensor_v3 needs a torch dtype");
-      t.dtype = *parse_torch_name(d.s.substr(6));
+      t.dtype = *parse_torch_name(std::string_view(d.s).substr(6));
     }
     tensors_.push_back(std::move(t));
     const uint32_t i = make(Kind::tensor);

@@ -13,7 +13,7 @@ from monoquant import _core
 
 # Exit codes documented in src/cli/exit_codes.hpp
 OK, USAGE, UNSUPPORTED = 0, 2, 6
-PLANNED = ["quantize", "dequantize", "inspect", "validate", "compare"]
+PLANNED = ["quantize", "dequantize", "validate", "compare"]
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,7 @@ def test_help_lists_subcommands(cli):
     for flag in ("--help", "-h"):
         r = run(cli, flag)
         assert r.returncode == OK, r.stderr
-        for sub in PLANNED + ["info"]:
+        for sub in PLANNED + ["info", "inspect"]:
             assert re.search(rf"^\s+{sub}\s", r.stdout, re.M), (sub, r.stdout)
         assert "--threads" in r.stdout
 
@@ -102,3 +102,29 @@ def test_info_respects_threads_and_environment(cli):
     assert _info(cli, "--threads", "3")[1]["threads"] == "3"
     assert _info(cli, env_extra={"MONOQUANT_NUM_THREADS": "5"})[1]["threads"] == "5"
     assert _info(cli, env_extra={"MONOQUANT_ISA": "scalar"})[1]["kernels"] == "scalar"
+
+
+def test_inspect_lists_tensors_and_metadata(cli, tmp_path):
+    import torch
+    from monoquant import io as mqio
+    path = tmp_path / "m.safetensors"
+    mqio.save_state_dict({"layer.weight": torch.zeros(3, 4, dtype=torch.bfloat16), "b": torch.zeros(2)}, path)
+    r = run(cli, "inspect", str(path))
+    assert r.returncode == OK, r.stderr
+    assert "2 tensors" in r.stdout and "metadata format = pt" in r.stdout
+    assert re.search(r"^layer\.weight\s+bfloat16\s+\[3, 4\]\s+24$", r.stdout, re.M), r.stdout
+    pt = tmp_path / "m.pt"
+    torch.save({"w": torch.arange(12.0).reshape(3, 4)[:, ::2]}, pt)
+    r = run(cli, "inspect", str(pt))
+    assert r.returncode == OK and "torch.save archive" in r.stdout and "strided view" in r.stdout
+
+
+def test_inspect_bad_inputs_exit_codes(cli, tmp_path):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}")
+    r = run(cli, "inspect", str(bad))
+    assert r.returncode == 4 and "bad.safetensors" in r.stderr, r.stderr  # format error
+    r = run(cli, "inspect", str(tmp_path / "missing.safetensors"))
+    assert r.returncode == 5, r.stderr  # io error
+    r = run(cli, "inspect")
+    assert r.returncode == USAGE
