@@ -169,3 +169,23 @@ def test_legacy_and_broken_archives(tmp_path):
     write_archive(p, big, {"0": b"\0" * 16})
     with pytest.raises(FormatError):
         mqio.load_state_dict(p)
+
+
+def test_cycles_deep_nesting_and_bad_strings(tmp_path):
+    p = tmp_path / "c.pt"
+    write_archive(p, b"\x80\x02]q\x00h\x00a.")  # a list that contains itself
+    with pytest.raises(FormatError, match="cyclic"):
+        mqio.load_checkpoint(p)
+    write_archive(p, b"\x80\x02" + b"]" * 1000 + b"a" * 999 + b".")  # 1000 nested lists
+    with pytest.raises(FormatError, match="nested"):
+        mqio.load_checkpoint(p)
+    write_archive(p, b"\x80\x02X\x02\x00\x00\x00\xc3\x28.")  # invalid UTF-8 text
+    with pytest.raises(FormatError, match="UTF-8"):
+        mqio.load_checkpoint(p)
+    write_archive(p, b"\x80\x02c\xff\xfe\nsystem\n.")  # non-UTF-8 global name: refused, message stays printable
+    with pytest.raises(FormatError, match=r"refused global '\\xff\\xfe\.system'"):
+        mqio.load_checkpoint(p)
+    # Shared (not cyclic) objects stay shared.
+    write_archive(p, b"\x80\x02}q\x00(X\x01\x00\x00\x00a]q\x01X\x01\x00\x00\x00bh\x01u.")
+    got = mqio.load_checkpoint(p)
+    assert got["a"] is got["b"]
