@@ -17,7 +17,7 @@ constexpr uint64_t k32 = 0xFFFFFFFFu;
 
 void ZipWriter::add(const std::string& name, const void* data, std::size_t size) {
   const uint64_t offset = file_.position();
-  const bool z64 = size >= k32 || offset >= k32;
+  const bool z64 = force_zip64_ || size >= k32 || offset >= k32;
   std::string h;
   put(h, 0x04034b50, 4);
   put(h, z64 ? 45 : 20, 2);  // version needed
@@ -58,7 +58,7 @@ void ZipWriter::finish() {
   const uint64_t cd_offset = file_.position();
   std::string cd;
   for (const auto& e : entries_) {
-    const bool z64 = e.size >= k32 || e.offset >= k32;
+    const bool z64 = force_zip64_ || e.size >= k32 || e.offset >= k32;
     put(cd, 0x02014b50, 4);
     put(cd, z64 ? 45 : 20, 2);  // made by
     put(cd, z64 ? 45 : 20, 2);  // needed
@@ -87,7 +87,7 @@ void ZipWriter::finish() {
   }
   const uint64_t cd_size = cd.size();
   const uint64_t n = entries_.size();
-  const bool z64 = cd_offset >= k32 || cd_size >= k32 || n >= 0xFFFF;
+  const bool z64 = force_zip64_ || cd_offset >= k32 || cd_size >= k32 || n >= 0xFFFF;
   if (z64) {
     const uint64_t rec = cd_offset + cd_size;
     put(cd, 0x06064b50, 4);

@@ -54,6 +54,29 @@ TEST(Zip, WriterOutputReadsBackAligned) {
   ::unlink(path.c_str());
 }
 
+TEST(Zip, Zip64RecordsReadBack) {
+  const std::string path = temp_path("z64.zip");
+  {
+    AtomicFile f(path);
+    ZipWriter z(f);
+    z.force_zip64(true);
+    z.add("arch/one", "hello", 5);
+    z.add("arch/two", "world!", 6);
+    z.finish();
+    f.commit();
+  }
+  const std::string bytes = slurp(path);
+  const auto entries = read_zip_directory(reinterpret_cast<const std::byte*>(bytes.data()), bytes.size(), path);
+  ASSERT_EQ(entries.size(), 2u);
+  EXPECT_EQ(bytes.substr(entries[1].data_offset, entries[1].size), "world!");
+  EXPECT_EQ(entries[1].data_offset % 64, 0u);
+  // Every truncation of the zip64 structures is an error, never a crash.
+  for (std::size_t n = 0; n < bytes.size(); ++n) {
+    EXPECT_THROW(read_zip_directory(reinterpret_cast<const std::byte*>(bytes.data()), n, "t"), Error) << n;
+  }
+  ::unlink(path.c_str());
+}
+
 TEST(Zip, PtWriterRoundTripsAndEveryTruncationFailsCleanly) {
   std::vector<float> w = {1, 2, 3, 4, 5, 6};
   std::vector<uint16_t> u = {65535, 7};

@@ -32,6 +32,8 @@ uint32_t crc32(const void* data, std::size_t size, uint32_t crc = 0);
 class ZipWriter {
  public:
   ZipWriter(AtomicFile& file, std::size_t alignment = 64) : file_(file), alignment_(alignment) {}
+  // Writes zip64 records even for small entries (tests: the > 4 GiB path).
+  void force_zip64(bool on) { force_zip64_ = on; }
   void add(const std::string& name, const void* data, std::size_t size);
   void finish();
 
@@ -43,6 +45,7 @@ class ZipWriter {
   };
   AtomicFile& file_;
   std::size_t alignment_;
+  bool force_zip64_ = false;
   std::vector<Central> entries_;
 };
 
