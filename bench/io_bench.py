@@ -6,7 +6,8 @@ Writes a ~1 GiB state dict (256 float32 tensors) to a temporary directory
 under /tmp and removes it afterwards. Reported, median of --repeat runs, with
 the file in the page cache (a warm read: parsing and mapping cost, not the disk):
   * open + touch: open the file and read one element of every tensor;
-  * open + read all: open and sum every tensor (every byte read);
+  * open + read all: open and sum every tensor (every byte read; torch.sum
+    dominates, so expect ~1x);
   * write: the whole state dict to a new file. monoquant fsyncs before its
     atomic rename; safetensors.save_file and torch.save do not, so their
     numbers are also given with an explicit os.fsync for a fair comparison.
@@ -89,15 +90,27 @@ def main():
         a = timed(lambda: read_all(mqio.load_state_dict(pt)), r)
         b = timed(lambda: read_all(torch.load(pt, mmap=True, weights_only=True)), r)
         rows.append((".pt open + read all", a, "torch.load(mmap=True, weights_only=True)", b))
-        out1, out2 = os.path.join(tmp, "w1.safetensors"), os.path.join(tmp, "w2.safetensors")
-        a = timed(lambda: mqio.save_state_dict(sd, out1), r)
-        b = timed(lambda: save_file(sd, out2), r)
-        c = timed(lambda: (save_file(sd, out2), fsync(out2)), r)
+        # Writes go to a path that does not exist yet (removed, untimed, before each run),
+        # so no run pays for freeing the previous run's file; peers alternate with us.
+        def timed_write(write, path):
+            times = []
+            for _ in range(r):
+                if os.path.exists(path):
+                    os.remove(path)
+                t0 = time.perf_counter()
+                write(path)
+                times.append(time.perf_counter() - t0)
+            os.remove(path)
+            return statistics.median(times)
+        out = os.path.join(tmp, "w.safetensors")
+        a = timed_write(lambda p: mqio.save_state_dict(sd, p), out)
+        b = timed_write(lambda p: save_file(sd, p), out)
+        c = timed_write(lambda p: (save_file(sd, p), fsync(p)), out)
         rows.append(("safetensors write (fsync)", a, "safetensors save_file (no fsync)", b))
         rows.append(("safetensors write (fsync)", a, "safetensors save_file + fsync", c))
-        p1, p2 = os.path.join(tmp, "w1.pt"), os.path.join(tmp, "w2.pt")
-        a = timed(lambda: mqio.save_state_dict(sd, p1), r)
-        c = timed(lambda: (torch.save(sd, p2), fsync(p2)), r)
+        out = os.path.join(tmp, "w.pt")
+        a = timed_write(lambda p: mqio.save_state_dict(sd, p), out)
+        c = timed_write(lambda p: (torch.save(sd, p), fsync(p)), out)
         rows.append((".pt write (fsync)", a, "torch.save + fsync", c))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
