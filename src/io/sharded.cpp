@@ -1,6 +1,8 @@
 // Model directories: model.safetensors or shards + model.safetensors.index.json
 // (FORMATS.md 1.7), and config.json's quantization_config.
+#include <dirent.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
@@ -54,6 +56,24 @@ std::string shard_name(std::size_t k, std::size_t n) {
   char buf[64];
   std::snprintf(buf, sizeof buf, "model-%05zu-of-%05zu.safetensors", k, n);
   return buf;
+}
+
+// After a successful write: removes the weight files of an earlier checkpoint
+// in the same directory (model.safetensors, the index, model-*-of-*.safetensors
+// shards) that the new one does not use, so that no reader (transformers
+// prefers model.safetensors over the index) can pick up stale weights.
+void remove_stale_weights(const std::string& dir, const std::set<std::string>& keep) {
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return;
+  std::vector<std::string> stale;
+  while (const dirent* e = ::readdir(d)) {
+    const std::string n = e->d_name;
+    const bool shard = n.rfind("model-", 0) == 0 && n.find("-of-") != std::string::npos && n.size() > 12 &&
+                       n.compare(n.size() - 12, 12, ".safetensors") == 0;
+    if ((shard || n == "model.safetensors" || n == "model.safetensors.index.json") && !keep.count(n)) stale.push_back(n);
+  }
+  ::closedir(d);
+  for (const auto& n : stale) ::unlink((dir + "/" + n).c_str());
 }
 
 }  // namespace
@@ -119,6 +139,7 @@ void write_safetensors_directory(const std::string& dir, const std::vector<Tenso
   for (const auto& t : tensors) total += checked_nbytes(t.dtype, t.shape, t.name);
   if (max_shard_bytes == 0 || total <= max_shard_bytes) {
     write_safetensors(dir + "/model.safetensors", tensors, metadata);
+    remove_stale_weights(dir, {"model.safetensors"});
     return;
   }
   // Greedy in input order, as transformers' shard_checkpoint does.
@@ -134,8 +155,10 @@ void write_safetensors_directory(const std::string& dir, const std::vector<Tenso
     in_shard += b;
   }
   json weight_map = json::object();
+  std::set<std::string> written = {"model.safetensors.index.json"};
   for (std::size_t k = 0; k < shards.size(); ++k) {
     const std::string name = shard_name(k + 1, shards.size());
+    written.insert(name);
     write_safetensors(dir + "/" + name, shards[k], metadata);
     for (const auto& t : shards[k]) weight_map[t.name] = name;
   }
@@ -143,6 +166,7 @@ void write_safetensors_directory(const std::string& dir, const std::vector<Tenso
   index["metadata"] = json::object({{"total_size", total}});
   index["weight_map"] = weight_map;
   write_file_atomic(dir + "/model.safetensors.index.json", index.dump(2) + "\n");
+  remove_stale_weights(dir, written);
 }
 
 void write_compressed(const std::string& path, const std::vector<NamedView>& inputs,

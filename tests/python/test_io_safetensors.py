@@ -165,6 +165,19 @@ def test_sharded_directory_round_trip_with_transformers_layout(tmp_path):
         assert bits_equal(got[k], d[k]) and bits_equal(merged[k], d[k]), k
 
 
+def test_rewriting_a_directory_removes_stale_weight_files(tmp_path):
+    d = {f"w{i}": torch.full((1024,), float(i)) for i in range(4)}
+    (tmp_path / "config.json").write_text("{}")
+    mqio.save_state_dict(d, tmp_path, max_shard_size=8192)
+    assert (tmp_path / "model.safetensors.index.json").exists()
+    mqio.save_state_dict({"w0": torch.zeros(2)}, tmp_path)  # now small: one file
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors"]
+    assert torch.equal(mqio.load_state_dict(tmp_path)["w0"], torch.zeros(2))
+    mqio.save_state_dict(d, tmp_path, max_shard_size=8192)
+    assert not (tmp_path / "model.safetensors").exists()
+    assert set(mqio.load_state_dict(tmp_path)) == set(d)
+
+
 def test_sharded_directory_written_by_reference_tools(tmp_path):
     d = {f"w{i}": sample(torch.bfloat16, (8, 8), i) for i in range(4)}
     (tmp_path / "model-00001-of-00002.safetensors").write_bytes(b"")

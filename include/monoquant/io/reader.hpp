@@ -35,7 +35,9 @@ Checkpoint read_safetensors_directory(const std::string& dir);
 // Writes `tensors` into `dir` (created if missing): model.safetensors, or
 // model-0000k-of-0000n.safetensors shards of at most `max_shard_bytes` of
 // tensor data each (a larger tensor gets a shard of its own) plus
-// model.safetensors.index.json. Every shard carries `metadata`.
+// model.safetensors.index.json. Every shard carries `metadata`. Weight files
+// of an earlier checkpoint in `dir` that the new one does not use are removed
+// afterwards (other files, config.json included, are left alone).
 void write_safetensors_directory(const std::string& dir, const std::vector<TensorToWrite>& tensors,
                                  const std::map<std::string, std::string>& metadata, uint64_t max_shard_bytes);
 
