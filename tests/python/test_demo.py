@@ -178,6 +178,20 @@ def test_small_checkpoint_through_main(tmp_path, capsys):
         assert summary["formats"][fmt]["bytes"] == expected, fmt
 
 
+def test_torch_save_checkpoint_gives_the_same_report_as_safetensors(tmp_path):
+    # The demo reads any checkpoint through monoquant.io: a torch.save archive
+    # of the same tensors must give the same sizes and SQNR as the safetensors file.
+    g = torch.Generator().manual_seed(5)
+    tensors = {"w": torch.randn(16, 256, generator=g), "b": torch.randn(16, generator=g)}
+    st, pt = tmp_path / "m.safetensors", tmp_path / "m.pt"
+    safetensors_torch.save_file(tensors, str(st))
+    torch.save(tensors, str(pt))
+    from_st = demo.run(st, 128, out=io.StringIO())
+    from_pt = demo.run(pt, 128, out=io.StringIO())
+    assert from_pt == from_st
+    assert from_pt["fp32_bytes"] == (16 * 256 + 16) * 4
+
+
 def test_checkpoint_without_float_tensors(tmp_path, capsys):
     path = tmp_path / "ints.safetensors"
     safetensors_torch.save_file({"ids": torch.arange(4)}, str(path))
