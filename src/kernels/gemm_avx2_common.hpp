@@ -42,6 +42,19 @@ inline void store_cols(float* y, int64_t nb, int64_t n, __m256 v) {
 
 // Blocks processed together per row tile so that their weights stay in L2
 // while every row tile of the activations passes over them.
+// int4 x int8 (W4A8): the packed nibbles are q_w + 8, so a group's integer
+// sum is sum (q_w + 8) q_a; removing 8 * sum q_a leaves sum q_w q_a, which is
+// scaled by the group's column scales and added to the float accumulator.
+inline __m256 i4_fold_group(__m256i acc, int32_t act_group_sum, __m256 group_scales, __m256 f) {
+  const __m256i exact = _mm256_sub_epi32(acc, _mm256_set1_epi32(8 * act_group_sum));
+  return _mm256_fmadd_ps(_mm256_cvtepi32_ps(exact), group_scales, f);
+}
+
+// Output row `row` of block nb: y = f * (the row's activation scale) + bias.
+inline void store_row_scaled(const IntGemmArgs& a, int64_t row, int64_t nb, __m256 f, __m256 bias) {
+  store_cols(a.y + row * a.ldy, nb, a.w->n, _mm256_fmadd_ps(f, _mm256_set1_ps(a.row_scales[row]), bias));
+}
+
 inline int64_t blocks_per_pass(std::size_t block_bytes) {
   return std::max<int64_t>(1, static_cast<int64_t>((512u << 10) / std::max<std::size_t>(block_bytes, 1)));
 }

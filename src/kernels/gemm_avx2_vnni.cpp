@@ -202,16 +202,12 @@ void i4_tile(const IntGemmArgs& a, int64_t m0, int64_t nb) {
     const __m256 sg = _mm256_loadu_ps(scales + g * B);
     #pragma GCC unroll 8
     for (int r = 0; r < MR; ++r) {
-      const __m256i sum = _mm256_add_epi32(acc[r], acc_h[r]);
-      const __m256i exact = _mm256_sub_epi32(sum, _mm256_set1_epi32(8 * a.group_sums[(m0 + r) * groups + g]));
-      f[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(exact), sg, f[r]);
+      f[r] = i4_fold_group(_mm256_add_epi32(acc[r], acc_h[r]), a.group_sums[(m0 + r) * groups + g], sg, f[r]);
     }
   }
   const __m256 bias = load_cols(a.bias, nb, w.n);
   #pragma GCC unroll 8
-  for (int r = 0; r < MR; ++r) {
-    store_cols(a.y + (m0 + r) * a.ldy, nb, w.n, _mm256_fmadd_ps(f[r], _mm256_set1_ps(a.row_scales[m0 + r]), bias));
-  }
+  for (int r = 0; r < MR; ++r) store_row_scaled(a, m0 + r, nb, f[r], bias);
 }
 
 void gemm_i4(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
