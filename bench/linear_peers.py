@@ -18,7 +18,8 @@ Peers (each skipped with the reason printed when it does not install or run):
   quanto_w8 / quanto_w4   optimum-quanto qint8 / qint4 weights
   mq_*          monoquant: w8a8 (dynamic), w8a8s (static), w8 / w4 (g=128)
                 weight-only, w4a8, f16, bf16
-Each cell is the median of repeated timings of one call (microseconds);
+Each cell is the median of repeated timings of one call (microseconds), the
+peers of a cell timed round-robin;
 ratios are speed-ups (peer time / monoquant time) measured in the same run.
 Results are printed and written to bench/results/linear_peers.md.
 """
@@ -45,27 +46,36 @@ M_VALUES = [1, 8, 32, 128]
 SHAPES = [(384, 384), (384, 1536), (1536, 384), (4096, 4096), (4096, 11008)]
 
 
-def median_time(fn, x, budget_s=0.25, min_reps=5):
-    for _ in range(2):
-        fn(x)
-    t0 = time.perf_counter()
-    fn(x)
-    one = max(time.perf_counter() - t0, 1e-7)
-    inner = max(1, int(0.02 / one))
-    reps = max(min_reps, min(25, int(budget_s / (one * inner))))
-    samples = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        for _ in range(inner):
+def time_cell(fns: dict, x, budget_s=0.25, min_reps=5):
+    """Median seconds per call of each fn, timed round-robin: repetition i
+    runs every peer's batch of calls back to back, so that load from other
+    processes on this shared machine hits all peers of a cell alike."""
+    inner, one = {}, {}
+    for name, fn in fns.items():
+        for _ in range(2):
             fn(x)
-        samples.append((time.perf_counter() - t0) / inner)
-    return statistics.median(samples) * 1e6
+        t0 = time.perf_counter()
+        fn(x)
+        one[name] = max(time.perf_counter() - t0, 1e-7)
+        inner[name] = max(1, int(0.01 / one[name]))
+    per_rep = sum(one[n] * inner[n] for n in fns)
+    reps = max(min_reps, min(25, int(budget_s * len(fns) / max(per_rep, 1e-9))))
+    samples = {name: [] for name in fns}
+    for _ in range(reps):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            for _ in range(inner[name]):
+                fn(x)
+            samples[name].append((time.perf_counter() - t0) / inner[name])
+    return {name: statistics.median(v) * 1e6 for name, v in samples.items()}
 
 
-def build_peers(lin: nn.Linear, x_cal: torch.Tensor, skipped: dict):
+def build_peers(lin: nn.Linear, x_cal: torch.Tensor, skipped: dict, only=None):
     peers = {}
 
     def add(name, make):
+        if only is not None and name not in only:
+            return
         try:
             f = make()
             with torch.no_grad():
@@ -156,6 +166,7 @@ def main(argv=None):
     ap.add_argument("--m", type=int, nargs="*", default=M_VALUES)
     ap.add_argument("--shapes", nargs="*", default=None, help="KxN, e.g. 4096x4096")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--peers", nargs="*", default=None, help="only these columns, e.g. fp32 ao_dyn mq_w8a8")
     ap.add_argument("--budget", type=float, default=0.25, help="seconds of timing per cell")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "linear_peers.md"))
     args = ap.parse_args(argv)
@@ -173,7 +184,7 @@ def main(argv=None):
         lin = nn.Linear(k, n)
         with torch.no_grad():
             lin.weight.mul_(0.5)
-        peers = build_peers(lin, torch.randn(8, k), skipped)
+        peers = build_peers(lin, torch.randn(8, k), skipped, args.peers)
         names = list(peers)
         header = header or names
         for t in args.threads:
@@ -181,10 +192,8 @@ def main(argv=None):
             monoquant.set_num_threads(t)
             for m in ms:
                 x = torch.randn(m, k)
-                times = {}
                 with torch.no_grad():
-                    for name in names:
-                        times[name] = median_time(peers[name], x, args.budget)
+                    times = time_cell({name: peers[name] for name in names}, x, args.budget)
                 rows.append((t, k, n, m, times))
                 print(f"t={t} K={k} N={n} M={m}: " + ", ".join(f"{a}={v:.1f}" for a, v in times.items()), flush=True)
         del peers, lin

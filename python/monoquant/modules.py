@@ -70,6 +70,16 @@ class QuantLinear(nn.Module):
         return _packed(self, self.out_features, self.in_features)
 
     def forward(self, x: Tensor) -> Tensor:
+        if ops._eager(x):
+            # Reuse one PackedLinearWeight (and its checked-array cache) while
+            # the buffers are the same tensors; .to() or load_state_dict with
+            # assign=True replace them and the next call rebuilds it.
+            w = self.__dict__.get("_packed_cache")
+            if w is None or w.data is not self.packed_data or w.scales is not self.packed_scales \
+                    or w.sums is not self.packed_sums:
+                w = self.packed_weight
+                self.__dict__["_packed_cache"] = w
+            return ops._linear_eager(x, w, self.bias, self.mode, self.act_scale, self.act_zero_point)
         return ops.linear(x, self.packed_weight, self.bias, self.mode, self.act_scale, self.act_zero_point)
 
     def extra_repr(self) -> str:

@@ -53,6 +53,21 @@ class PackedLinearWeight:
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in (self.data, self.scales, self.sums))
 
+    def _raw_arrays(self) -> Tuple[int, int, int]:
+        """Addresses of data, scales and sums for the eager fast path. The
+        arrays are checked (dtype, size, device, contiguity) on first use and
+        again whenever one of them has been re-pointed (``.data =``,
+        ``set_``, a resize that moves it), so a steady-state call pays three
+        ``data_ptr()`` reads, not the checks."""
+        ptrs = (self.data.data_ptr(), self.scales.data_ptr(), self.sums.data_ptr())
+        if self.__dict__.get("_checked_ptrs") != ptrs:
+            nbytes, nscales, nsums = _packed_sizes(self.format, self.out_features, self.in_features, self.group_size)
+            _check_array(self.data, torch.uint8, nbytes, "data")
+            _check_array(self.scales, torch.float32, nscales, "scales")
+            _check_array(self.sums, torch.int32, nsums, "sums")
+            object.__setattr__(self, "_checked_ptrs", ptrs)
+        return ptrs
+
 
 def _packed(d: dict, fmt: str, n: int, k: int, group_size: int = 0) -> PackedLinearWeight:
     return PackedLinearWeight(d["data"], d["scales"], d["sums"], fmt, int(n), int(k), int(group_size))
@@ -167,6 +182,28 @@ def _linear_impl(x: Tensor, data: Tensor, scales: Tensor, sums: Tensor, bias: Op
     return y if x.dtype == torch.float32 else y.to(x.dtype)
 
 
+def _linear_eager(x: Tensor, w: "PackedLinearWeight", bias: Optional[Tensor], mode: str, act_scale: float,
+                  act_zero_point: int) -> Tensor:
+    """The plain-eager path of ``linear``: same checks and result as
+    ``_linear_impl``, with the packed arrays' checks cached on ``w``. On a
+    384 x 384 layer the Python around the kernel is most of the call's time,
+    so this uses the cheapest tensor queries (``is_cpu``, ``size(-1)``) and
+    sends anything unusual to ``_linear_impl``."""
+    k, n = w.in_features, w.out_features
+    if not (x.dtype is torch.float32 and x.is_cpu and x.is_contiguous() and x.dim() >= 1 and x.size(-1) == k
+            and (bias is None or (bias.dtype is torch.float32 and bias.is_cpu and bias.is_contiguous()
+                                  and bias.numel() == n))):
+        return _linear_impl(x.detach(), w.data, w.scales, w.sums, bias, w.format, n, k, w.group_size, mode,
+                            act_scale, act_zero_point)
+    data, scales, sums = w._raw_arrays()
+    m = x.numel() // k
+    y = x.new_empty((m, n)) if x.dim() == 2 else x.new_empty((*x.shape[:-1], n))
+    if m:
+        _core.linear_raw(x.data_ptr(), m, y.data_ptr(), data, scales, sums, 0 if bias is None else bias.data_ptr(),
+                         w.format, n, k, w.group_size, mode, act_scale, act_zero_point)
+    return y
+
+
 _linear_op = torch.library.custom_op("monoquant::linear", mutates_args=())(_linear_impl)
 
 
@@ -226,8 +263,7 @@ def linear(x: Tensor, w: PackedLinearWeight, bias: Optional[Tensor] = None, mode
     torch.compile / export / tracing the custom op is what runs."""
     _check_mode(w, mode)
     if _eager(x):
-        return _linear_impl(x.detach(), w.data, w.scales, w.sums, bias, w.format, w.out_features, w.in_features,
-                            w.group_size, mode, float(act_scale), int(act_zero_point))
+        return _linear_eager(x, w, bias, mode, float(act_scale), int(act_zero_point))
     return torch.ops.monoquant.linear(x, w.data, w.scales, w.sums, bias, w.format, w.out_features, w.in_features,
                                       w.group_size, mode, float(act_scale), int(act_zero_point))
 

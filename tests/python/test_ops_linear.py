@@ -271,3 +271,30 @@ def test_eager_fast_path_equals_custom_op():
     # Inputs that require grad go through the custom op and still compute.
     xg = x.clone().requires_grad_(True)
     torch.testing.assert_close(ops.linear(xg, w, bias).detach(), ops.linear(x, w, bias), rtol=0, atol=0)
+
+
+def test_fast_path_rechecks_arrays_that_change():
+    # The eager path caches its checks of the packed arrays; a re-pointed
+    # array must be checked again, and a module whose buffers are replaced
+    # must not keep using the old ones.
+    torch.manual_seed(5)
+    lin = torch.nn.Linear(40, 12)
+    x = torch.randn(3, 40)
+    w = ops.pack_weight(lin.weight, "int8")
+    y0 = ops.linear(x, w, lin.bias.detach(), "dynamic")
+    w.scales.data = w.scales.data.to(torch.float64)
+    with pytest.raises(monoquant.InvalidArgumentError, match="scales"):
+        ops.linear(x, w, lin.bias.detach(), "dynamic")
+    w.scales.data = w.scales.data.to(torch.float32)
+    assert torch.equal(ops.linear(x, w, lin.bias.detach(), "dynamic"), y0)
+
+    m = monoquant.QuantLinear.from_float(lin, mode="dynamic")
+    assert torch.equal(m(x), y0)
+    m.packed_scales = m.packed_scales * 2  # a new tensor: the next call must use it
+    torch.testing.assert_close(m(x), 2 * (y0 - lin.bias.detach()) + lin.bias.detach(), rtol=1e-5, atol=1e-5)
+    m.to(torch.float64)  # casts the float buffers, scales included
+    with pytest.raises(monoquant.InvalidArgumentError, match="scales"):
+        m(x)
+    # Bias of the wrong size or dtype is refused, not read past its end.
+    with pytest.raises(monoquant.InvalidArgumentError, match="bias"):
+        ops.linear(x, w, torch.randn(11), "dynamic")
