@@ -189,7 +189,7 @@ void float_rows4(const FloatGemmArgs& a, int64_t m0, int rows, int64_t nb, const
 // that every row tile then reads: the decode cost is shared by all rows and
 // the inner loop is a plain broadcast-FMA GEMM. The full float weight never
 // exists; the tile holds 16 x 256 values at a time.
-constexpr int64_t kPanelMinRows = 4;
+constexpr int64_t kPanelMinRows = kAvx2PanelMinRows;
 constexpr int64_t kPanelK = 256;
 constexpr int kPanelRows = 6;
 

@@ -40,6 +40,10 @@ inline void store_cols(float* y, int64_t nb, int64_t n, __m256 v) {
   std::memcpy(y + c0, t, static_cast<std::size_t>(n - c0) * sizeof(float));
 }
 
+// From this many rows on, the AVX2 float-activation kernel decodes weights
+// into an L1 tile shared by all rows (gemm_avx2.cpp, "many rows").
+inline constexpr int64_t kAvx2PanelMinRows = 4;
+
 // Blocks processed together per row tile so that their weights stay in L2
 // while every row tile of the activations passes over them.
 // int4 x int8 (W4A8): the packed nibbles are q_w + 8, so a group's integer

@@ -1,10 +1,11 @@
-// AVX-512 VNNI (512-bit vpdpbusd) W8A8 kernel. Compiled with
+// AVX-512 kernels: the W8A8 kernel on 512-bit vpdpbusd and the int4
+// weight-only kernel for few rows (vpermps decode). Compiled with
 // -mavx512f -mavx512bw -mavx512vl -mavx512vnni (this file only) and chosen at
 // run time only where the CPU has them. On CPUs such as Sapphire Rapids one
 // 512-bit vpdpbusd does the work of two 256-bit ones in the same slot, which
-// is what the compute-bound shapes (M >= 8) need. Everything else (float
-// activations, W4A8, single rows, remainder blocks) is the AVX2 / AVX-VNNI
-// code. Exactness is the same argument as gemm_avx2_vnni.cpp: u8 x s8
+// is what the compute-bound shapes (M >= 8) need. Everything else (other
+// float activations, W4A8, single rows, remainder blocks) is the AVX2 /
+// AVX-VNNI code. Exactness is the same argument as gemm_avx2_vnni.cpp: u8 x s8
 // products summed in int32 without an int16 stage, offset removed with the
 // packed column sums.
 #include "kernels/gemm_avx2_common.hpp"
@@ -64,6 +65,113 @@ void i8_tile4(const IntGemmArgs& a, int64_t m0, int64_t nb) {
   }
 }
 
+// ------------------------------------------------------------ W4 weight-only, few rows
+// Two neighbouring blocks side by side in one zmm: lane c (0-15) is column
+// c of the pair, and its 32-bit word holds that column's 8 nibbles of a
+// chunk (byte j: k = 8ch + j low, k = 8ch + 4 + j high). Nibble i is
+// brought to the bottom of the lane by a shift, and vpermps, which reads
+// only the low 4 bits of each index, maps it to the float u - 8 through a
+// 16-entry table: decoding 16 weights costs one shift and one permute, with
+// no masking and no int-to-float conversion. The products with x are summed
+// per group and scaled once per group: y = sum_g s_g * sum_k x_k (u_k - 8).
+// (AVX2's vpermps has 8 entries, which is why this path is 512-bit only.)
+// 256-bit halves of a zmm of floats (AVX-512F only: the 32x8 forms need DQ).
+inline __m512 join(__m256 lo, __m256 hi) {
+  return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(lo)), _mm256_castps_pd(hi), 1));
+}
+inline __m256 high_half(__m512 v) { return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)); }
+
+constexpr int kI4Shift[8] = {0, 8, 16, 24, 4, 12, 20, 28};  // nibble of k = 8ch + i
+
+template <int MR>
+void float_i4_pair(const FloatGemmArgs& a, int64_t m0, int64_t nb) {
+  const PackedLinearWeightView& w = *a.w;
+  const int64_t k = w.k, kp = w.k_padded(), groups = w.groups(), stride = B * kp / 2;
+  const auto* block = static_cast<const uint8_t*>(w.data) + nb * stride;
+  const float* s0 = w.scales + nb * groups * B;
+  const float* s1 = s0 + groups * B;
+  const __m512 lut = _mm512_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7);
+  // Independent FMA chains: a single row needs several to hide the latency.
+  constexpr int A = MR == 1 ? 4 : 2;
+  __m512 out[MR];
+  #pragma GCC unroll 4
+  for (int r = 0; r < MR; ++r) out[r] = _mm512_setzero_ps();
+  const float* x = a.x + m0 * a.ldx;
+  alignas(64) float tail[MR][8];  // the last chunk's x, zero past K
+  for (int64_t g = 0; g < groups; ++g) {
+    const int64_t c0 = g * w.group_size / 8, c1 = std::min(kp, (g + 1) * w.group_size) / 8;
+    __m512 acc[MR][A];
+    #pragma GCC unroll 4
+    for (int r = 0; r < MR; ++r)
+      #pragma GCC unroll 4
+      for (int j = 0; j < A; ++j) acc[r][j] = _mm512_setzero_ps();
+    for (int64_t ch = c0; ch < c1; ++ch) {
+      const uint8_t* p = block + ch * 32;
+      const __m512i v = _mm512_inserti64x4(
+          _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))),
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + stride)), 1);
+      const float* xr[MR];
+      if (ch * 8 + 8 <= k) {
+        #pragma GCC unroll 4
+        for (int r = 0; r < MR; ++r) xr[r] = x + r * a.ldx + ch * 8;
+      } else {
+        #pragma GCC unroll 4
+        for (int r = 0; r < MR; ++r) {
+          for (int i = 0; i < 8; ++i) tail[r][i] = ch * 8 + i < k ? x[r * a.ldx + ch * 8 + i] : 0.0f;
+          xr[r] = tail[r];
+        }
+      }
+      #pragma GCC unroll 8
+      for (int i = 0; i < 8; ++i) {
+        const __m512 wv = _mm512_permutexvar_ps(i == 0 ? v : _mm512_srli_epi32(v, kI4Shift[i]), lut);
+        #pragma GCC unroll 4
+        for (int r = 0; r < MR; ++r) acc[r][i % A] = _mm512_fmadd_ps(_mm512_set1_ps(xr[r][i]), wv, acc[r][i % A]);
+      }
+    }
+    const __m512 sg = join(_mm256_loadu_ps(s0 + g * B), _mm256_loadu_ps(s1 + g * B));
+    #pragma GCC unroll 4
+    for (int r = 0; r < MR; ++r) {
+      __m512 sum = acc[r][0];
+      #pragma GCC unroll 4
+      for (int j = 1; j < A; ++j) sum = _mm512_add_ps(sum, acc[r][j]);
+      out[r] = _mm512_fmadd_ps(sum, sg, out[r]);
+    }
+  }
+  const __m256 bias0 = load_cols(a.bias, nb, w.n), bias1 = load_cols(a.bias, nb + 1, w.n);
+  #pragma GCC unroll 4
+  for (int r = 0; r < MR; ++r) {
+    float* y = a.y + (m0 + r) * a.ldy;
+    store_cols(y, nb, w.n, _mm256_add_ps(_mm512_castps512_ps256(out[r]), bias0));
+    store_cols(y, nb + 1, w.n, _mm256_add_ps(high_half(out[r]), bias1));
+  }
+}
+
+// Float activations: int4 weights with fewer rows than the AVX2 panel path
+// takes (M < 4) go through float_i4_pair; everything else is the AVX2 code.
+void gemm_float(const FloatGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
+  if (a.w->format != WeightFormat::int4 || a.m >= kAvx2PanelMinRows || nb_end - nb_begin < 2) {
+    avx2_gemm_float(a, nb_begin, nb_end);
+    return;
+  }
+  const int64_t pairs_end = nb_begin + (nb_end - nb_begin) / 2 * 2;
+  const std::size_t block_bytes = a.w->data_bytes() / static_cast<std::size_t>(a.w->n_blocks());
+  const int64_t pass = std::max<int64_t>(2, blocks_per_pass(block_bytes) / 2 * 2);
+  for (int64_t p0 = nb_begin; p0 < pairs_end; p0 += pass) {
+    const int64_t p1 = std::min(pairs_end, p0 + pass);
+    for (int64_t m0 = 0; m0 < a.m; m0 += 3) {
+      const int rows = static_cast<int>(std::min<int64_t>(3, a.m - m0));
+      for (int64_t nb = p0; nb < p1; nb += 2) {
+        switch (rows) {
+          case 3: float_i4_pair<3>(a, m0, nb); break;
+          case 2: float_i4_pair<2>(a, m0, nb); break;
+          default: float_i4_pair<1>(a, m0, nb); break;
+        }
+      }
+    }
+  }
+  if (pairs_end < nb_end) avx2_gemm_float(a, pairs_end, nb_end);
+}
+
 void gemm_i8(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
   const int64_t groups_end = nb_begin + (nb_end - nb_begin) / 4 * 4;
   if (a.m < 2 || groups_end == nb_begin) {
@@ -92,7 +200,7 @@ void gemm_i8(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
 }  // namespace
 
 const LinearKernels& avx512_vnni_linear_kernels() {
-  static const LinearKernels table{"avx512_vnni", avx2_gemm_float, gemm_i8, avx2_vnni_gemm_i4, 1,
+  static const LinearKernels table{"avx512_vnni", gemm_float, gemm_i8, avx2_vnni_gemm_i4, 1,
                                    avx2_vnni_prepare_u8};
   return table;
 }

@@ -472,6 +472,37 @@ TEST(Linear, StridedInputRowsAndLeadingDims) {
   }
 }
 
+// Rows of x with a stride: the float kernels must not read past K, even in a
+// chunk that K ends inside (the packed weight is zero there, but NaN times
+// zero is NaN). The gaps between rows hold NaN to catch any such read.
+TEST(Linear, WeightOnlyKernelsIgnoreMemoryPastK) {
+  mqtest::StateGuard guard;
+  VnniGuard vg;
+  std::mt19937 gen(mqtest::kSeed + 11);
+  for (const int64_t m : {1, 2, 3, 5}) {
+    const int64_t k = 100, n = 40, ld = 112, g = 32, groups = (k + g - 1) / g;
+    std::vector<float> xs(static_cast<std::size_t>(m * ld), std::numeric_limits<float>::quiet_NaN());
+    const auto x = randn(gen, static_cast<std::size_t>(m * k));
+    for (int64_t r = 0; r < m; ++r) std::memcpy(&xs[r * ld], &x[r * k], k * sizeof(float));
+    const auto w4 = rand_codes(gen, static_cast<std::size_t>(n * k), -8, 7);
+    const auto w8 = rand_codes(gen, static_cast<std::size_t>(n * k), -127, 127);
+    const PackedLinearWeight p4 = pack_i4(w4, rand_scales(gen, static_cast<std::size_t>(n * groups)), n, k, g);
+    const PackedLinearWeight p8 = pack_i8(w8, rand_scales(gen, static_cast<std::size_t>(n)), n, k);
+    for (const PackedLinearWeight* p : {&p4, &p8}) {
+      for (const KernelSet& ks : kernel_sets()) {
+        use(ks);
+        const auto want = run(*p, x, m, nullptr, {});
+        std::vector<float> y(static_cast<std::size_t>(m * n));
+        monoquant::linear_into(xs.data(), m, ld, p->view(), nullptr, {}, y.data(), n);
+        for (std::size_t i = 0; i < y.size(); ++i) {
+          ASSERT_TRUE(std::isfinite(y[i])) << ks.name << " m=" << m << " i=" << i;
+          ASSERT_EQ(y[i], want[i]) << ks.name << " m=" << m << " i=" << i;
+        }
+      }
+    }
+  }
+}
+
 TEST(Linear, NonFiniteRowGivesNaNRowOthersUnaffected) {
   mqtest::StateGuard guard;
   VnniGuard vg;
