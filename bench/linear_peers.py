@@ -46,10 +46,14 @@ M_VALUES = [1, 8, 32, 128]
 SHAPES = [(384, 384), (384, 1536), (1536, 384), (4096, 4096), (4096, 11008)]
 
 
-def time_cell(fns: dict, x, budget_s=0.25, min_reps=5):
-    """Median seconds per call of each fn, timed round-robin: repetition i
-    runs every peer's batch of calls back to back, so that load from other
-    processes on this shared machine hits all peers of a cell alike."""
+def time_cell(fns: dict, x, budget_s=0.25, min_reps=5, settle_s=0.005):
+    """Median microseconds per call of each fn, timed round-robin: repetition
+    i runs every peer's batch of calls back to back, so that load from other
+    processes on this shared machine hits all peers of a cell alike. Before
+    each batch the process sleeps settle_s: the previous peer's worker
+    threads (torch's OpenMP team, monoquant's pool) spin for a while after
+    their last call, and on a 2-core machine they would otherwise take the
+    cores from the next peer's threads (a stall of a scheduler tick)."""
     inner, one = {}, {}
     for name, fn in fns.items():
         for _ in range(2):
@@ -63,6 +67,8 @@ def time_cell(fns: dict, x, budget_s=0.25, min_reps=5):
     samples = {name: [] for name in fns}
     for _ in range(reps):
         for name, fn in fns.items():
+            if settle_s:
+                time.sleep(settle_s)
             t0 = time.perf_counter()
             for _ in range(inner[name]):
                 fn(x)
@@ -167,6 +173,8 @@ def main(argv=None):
     ap.add_argument("--shapes", nargs="*", default=None, help="KxN, e.g. 4096x4096")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--peers", nargs="*", default=None, help="only these columns, e.g. fp32 ao_dyn mq_w8a8")
+    ap.add_argument("--settle-ms", type=float, default=5.0,
+                    help="sleep before each timed batch so other peers' spinning threads go idle")
     ap.add_argument("--budget", type=float, default=0.25, help="seconds of timing per cell")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "linear_peers.md"))
     args = ap.parse_args(argv)
@@ -193,7 +201,7 @@ def main(argv=None):
             for m in ms:
                 x = torch.randn(m, k)
                 with torch.no_grad():
-                    times = time_cell({name: peers[name] for name in names}, x, args.budget)
+                    times = time_cell({name: peers[name] for name in names}, x, args.budget, settle_s=args.settle_ms / 1000)
                 rows.append((t, k, n, m, times))
                 print(f"t={t} K={k} N={n} M={m}: " + ", ".join(f"{a}={v:.1f}" for a, v in times.items()), flush=True)
         del peers, lin

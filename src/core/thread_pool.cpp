@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdlib>
 #include <exception>
@@ -23,6 +24,32 @@ int default_threads() {
   return std::max(1u, std::thread::hardware_concurrency());
 }
 
+// Spin for a moment before sleeping: a layer's parallel_for usually follows
+// the previous one within microseconds, and waking a sleeping thread (a
+// futex, and in a VM an interrupt to an idle virtual CPU) costs tens of
+// microseconds, more than the work of a small layer. OpenMP runtimes do the
+// same. The spin is bounded in time, so an idle pool sleeps.
+constexpr auto kSpin = std::chrono::microseconds(200);
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+// Spins until done() or kSpin has passed; true when done() became true.
+template <class Done>
+bool spin_until(const Done& done) {
+  const auto deadline = std::chrono::steady_clock::now() + kSpin;
+  for (;;) {
+    for (int i = 0; i < 64; ++i) {
+      if (done()) return true;
+      cpu_relax();
+    }
+    if (std::chrono::steady_clock::now() >= deadline) return done();
+  }
+}
+
 // A fixed set of workers that run one parallel_for at a time. Work is handed
 // out as chunk indices through an atomic counter, so a slow thread never
 // holds up the others by more than one chunk.
@@ -33,19 +60,23 @@ class ThreadPool {
   void run(int threads, int64_t chunks, const std::function<void(int64_t)>& task) {
     std::lock_guard run_lock(run_mutex_);  // one parallel region at a time
     resize(threads - 1);
+    task_ = &task;
+    chunks_ = chunks;
+    next_.store(0);
+    pending_workers_.store(static_cast<int>(workers_.size()));
+    error_ = nullptr;
     {
+      // Under the mutex, so that a worker about to sleep cannot miss it.
       std::lock_guard lock(mutex_);
-      task_ = &task;
-      chunks_ = chunks;
-      next_.store(0);
-      pending_workers_ = static_cast<int>(workers_.size());
-      error_ = nullptr;
-      ++generation_;
+      generation_.fetch_add(1, std::memory_order_release);
     }
     wake_.notify_all();
     work();  // the caller is a worker too
-    std::unique_lock lock(mutex_);
-    done_.wait(lock, [&] { return pending_workers_ == 0; });
+    const auto all_done = [&] { return pending_workers_.load(std::memory_order_acquire) == 0; };
+    if (!spin_until(all_done)) {
+      std::unique_lock lock(mutex_);
+      done_.wait(lock, all_done);
+    }
     task_ = nullptr;
     if (error_) std::rethrow_exception(error_);
   }
@@ -55,34 +86,33 @@ class ThreadPool {
     if (static_cast<int>(workers_.size()) == workers) return;
     {
       std::lock_guard lock(mutex_);
-      stop_ = true;
+      stop_.store(true);
     }
     wake_.notify_all();
     for (auto& t : workers_) t.join();
     workers_.clear();
-    stop_ = false;
+    stop_.store(false);
     // The generation is read here, before run() bumps it for the next region:
     // a worker that read it itself could start after the bump, miss the work
     // and leave run() waiting for it forever.
-    uint64_t generation;
-    {
-      std::lock_guard lock(mutex_);
-      generation = generation_;
-    }
+    const uint64_t generation = generation_.load();
     for (int i = 0; i < workers; ++i) workers_.emplace_back([this, generation] { worker_loop(generation); });
   }
 
   void worker_loop(uint64_t seen) {
     for (;;) {
-      {
+      const auto called = [&] { return stop_.load() || generation_.load(std::memory_order_acquire) != seen; };
+      if (!spin_until(called)) {
         std::unique_lock lock(mutex_);
-        wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
-        if (stop_) return;
-        seen = generation_;
+        wake_.wait(lock, called);
       }
+      if (stop_.load()) return;
+      seen = generation_.load(std::memory_order_acquire);
       work();
-      std::lock_guard lock(mutex_);
-      if (--pending_workers_ == 0) done_.notify_one();
+      if (pending_workers_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+        std::lock_guard lock(mutex_);  // pairs with run()'s predicate check
+        done_.notify_one();
+      }
     }
   }
 
@@ -106,9 +136,9 @@ class ThreadPool {
   const std::function<void(int64_t)>* task_ = nullptr;
   int64_t chunks_ = 0;
   std::atomic<int64_t> next_{0};
-  int pending_workers_ = 0;
-  uint64_t generation_ = 0;
-  bool stop_ = false;
+  std::atomic<int> pending_workers_{0};
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<bool> stop_{false};
   std::exception_ptr error_;
 };
 

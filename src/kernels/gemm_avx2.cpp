@@ -16,15 +16,6 @@ namespace {
 using namespace avx2;
 
 // ------------------------------------------------------------ float activations
-// Lanes of an accumulator hold [column a: k%4 = 0..3 | column b: k%4 = 0..3];
-// four of them cover a block. Folds them to the 8 column sums.
-inline __m256 reduce_partials(const __m256 acc[4]) {
-  const __m256 h1 = _mm256_hadd_ps(acc[0], acc[1]);  // c0 c0 c2 c2 | c1 c1 c3 c3
-  const __m256 h2 = _mm256_hadd_ps(acc[2], acc[3]);  // c4 c4 c6 c6 | c5 c5 c7 c7
-  const __m256 h = _mm256_hadd_ps(h1, h2);           // c0 c2 c4 c6 | c1 c3 c5 c7
-  return _mm256_permutevar8x32_ps(h, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-}
-
 // x[k0 .. k0+3] in both 128-bit halves; zero past k.
 inline __m256 load_x4(const float* x, int64_t k0, int64_t k) {
   if (k0 + 4 <= k) return _mm256_broadcast_ps(reinterpret_cast<const __m128*>(x + k0));

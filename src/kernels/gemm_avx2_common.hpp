@@ -40,6 +40,15 @@ inline void store_cols(float* y, int64_t nb, int64_t n, __m256 v) {
   std::memcpy(y + c0, t, static_cast<std::size_t>(n - c0) * sizeof(float));
 }
 
+// Lanes of an accumulator hold [column a: k%4 = 0..3 | column b: k%4 = 0..3];
+// four of them cover a block. Folds them to the 8 column sums.
+inline __m256 reduce_partials(const __m256 acc[4]) {
+  const __m256 h1 = _mm256_hadd_ps(acc[0], acc[1]);  // c0 c0 c2 c2 | c1 c1 c3 c3
+  const __m256 h2 = _mm256_hadd_ps(acc[2], acc[3]);  // c4 c4 c6 c6 | c5 c5 c7 c7
+  const __m256 h = _mm256_hadd_ps(h1, h2);           // c0 c2 c4 c6 | c1 c3 c5 c7
+  return _mm256_permutevar8x32_ps(h, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
 // From this many rows on, the AVX2 float-activation kernel decodes weights
 // into an L1 tile shared by all rows (gemm_avx2.cpp, "many rows").
 inline constexpr int64_t kAvx2PanelMinRows = 4;

@@ -1,5 +1,5 @@
-// AVX-512 kernels: the W8A8 kernel on 512-bit vpdpbusd and the int4
-// weight-only kernel for few rows (vpermps decode). Compiled with
+// AVX-512 kernels: W8A8 on 512-bit vpdpbusd, and the float-activation
+// (weight-only) kernels for few rows. Compiled with
 // -mavx512f -mavx512bw -mavx512vl -mavx512vnni (this file only) and chosen at
 // run time only where the CPU has them. On CPUs such as Sapphire Rapids one
 // 512-bit vpdpbusd does the work of two 256-bit ones in the same slot, which
@@ -8,6 +8,8 @@
 // AVX-VNNI code. Exactness is the same argument as gemm_avx2_vnni.cpp: u8 x s8
 // products summed in int32 without an int16 stage, offset removed with the
 // packed column sums.
+#include <algorithm>
+
 #include "kernels/gemm_avx2_common.hpp"
 
 namespace monoquant::kernels {
@@ -146,10 +148,93 @@ void float_i4_pair(const FloatGemmArgs& a, int64_t m0, int64_t nb) {
   }
 }
 
-// Float activations: int4 weights with fewer rows than the AVX2 panel path
-// takes (M < 4) go through float_i4_pair; everything else is the AVX2 code.
+// ------------------------------------------------------------ int8 / f16 / bf16 weight-only, few rows
+// A block's chunk of 4 k is 32 weights (8 columns x 4 k): two zmm of 16
+// floats, lanes [column c: k%4 = 0..3] for columns 0-3 and 4-7, each met by
+// x[4ch .. 4ch+3] repeated four times (one vbroadcastf32x4). Decoding 16
+// weights is one widening load plus, for int8, one conversion; two blocks
+// per call give four accumulators per row. Lane partials are folded with
+// the AVX2 reduce_partials at the end.
+struct DecodeI8x16 {
+  static __m512 at(const void* p) {
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(static_cast<const __m128i*>(p))));
+  }
+  static constexpr int bytes = 1;
+};
+struct DecodeF16x16 {
+  static __m512 at(const void* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(static_cast<const __m256i*>(p))); }
+  static constexpr int bytes = 2;
+};
+struct DecodeBF16x16 {
+  static __m512 at(const void* p) {
+    const __m512i v = _mm512_cvtepu16_epi32(_mm256_loadu_si256(static_cast<const __m256i*>(p)));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
+  }
+  static constexpr int bytes = 2;
+};
+
+// x[k0 .. k0+3] in all four 128-bit lanes; zero past k.
+inline __m512 load_x4x4(const float* x, int64_t k0, int64_t k) {
+  const int64_t valid = std::clamp<int64_t>(k - k0, 0, 4);
+  const __m128 v = valid == 4 ? _mm_loadu_ps(x + k0) : _mm_maskz_loadu_ps(static_cast<__mmask8>((1u << valid) - 1), x + k0);
+  return _mm512_broadcast_f32x4(v);
+}
+
+template <int MR, class Decode>
+void float_pair4(const FloatGemmArgs& a, int64_t m0, int64_t nb) {
+  const PackedLinearWeightView& w = *a.w;
+  const int64_t k = w.k, chunks = w.k_padded() / 4, full = k / 4, stride = B * w.k_padded() * Decode::bytes;
+  const auto* block = static_cast<const uint8_t*>(w.data) + nb * stride;
+  __m512 acc[MR][4];
+  #pragma GCC unroll 4
+  for (int r = 0; r < MR; ++r)
+    #pragma GCC unroll 4
+    for (int j = 0; j < 4; ++j) acc[r][j] = _mm512_setzero_ps();
+  const float* x = a.x + m0 * a.ldx;
+  for (int64_t ch = 0; ch < chunks; ++ch) {
+    const uint8_t* p = block + ch * 32 * Decode::bytes;
+    __m512 wv[4];
+    #pragma GCC unroll 4
+    for (int j = 0; j < 4; ++j) wv[j] = Decode::at(p + (j / 2) * stride + (j % 2) * 16 * Decode::bytes);
+    #pragma GCC unroll 4
+    for (int r = 0; r < MR; ++r) {
+      const __m512 xv = ch < full ? _mm512_broadcast_f32x4(_mm_loadu_ps(x + r * a.ldx + ch * 4))
+                                  : load_x4x4(x + r * a.ldx, ch * 4, k);
+      #pragma GCC unroll 4
+      for (int j = 0; j < 4; ++j) acc[r][j] = _mm512_fmadd_ps(xv, wv[j], acc[r][j]);
+    }
+  }
+  #pragma GCC unroll 2
+  for (int b = 0; b < 2; ++b) {
+    const __m256 bias = load_cols(a.bias, nb + b, w.n);
+    const __m256 scale = w.format == WeightFormat::int8 ? load_cols(w.scales, nb + b, w.n) : _mm256_set1_ps(1.0f);
+    #pragma GCC unroll 4
+    for (int r = 0; r < MR; ++r) {
+      const __m256 parts[4] = {_mm512_castps512_ps256(acc[r][2 * b]), high_half(acc[r][2 * b]),
+                               _mm512_castps512_ps256(acc[r][2 * b + 1]), high_half(acc[r][2 * b + 1])};
+      __m256 s = reduce_partials(parts);
+      // The reference rounds the scaled sum and then adds the bias: no fma.
+      if (w.format == WeightFormat::int8) s = _mm256_mul_ps(s, scale);
+      store_cols(a.y + (m0 + r) * a.ldy, nb + b, w.n, _mm256_add_ps(s, bias));
+    }
+  }
+}
+
+template <int MR>
+void float_pair(const FloatGemmArgs& a, int64_t m0, int64_t nb) {
+  switch (a.w->format) {
+    case WeightFormat::int4: float_i4_pair<MR>(a, m0, nb); break;
+    case WeightFormat::int8: float_pair4<MR, DecodeI8x16>(a, m0, nb); break;
+    case WeightFormat::f16: float_pair4<MR, DecodeF16x16>(a, m0, nb); break;
+    case WeightFormat::bf16: float_pair4<MR, DecodeBF16x16>(a, m0, nb); break;
+  }
+}
+
+// Float activations with fewer rows than the AVX2 panel path takes (M < 4):
+// pairs of blocks through the kernels above; more rows, and a last odd
+// block, go to the AVX2 code.
 void gemm_float(const FloatGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
-  if (a.w->format != WeightFormat::int4 || a.m >= kAvx2PanelMinRows || nb_end - nb_begin < 2) {
+  if (a.m >= kAvx2PanelMinRows || nb_end - nb_begin < 2) {
     avx2_gemm_float(a, nb_begin, nb_end);
     return;
   }
@@ -162,9 +247,9 @@ void gemm_float(const FloatGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
       const int rows = static_cast<int>(std::min<int64_t>(3, a.m - m0));
       for (int64_t nb = p0; nb < p1; nb += 2) {
         switch (rows) {
-          case 3: float_i4_pair<3>(a, m0, nb); break;
-          case 2: float_i4_pair<2>(a, m0, nb); break;
-          default: float_i4_pair<1>(a, m0, nb); break;
+          case 3: float_pair<3>(a, m0, nb); break;
+          case 2: float_pair<2>(a, m0, nb); break;
+          default: float_pair<1>(a, m0, nb); break;
         }
       }
     }
@@ -182,10 +267,19 @@ void gemm_i8(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
   const int64_t pass = std::max<int64_t>(4, blocks_per_pass(block_bytes) / 4 * 4);
   for (int64_t p0 = nb_begin; p0 < groups_end; p0 += pass) {
     const int64_t p1 = std::min(groups_end, p0 + pass);
-    for (int64_t m0 = 0; m0 < a.m; m0 += 4) {
-      const int rows = static_cast<int>(std::min<int64_t>(4, a.m - m0));
+    // Row tiles of up to 8 rows: 16 accumulators, enough independent
+    // vpdpbusd chains to cover its latency at two per cycle, and 16
+    // vpdpbusd for every 2 weight inserts. Tiles are evened out (8 + 8 + 4
+    // would leave a short last tile: 7 + 7 + 6 instead).
+    int64_t tiles = (a.m + 7) / 8;
+    for (int64_t m0 = 0, rows = 0; m0 < a.m; m0 += rows, --tiles) {
+      rows = (a.m - m0 + tiles - 1) / tiles;
       for (int64_t nb = p0; nb < p1; nb += 4) {
         switch (rows) {
+          case 8: i8_tile4<8>(a, m0, nb); break;
+          case 7: i8_tile4<7>(a, m0, nb); break;
+          case 6: i8_tile4<6>(a, m0, nb); break;
+          case 5: i8_tile4<5>(a, m0, nb); break;
           case 4: i8_tile4<4>(a, m0, nb); break;
           case 3: i8_tile4<3>(a, m0, nb); break;
           case 2: i8_tile4<2>(a, m0, nb); break;

@@ -39,7 +39,7 @@ constexpr int64_t kMaxIntegerK = 65536;
 
 // One output-column block is 8 columns; aim for chunks of at least this many
 // multiply-adds so that waking a thread pays for itself.
-constexpr int64_t kMinChunkMacs = int64_t{1} << 16;
+constexpr int64_t kMinChunkMacs = int64_t{1} << 18;
 
 int64_t block_grain(int64_t m, int64_t k) {
   const int64_t per_block = std::max<int64_t>(1, m * k * kLinearBlockN);
