@@ -23,7 +23,16 @@ namespace {
 
 using namespace avx2;
 
-inline void dpbusd(__m512i& acc, __m512i a, __m512i b) { acc = _mm512_dpbusd_epi32(acc, a, b); }
+// acc += u8(a) . s8(b). Written as asm with acc tied in place: with the
+// intrinsic, GCC 12 copies every accumulator to a new register on each
+// iteration of the unrolled tile and spills some to the stack.
+inline void dpbusd(__m512i& acc, __m512i a, __m512i b) {
+#if defined(__GNUC__) && !defined(__clang__)
+  asm("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(a), "v"(b));
+#else
+  acc = _mm512_dpbusd_epi32(acc, a, b);
+#endif
+}
 
 // Rows [m0, m0 + MR) x blocks [nb, nb + 4): each zmm of weights holds chunk
 // ch of two neighbouring blocks (lanes 0-7 and 8-15).
