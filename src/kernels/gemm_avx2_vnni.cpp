@@ -26,7 +26,7 @@ using namespace avx2;
 // accumulators between registers on every iteration of the unrolled tiles.
 inline void dpbusd(__m256i& acc, __m256i a, __m256i b) {
 #if defined(__GNUC__) && !defined(__clang__)
-  asm("{vex} vpdpbusd %2, %1, %0" : "+x"(acc) : "x"(a), "x"(b));
+  asm("%{vex%} vpdpbusd %2, %1, %0" : "+x"(acc) : "x"(a), "x"(b));
 #else
   acc = _mm256_dpbusd_avx_epi32(acc, a, b);
 #endif
