@@ -38,12 +38,17 @@ std::atomic<bool> g_avx512_enabled{avx512_env_default()};
 constexpr int64_t kMaxIntegerK = 65536;
 
 // One output-column block is 8 columns; aim for chunks of at least this many
-// multiply-adds so that waking a thread pays for itself.
+// multiply-adds so that waking a thread pays for itself (~10 us of work or
+// more). Float activations and single-row integer products run at 10-40
+// GMAC/s; integer products with several rows at 150-250 GMAC/s, so they need
+// 8x the work per chunk: a 384 x 384 layer at M = 8 is faster on one thread.
 constexpr int64_t kMinChunkMacs = int64_t{1} << 18;
+constexpr int64_t kMinChunkMacsIntegerRows = int64_t{1} << 21;
 
-int64_t block_grain(int64_t m, int64_t k) {
+int64_t block_grain(int64_t m, int64_t k, LinearMode mode) {
   const int64_t per_block = std::max<int64_t>(1, m * k * kLinearBlockN);
-  return std::max<int64_t>(1, kMinChunkMacs / per_block);
+  const int64_t min_macs = mode != LinearMode::weight_only && m > 1 ? kMinChunkMacsIntegerRows : kMinChunkMacs;
+  return std::max<int64_t>(1, min_macs / per_block);
 }
 
 // Per-thread scratch reused across calls (no allocation per token).
@@ -168,7 +173,7 @@ void linear_into(const float* x, int64_t m, int64_t ldx, const PackedLinearWeigh
   if (m == 0) return;
   const kernels::LinearKernels& kt = kernels::active_linear_kernels();
   const int64_t nblocks = w.n_blocks(), kp = w.k_padded();
-  const int64_t grain = block_grain(m, w.k);
+  const int64_t grain = block_grain(m, w.k, options.mode);
   if (options.mode == LinearMode::weight_only) {
     const kernels::FloatGemmArgs a{x, m, ldx, &w, bias, y, ldy};
     parallel_for(nblocks, grain, [&](int64_t b0, int64_t b1) { kt.gemm_float(a, b0, b1); });
