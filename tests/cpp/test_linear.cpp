@@ -480,7 +480,7 @@ TEST(Linear, WeightOnlyKernelsIgnoreMemoryPastK) {
   VnniGuard vg;
   std::mt19937 gen(mqtest::kSeed + 11);
   for (const int64_t m : {1, 2, 3, 5}) {
-    const int64_t k = 100, n = 40, ld = 112, g = 32, groups = (k + g - 1) / g;
+    const int64_t k = 101, n = 40, ld = 112, g = 32, groups = (k + g - 1) / g;  // K ends inside a chunk
     std::vector<float> xs(static_cast<std::size_t>(m * ld), std::numeric_limits<float>::quiet_NaN());
     const auto x = randn(gen, static_cast<std::size_t>(m * k));
     for (int64_t r = 0; r < m; ++r) std::memcpy(&xs[r * ld], &x[r * k], k * sizeof(float));
@@ -488,7 +488,10 @@ TEST(Linear, WeightOnlyKernelsIgnoreMemoryPastK) {
     const auto w8 = rand_codes(gen, static_cast<std::size_t>(n * k), -127, 127);
     const PackedLinearWeight p4 = pack_i4(w4, rand_scales(gen, static_cast<std::size_t>(n * groups)), n, k, g);
     const PackedLinearWeight p8 = pack_i8(w8, rand_scales(gen, static_cast<std::size_t>(n)), n, k);
-    for (const PackedLinearWeight* p : {&p4, &p8}) {
+    std::vector<uint16_t> h(static_cast<std::size_t>(n * k));
+    for (auto& v : h) v = static_cast<uint16_t>(0x3000 + gen() % 0x800);  // f16 in [0.125, 0.5)
+    const PackedLinearWeight p16 = monoquant::pack_linear_half(TensorView(h.data(), DType::f16, {n, k}));
+    for (const PackedLinearWeight* p : {&p4, &p8, &p16}) {
       for (const KernelSet& ks : kernel_sets()) {
         use(ks);
         const auto want = run(*p, x, m, nullptr, {});
