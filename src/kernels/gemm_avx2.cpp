@@ -185,37 +185,41 @@ constexpr int64_t kPanelK = 256;
 constexpr int kPanelRows = 6;
 
 // The 4 lane-partial vectors of a 4-k chunk -> 4 vectors, one per k, with
-// the columns in the order 0 2 4 6 1 3 5 7.
-inline void transpose_chunk(const __m256 w[4], float* dst) {
+// the columns in the order 0 2 4 6 1 3 5 7, stored ld floats apart.
+inline void transpose_chunk(const __m256 w[4], float* dst, int64_t ld) {
   const __m256 a = _mm256_unpacklo_ps(w[0], w[1]);
   const __m256 b = _mm256_unpackhi_ps(w[0], w[1]);
   const __m256 c = _mm256_unpacklo_ps(w[2], w[3]);
   const __m256 d = _mm256_unpackhi_ps(w[2], w[3]);
-  _mm256_store_ps(dst + 0, _mm256_shuffle_ps(a, c, _MM_SHUFFLE(1, 0, 1, 0)));
-  _mm256_store_ps(dst + 8, _mm256_shuffle_ps(a, c, _MM_SHUFFLE(3, 2, 3, 2)));
-  _mm256_store_ps(dst + 16, _mm256_shuffle_ps(b, d, _MM_SHUFFLE(1, 0, 1, 0)));
-  _mm256_store_ps(dst + 24, _mm256_shuffle_ps(b, d, _MM_SHUFFLE(3, 2, 3, 2)));
+  _mm256_store_ps(dst, _mm256_shuffle_ps(a, c, _MM_SHUFFLE(1, 0, 1, 0)));
+  _mm256_store_ps(dst + ld, _mm256_shuffle_ps(a, c, _MM_SHUFFLE(3, 2, 3, 2)));
+  _mm256_store_ps(dst + 2 * ld, _mm256_shuffle_ps(b, d, _MM_SHUFFLE(1, 0, 1, 0)));
+  _mm256_store_ps(dst + 3 * ld, _mm256_shuffle_ps(b, d, _MM_SHUFFLE(3, 2, 3, 2)));
 }
 
-// Decodes inputs [k0, k0 + len) of block nb into tile[len][8] (len and k0
-// multiples of 8; values past K are the zero padding of the packed layout).
-void decode_tile(const PackedLinearWeightView& w, int64_t nb, int64_t k0, int64_t len, float* tile) {
+}  // namespace
+
+// Decodes inputs [k0, k0 + len) of block nb into tile[len][ld] (8 columns
+// per row, in the order 0 2 4 6 1 3 5 7; len and k0 multiples of 8; values
+// past K are the zero padding of the packed layout). ld = 8 packs one
+// block's tile; the AVX-512 panel puts two blocks side by side with ld = 16.
+void avx2_decode_tile(const PackedLinearWeightView& w, int64_t nb, int64_t k0, int64_t len, float* tile, int64_t ld) {
   const int64_t kp = w.k_padded();
   __m256 v[4];
   switch (w.format) {
     case WeightFormat::int8: {
       const DecodeI8 d{static_cast<const int8_t*>(w.data) + nb * B * kp};
-      for (int64_t k = 0; k < len; k += 4) d((k0 + k) / 4, v), transpose_chunk(v, tile + k * 8);
+      for (int64_t k = 0; k < len; k += 4) d((k0 + k) / 4, v), transpose_chunk(v, tile + k * ld, ld);
       break;
     }
     case WeightFormat::f16: {
       const DecodeF16 d{static_cast<const uint16_t*>(w.data) + nb * B * kp};
-      for (int64_t k = 0; k < len; k += 4) d((k0 + k) / 4, v), transpose_chunk(v, tile + k * 8);
+      for (int64_t k = 0; k < len; k += 4) d((k0 + k) / 4, v), transpose_chunk(v, tile + k * ld, ld);
       break;
     }
     case WeightFormat::bf16: {
       const DecodeBF16 d{static_cast<const uint16_t*>(w.data) + nb * B * kp};
-      for (int64_t k = 0; k < len; k += 4) d((k0 + k) / 4, v), transpose_chunk(v, tile + k * 8);
+      for (int64_t k = 0; k < len; k += 4) d((k0 + k) / 4, v), transpose_chunk(v, tile + k * ld, ld);
       break;
     }
     case WeightFormat::int4: {
@@ -243,13 +247,15 @@ void decode_tile(const PackedLinearWeightView& w, int64_t nb, int64_t k0, int64_
           v[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_and_si256(q, low)), sv[j], mv[j]);
           hv[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(q, 4)), sv[j], mv[j]);
         }
-        transpose_chunk(v, tile + k * 8);
-        transpose_chunk(hv, tile + (k + 4) * 8);
+        transpose_chunk(v, tile + k * ld, ld);
+        transpose_chunk(hv, tile + (k + 4) * ld, ld);
       }
       break;
     }
   }
 }
+
+namespace {
 
 const __m256i kFromPanelOrder = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
 const __m256i kToPanelOrder = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
@@ -328,8 +334,8 @@ void gemm_float_panel(const FloatGemmArgs& a, int64_t nb_begin, int64_t nb_end) 
     for (int64_t k0 = 0; k0 < w.k; k0 += kPanelK) {
       const int64_t len = std::min(kPanelK, w.k - k0);
       const int64_t step = w.k_chunk(), decode_len = (len + step - 1) / step * step;
-      decode_tile(w, nb, k0, decode_len, tile);
-      if (pair) decode_tile(w, nb + 1, k0, decode_len, tile + kPanelK * 8);
+      avx2_decode_tile(w, nb, k0, decode_len, tile, 8);
+      if (pair) avx2_decode_tile(w, nb + 1, k0, decode_len, tile + kPanelK * 8, 8);
       const bool first = k0 == 0, last = k0 + kPanelK >= w.k;
       if (pair) panel_rows<2>(a, nb, k0, len, first, last, tile);
       else panel_rows<1>(a, nb, k0, len, first, last, tile);

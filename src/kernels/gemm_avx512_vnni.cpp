@@ -9,12 +9,14 @@
 // products summed in int32 without an int16 stage, offset removed with the
 // packed column sums.
 #include <algorithm>
+#include <vector>
 
 #include "kernels/gemm_avx2_common.hpp"
 
 namespace monoquant::kernels {
 
 void avx2_gemm_float(const FloatGemmArgs& a, int64_t nb_begin, int64_t nb_end);
+void avx2_decode_tile(const PackedLinearWeightView& w, int64_t nb, int64_t k0, int64_t len, float* tile, int64_t ld);
 void avx2_vnni_gemm_i8(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end);
 void avx2_vnni_gemm_i4(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end);
 void avx2_vnni_prepare_u8(const int8_t* q, int64_t n, int32_t zp, void* out);
@@ -239,11 +241,140 @@ void float_pair(const FloatGemmArgs& a, int64_t m0, int64_t nb) {
   }
 }
 
-// Float activations with fewer rows than the AVX2 panel path takes (M < 4):
-// pairs of blocks through the kernels above; more rows, and a last odd
-// block, go to the AVX2 code.
+// ------------------------------------------------------------ float activations, many rows
+// As the AVX2 panel (gemm_avx2.cpp): weights decoded once per slice of K
+// into an L1 tile that every row tile reads, partial sums waiting in y
+// between slices, but 4 blocks (32 columns) per tile, stored as two
+// 16-column halves (ld = 16) so that each k is two zmm loads. Row tiles of
+// up to 6 rows: 12 accumulators, 12 FMAs per 2 loads and 6 broadcasts. (8
+// or 12 rows would be better on paper; GCC 12 kept their accumulators on
+// the stack, allocating only zmm0-15 here, whatever the source shape.)
+// The slice of x is first copied per row tile as xp[k][rows], so that the
+// broadcasts are constant offsets from one pointer.
+constexpr int64_t kPanelK = 256;
+constexpr int kPanelRows = 6;
+
+// Panel column order (0 2 4 6 1 3 5 7 in each half) -> natural order.
+const __m512i kFromPanel = _mm512_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7, 8, 12, 9, 13, 10, 14, 11, 15);
+
+// acc += a * b, as asm with acc tied in place for the reason given at
+// dpbusd (with the intrinsic GCC 12 spilled more of this kernel).
+inline void fma_in_place(__m512& acc, __m512 a, __m512 b) {
+#if defined(__GNUC__) && !defined(__clang__)
+  asm("vfmadd231ps %2, %1, %0" : "+v"(acc) : "v"(a), "v"(b));
+#else
+  acc = _mm512_fmadd_ps(a, b, acc);
+#endif
+}
+
+// Rows [m0, m0 + MR) x blocks [nb, nb + 4) over k in [k0, k0 + len); xp is
+// this row tile's copy of x, xp[i * MR + r] = x[m0 + r][k0 + i].
+// noinline: inlined into gemm_float_panel with all its siblings, GCC 12
+// kept the accumulators on the stack.
+template <int MR>
+__attribute__((noinline)) void panel_kernel(const FloatGemmArgs& a, int64_t m0, int64_t nb, int64_t len, bool first,
+                                            bool last, const float* tile, const float* xp) {
+  const PackedLinearWeightView& w = *a.w;
+  // Two arrays of MR, not one [MR][2]: GCC scalarizes arrays into registers
+  // only up to a size, and 24 zmm in one array stayed on the stack.
+  __m512 acc0[MR], acc1[MR];
+  #pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r) acc0[r] = acc1[r] = _mm512_setzero_ps();
+  for (int64_t i = 0; i < len; ++i) {
+    const __m512 t0 = _mm512_load_ps(tile + i * 16);
+    const __m512 t1 = _mm512_load_ps(tile + (kPanelK + i) * 16);
+    const float* xi = xp + i * MR;
+    #pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) {
+      const __m512 xv = _mm512_set1_ps(xi[r]);
+      fma_in_place(acc0[r], xv, t0);
+      fma_in_place(acc1[r], xv, t1);
+    }
+  }
+  #pragma GCC unroll 4
+  for (int b = 0; b < 4; ++b) {
+    const __m256 bias = last ? load_cols(a.bias, nb + b, w.n) : _mm256_setzero_ps();
+    const __m256 scale =
+        last && w.format == WeightFormat::int8 ? load_cols(w.scales, nb + b, w.n) : _mm256_set1_ps(1.0f);
+    #pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) {
+      const __m512 v = _mm512_permutexvar_ps(kFromPanel, b < 2 ? acc0[r] : acc1[r]);
+      __m256 s = b % 2 ? high_half(v) : _mm512_castps512_ps256(v);
+      float* y = a.y + (m0 + r) * a.ldy;
+      if (!first) s = _mm256_add_ps(s, load_cols(y, nb + b, w.n));  // earlier slices of K
+      if (last) {
+        // The reference rounds the scaled sum and then adds the bias: no fma.
+        if (w.format == WeightFormat::int8) s = _mm256_mul_ps(s, scale);
+        s = _mm256_add_ps(s, bias);
+      }
+      store_cols(y, nb + b, w.n, s);
+    }
+  }
+}
+
+// Row tiles of at most kPanelRows rows, evened out as in the AVX2 panel;
+// calls fn(m0, rows) for each.
+template <class Fn>
+void for_row_tiles(int64_t m, const Fn& fn) {
+  int64_t tiles = (m + kPanelRows - 1) / kPanelRows;
+  for (int64_t m0 = 0, rows = 0; m0 < m; m0 += rows, --tiles) {
+    rows = (m - m0 + tiles - 1) / tiles;
+    fn(m0, static_cast<int>(rows));
+  }
+}
+
+template <int MR>
+void panel_tile(const FloatGemmArgs& a, int64_t m0, int rows, int64_t nb, int64_t len, bool first, bool last,
+                const float* tile, const float* xp) {
+  if constexpr (MR > 1) {
+    if (rows < MR) return panel_tile<MR - 1>(a, m0, rows, nb, len, first, last, tile, xp);
+  }
+  panel_kernel<MR>(a, m0, nb, len, first, last, tile, xp);
+}
+
+// Blocks [nb_begin, nb_end) in groups of 4 (the caller sends the rest to
+// AVX2): per slice of K, x is copied once, then each group of blocks is
+// decoded and every row tile passes over it.
+void gemm_float_panel(const FloatGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
+  const PackedLinearWeightView& w = *a.w;
+  alignas(64) float tile[2 * kPanelK * 16];  // 32 KB: [half][k][16]
+  thread_local std::vector<float> xp_buffer;
+  if (xp_buffer.size() < static_cast<std::size_t>(a.m * kPanelK)) xp_buffer.resize(static_cast<std::size_t>(a.m * kPanelK));
+  float* xp = xp_buffer.data();
+  for (int64_t k0 = 0; k0 < w.k; k0 += kPanelK) {
+    const int64_t len = std::min(kPanelK, w.k - k0);
+    for_row_tiles(a.m, [&](int64_t m0, int rows) {
+      float* dst = xp + m0 * len;
+      for (int r = 0; r < rows; ++r) {
+        const float* src = a.x + (m0 + r) * a.ldx + k0;
+        for (int64_t i = 0; i < len; ++i) dst[i * rows + r] = src[i];
+      }
+    });
+    const int64_t step = w.k_chunk(), decode_len = (len + step - 1) / step * step;
+    const bool first = k0 == 0, last = k0 + kPanelK >= w.k;
+    for (int64_t nb = nb_begin; nb + 4 <= nb_end; nb += 4) {
+      #pragma GCC unroll 4
+      for (int b = 0; b < 4; ++b) {
+        avx2_decode_tile(w, nb + b, k0, decode_len, tile + (b / 2) * kPanelK * 16 + (b % 2) * 8, 16);
+      }
+      for_row_tiles(a.m, [&](int64_t m0, int rows) {
+        panel_tile<kPanelRows>(a, m0, rows, nb, len, first, last, tile, xp + m0 * len);
+      });
+    }
+  }
+}
+
+// Float activations: fewer rows than the panel takes (M < 4) go through the
+// block-pair kernels above, more rows through the 512-bit panel; a remainder
+// of blocks goes to the AVX2 code.
 void gemm_float(const FloatGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
-  if (a.m >= kAvx2PanelMinRows || nb_end - nb_begin < 2) {
+  if (a.m >= kAvx2PanelMinRows) {
+    const int64_t quads_end = nb_begin + (nb_end - nb_begin) / 4 * 4;
+    gemm_float_panel(a, nb_begin, quads_end);
+    if (quads_end < nb_end) avx2_gemm_float(a, quads_end, nb_end);
+    return;
+  }
+  if (nb_end - nb_begin < 2) {
     avx2_gemm_float(a, nb_begin, nb_end);
     return;
   }
