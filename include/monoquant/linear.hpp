@@ -115,9 +115,10 @@ Tensor conv2d(const TensorView& x, const PackedLinearWeightView& w, const float*
 // Which kernel set linear_into uses: "scalar", "avx2", "avx2_vnni" or
 // "avx512_vnni". It follows active_isa() (scalar/avx2); on CPUs with AVX-VNNI
 // the avx2 set upgrades its integer kernels to 256-bit vpdpbusd, and with
-// AVX-512 VNNI (+BW, VL) the W8A8 kernel to 512-bit vpdpbusd, unless disabled
-// here or by MONOQUANT_VNNI=0 / MONOQUANT_AVX512=0. The plain avx2 set is a
-// complete fast path on its own.
+// AVX-512 VNNI (+BW, VL) the W8A8 kernel to 512-bit vpdpbusd and the
+// float-activation (weight-only) kernels to 512-bit ones, unless disabled
+// here or by MONOQUANT_VNNI=0 (both upgrades) / MONOQUANT_AVX512=0. The plain
+// avx2 set is a complete fast path on its own.
 std::string_view linear_kernel_name();
 bool vnni_available();
 void set_vnni_enabled(bool enabled);

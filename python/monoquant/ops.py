@@ -319,7 +319,8 @@ def avx512_vnni_available() -> bool:
 
 
 def set_avx512_enabled(enabled: bool) -> None:
-    """Allow (default) or forbid the 512-bit VNNI W8A8 kernel where the CPU has it."""
+    """Allow (default) or forbid the 512-bit kernels (W8A8 and weight-only)
+    where the CPU has AVX-512 VNNI."""
     _core.set_avx512_enabled(bool(enabled))
 
 
