@@ -51,6 +51,21 @@ int64_t block_grain(int64_t m, int64_t k, LinearMode mode) {
   return std::max<int64_t>(1, min_macs / per_block);
 }
 
+// Threads get whole groups of 4 blocks (32 columns): the 512-bit kernels
+// work on 2 or 4 blocks at a time and send a remainder to narrower code, so
+// a split into 6-block chunks (N = 384 over 8 chunks) would put a third of
+// the work on the slower path.
+constexpr int64_t kBlocksPerUnit = 4;
+
+template <class Fn>
+void for_block_ranges(int64_t nblocks, int64_t grain_blocks, const Fn& fn) {
+  const int64_t units = (nblocks + kBlocksPerUnit - 1) / kBlocksPerUnit;
+  const int64_t grain = std::max<int64_t>(1, grain_blocks / kBlocksPerUnit);
+  parallel_for(units, grain, [&](int64_t u0, int64_t u1) {
+    fn(u0 * kBlocksPerUnit, std::min(nblocks, u1 * kBlocksPerUnit));
+  });
+}
+
 // Per-thread scratch reused across calls (no allocation per token).
 std::byte* scratch(std::size_t bytes, int slot) {
   thread_local Buffer buffers[3];
@@ -176,7 +191,7 @@ void linear_into(const float* x, int64_t m, int64_t ldx, const PackedLinearWeigh
   const int64_t grain = block_grain(m, w.k, options.mode);
   if (options.mode == LinearMode::weight_only) {
     const kernels::FloatGemmArgs a{x, m, ldx, &w, bias, y, ldy};
-    parallel_for(nblocks, grain, [&](int64_t b0, int64_t b1) { kt.gemm_float(a, b0, b1); });
+    for_block_ranges(nblocks, grain, [&](int64_t b0, int64_t b1) { kt.gemm_float(a, b0, b1); });
     return;
   }
   const bool int4 = w.format == WeightFormat::int4;
@@ -189,7 +204,7 @@ void linear_into(const float* x, int64_t m, int64_t ldx, const PackedLinearWeigh
   kernels::IntGemmArgs a{q,       m, options.mode == LinearMode::static_int8 ? options.act_zero_point : 0,
                          rows.scales, nullptr, rows.group_sums, &w, bias, y, ldy};
   if (int4) {
-    parallel_for(nblocks, grain, [&](int64_t b0, int64_t b1) { kt.gemm_i4(a, b0, b1); });
+    for_block_ranges(nblocks, grain, [&](int64_t b0, int64_t b1) { kt.gemm_i4(a, b0, b1); });
     return;
   }
   if (kt.prepared_bytes) {
@@ -201,7 +216,7 @@ void linear_into(const float* x, int64_t m, int64_t ldx, const PackedLinearWeigh
     });
     a.prepared = prepared;
   }
-  parallel_for(nblocks, grain, [&](int64_t b0, int64_t b1) { kt.gemm_i8(a, b0, b1); });
+  for_block_ranges(nblocks, grain, [&](int64_t b0, int64_t b1) { kt.gemm_i8(a, b0, b1); });
 }
 
 Tensor linear(const TensorView& x, const PackedLinearWeightView& w, const float* bias, const LinearOptions& options) {
