@@ -78,6 +78,10 @@ struct QuantizedRows {
   int8_t* q;            // [m, kp]
   float* scales;        // [m]
   int32_t* group_sums;  // [m, groups] or nullptr
+  // W8A8 kernels that read a prepared form: the table and its [m, kp]
+  // buffer, filled row by row in the same parallel region (nullptr: none).
+  const kernels::LinearKernels* prepare = nullptr;
+  std::byte* prepared = nullptr;
 };
 
 // Quantizes rows of x to int8 codes: per row symmetric (dynamic) or with the
@@ -109,6 +113,9 @@ void quantize_rows(const float* x, int64_t m, int64_t ldx, int64_t k, int64_t kp
       }
       std::memset(qr + k, static_cast<int8_t>(bits >= 0x7f800000u ? 0 : zp), static_cast<std::size_t>(kp - k));
       out.scales[r] = scale;
+      if (out.prepared) {
+        out.prepare->prepare_i8(qr, kp, zp, out.prepared + r * kp * out.prepare->prepared_bytes);
+      }
       if (out.group_sums) {
         for (int64_t g = 0; g < groups; ++g) {
           int32_t s = 0;
@@ -200,21 +207,16 @@ void linear_into(const float* x, int64_t m, int64_t ldx, const PackedLinearWeigh
   auto* q = reinterpret_cast<int8_t*>(scratch(mu * static_cast<std::size_t>(kp), 0));
   auto* meta = reinterpret_cast<float*>(scratch(mu * sizeof(float) * (1 + (int4 ? groups : 0)), 1));
   QuantizedRows rows{q, meta, int4 ? reinterpret_cast<int32_t*>(meta + m) : nullptr};
+  if (!int4 && kt.prepared_bytes) {
+    rows.prepare = &kt;
+    rows.prepared = scratch(mu * static_cast<std::size_t>(kp * kt.prepared_bytes), 2);
+  }
   quantize_rows(x, m, ldx, w.k, kp, options, w.group_size, groups, rows);
   kernels::IntGemmArgs a{q,       m, options.mode == LinearMode::static_int8 ? options.act_zero_point : 0,
-                         rows.scales, nullptr, rows.group_sums, &w, bias, y, ldy};
+                         rows.scales, rows.prepared, rows.group_sums, &w, bias, y, ldy};
   if (int4) {
     for_block_ranges(nblocks, grain, [&](int64_t b0, int64_t b1) { kt.gemm_i4(a, b0, b1); });
     return;
-  }
-  if (kt.prepared_bytes) {
-    auto* prepared = scratch(mu * static_cast<std::size_t>(kp * kt.prepared_bytes), 2);
-    parallel_for(m, std::max<int64_t>(1, 16384 / kp), [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r) {
-        kt.prepare_i8(q + r * kp, kp, a.zero_point, prepared + r * kp * kt.prepared_bytes);
-      }
-    });
-    a.prepared = prepared;
   }
   for_block_ranges(nblocks, grain, [&](int64_t b0, int64_t b1) { kt.gemm_i8(a, b0, b1); });
 }
