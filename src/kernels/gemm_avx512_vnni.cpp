@@ -335,12 +335,9 @@ void panel_tile(const FloatGemmArgs& a, int64_t m0, int rows, int64_t nb, int64_
 // Blocks [nb_begin, nb_end) in groups of 4 (the caller sends the rest to
 // AVX2): per slice of K, x is copied once, then each group of blocks is
 // decoded and every row tile passes over it.
-void gemm_float_panel(const FloatGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
+void gemm_float_panel_rows(const FloatGemmArgs& a, int64_t nb_begin, int64_t nb_end, float* xp) {
   const PackedLinearWeightView& w = *a.w;
   alignas(64) float tile[2 * kPanelK * 16];  // 32 KB: [half][k][16]
-  thread_local std::vector<float> xp_buffer;
-  if (xp_buffer.size() < static_cast<std::size_t>(a.m * kPanelK)) xp_buffer.resize(static_cast<std::size_t>(a.m * kPanelK));
-  float* xp = xp_buffer.data();
   for (int64_t k0 = 0; k0 < w.k; k0 += kPanelK) {
     const int64_t len = std::min(kPanelK, w.k - k0);
     for_row_tiles(a.m, [&](int64_t m0, int rows) {
@@ -361,6 +358,22 @@ void gemm_float_panel(const FloatGemmArgs& a, int64_t nb_begin, int64_t nb_end) 
         panel_tile<kPanelRows>(a, m0, rows, nb, len, first, last, tile, xp + m0 * len);
       });
     }
+  }
+}
+
+// At most this many rows at a time (conv2d's im2col can bring tens of
+// thousands): bounds the x copy at 1 MB per thread.
+constexpr int64_t kPanelMaxRows = 1024;
+
+void gemm_float_panel(const FloatGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
+  thread_local std::vector<float> xp;
+  xp.resize(static_cast<std::size_t>(std::min(a.m, kPanelMaxRows) * kPanelK));
+  for (int64_t r0 = 0; r0 < a.m; r0 += kPanelMaxRows) {
+    FloatGemmArgs part = a;
+    part.x = a.x + r0 * a.ldx;
+    part.y = a.y + r0 * a.ldy;
+    part.m = std::min(kPanelMaxRows, a.m - r0);
+    gemm_float_panel_rows(part, nb_begin, nb_end, xp.data());
   }
 }
 
