@@ -312,7 +312,9 @@ void panel_rows(const FloatGemmArgs& a, int64_t nb, int64_t k0, int64_t len, boo
                 const float* tile) {
   // Even row tiles (8 rows = 4 + 4, not 6 + 2): a short tile has too few
   // independent FMA chains to hide the FMA latency.
-  for_even_row_tiles(a.m, kPanelRows, [&](int64_t m0, int rows) {
+  int64_t tiles = (a.m + kPanelRows - 1) / kPanelRows;
+  for (int64_t m0 = 0, rows = 0; m0 < a.m; m0 += rows, --tiles) {
+    rows = (a.m - m0 + tiles - 1) / tiles;
     switch (rows) {
       case 6: panel_kernel<6, NB>(a, m0, nb, k0, len, first, last, tile); break;
       case 5: panel_kernel<5, NB>(a, m0, nb, k0, len, first, last, tile); break;
@@ -321,7 +323,7 @@ void panel_rows(const FloatGemmArgs& a, int64_t nb, int64_t k0, int64_t len, boo
       case 2: panel_kernel<2, NB>(a, m0, nb, k0, len, first, last, tile); break;
       default: panel_kernel<1, NB>(a, m0, nb, k0, len, first, last, tile); break;
     }
-  });
+  }
 }
 
 void gemm_float_panel(const FloatGemmArgs& a, int64_t nb_begin, int64_t nb_end) {

@@ -90,18 +90,6 @@ inline int64_t load_i64(const void* p) {
   return v;
 }
 
-// Row tiles of at most max_rows rows, evened out: fn(m0, rows) for each.
-// 8 + 8 + 4 would leave a short last tile with too few independent chains
-// to hide the latency; this gives 7 + 7 + 6.
-template <class Fn>
-void for_even_row_tiles(int64_t m, int64_t max_rows, const Fn& fn) {
-  int64_t tiles = (m + max_rows - 1) / max_rows;
-  for (int64_t m0 = 0, rows = 0; m0 < m; m0 += rows, --tiles) {
-    rows = (m - m0 + tiles - 1) / tiles;
-    fn(m0, static_cast<int>(rows));
-  }
-}
-
 // Drives a W8A8-style row-tile kernel over blocks [nb_begin, nb_end):
 // tile(m0, rows, nb) for row tiles of at most MR rows.
 template <int MR, class Tile>

@@ -312,6 +312,17 @@ __attribute__((noinline)) void panel_kernel(const FloatGemmArgs& a, int64_t m0, 
   }
 }
 
+// Row tiles of at most kPanelRows rows, evened out as in the AVX2 panel;
+// calls fn(m0, rows) for each.
+template <class Fn>
+void for_row_tiles(int64_t m, const Fn& fn) {
+  int64_t tiles = (m + kPanelRows - 1) / kPanelRows;
+  for (int64_t m0 = 0, rows = 0; m0 < m; m0 += rows, --tiles) {
+    rows = (m - m0 + tiles - 1) / tiles;
+    fn(m0, static_cast<int>(rows));
+  }
+}
+
 template <int MR>
 void panel_tile(const FloatGemmArgs& a, int64_t m0, int rows, int64_t nb, int64_t len, bool first, bool last,
                 const float* tile, const float* xp) {
@@ -329,7 +340,7 @@ void gemm_float_panel_rows(const FloatGemmArgs& a, int64_t nb_begin, int64_t nb_
   alignas(64) float tile[2 * kPanelK * 16];  // 32 KB: [half][k][16]
   for (int64_t k0 = 0; k0 < w.k; k0 += kPanelK) {
     const int64_t len = std::min(kPanelK, w.k - k0);
-    for_even_row_tiles(a.m, kPanelRows, [&](int64_t m0, int rows) {
+    for_row_tiles(a.m, [&](int64_t m0, int rows) {
       float* dst = xp + m0 * len;
       for (int r = 0; r < rows; ++r) {
         const float* src = a.x + (m0 + r) * a.ldx + k0;
@@ -343,7 +354,7 @@ void gemm_float_panel_rows(const FloatGemmArgs& a, int64_t nb_begin, int64_t nb_
       for (int b = 0; b < 4; ++b) {
         avx2_decode_tile(w, nb + b, k0, decode_len, tile + (b / 2) * kPanelK * 16 + (b % 2) * 8, 16);
       }
-      for_even_row_tiles(a.m, kPanelRows, [&](int64_t m0, int rows) {
+      for_row_tiles(a.m, [&](int64_t m0, int rows) {
         panel_tile<kPanelRows>(a, m0, rows, nb, len, first, last, tile, xp + m0 * len);
       });
     }
@@ -411,8 +422,11 @@ void gemm_i8(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
     const int64_t p1 = std::min(groups_end, p0 + pass);
     // Row tiles of up to 8 rows: 16 accumulators, enough independent
     // vpdpbusd chains to cover its latency at two per cycle, and 16
-    // vpdpbusd for every 2 weight inserts; evened out across the rows.
-    for_even_row_tiles(a.m, 8, [&](int64_t m0, int rows) {
+    // vpdpbusd for every 2 weight inserts. Tiles are evened out (8 + 8 + 4
+    // would leave a short last tile: 7 + 7 + 6 instead).
+    int64_t tiles = (a.m + 7) / 8;
+    for (int64_t m0 = 0, rows = 0; m0 < a.m; m0 += rows, --tiles) {
+      rows = (a.m - m0 + tiles - 1) / tiles;
       for (int64_t nb = p0; nb < p1; nb += 4) {
         switch (rows) {
           case 8: i8_tile4<8>(a, m0, nb); break;
@@ -425,7 +439,7 @@ void gemm_i8(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
           default: i8_tile4<1>(a, m0, nb); break;
         }
       }
-    });
+    }
   }
   if (groups_end < nb_end) avx2_vnni_gemm_i8(a, groups_end, nb_end);
 }
