@@ -26,4 +26,11 @@ Tensor cast_to_half(const TensorView& input, DType target,
 // f16 or bf16 (contiguous or not) back to float32.
 Tensor half_to_f32(const TensorView& input);
 
+// A quantization scale as it will be stored in `dtype` (f32, f16 or bf16):
+// rounded *up* to that dtype, and to at least its smallest normal, so codes
+// computed with the result agree with the stored scale and no value clips
+// because of the rounding. f32 returns s. Throws invalid_argument when the
+// scale does not fit (above 65504 for f16).
+float round_scale_up(float s, DType dtype);
+
 }  // namespace monoquant

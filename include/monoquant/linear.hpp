@@ -7,7 +7,8 @@
 //   dynamic_int8  activations quantized per row (token) to int8 on the fly,
 //                 symmetric [-127, 127]; int32 accumulation (W8A8, W4A8).
 //   static_int8   activations quantized with one calibrated scale and zero
-//                 point (int8 codes in [-128, 127]); int8 weights only.
+//                 point (int8 codes in [-128, 127]); int8 weights (W8A8), or
+//                 int4 weights with zero point 0 (W4A8).
 //
 // Packed layout (docs/ARCHITECTURE.md, "Quantized linear kernels"):
 // output channels in blocks of 8 (the last block zero-padded), and inside a
@@ -84,6 +85,19 @@ PackedLinearWeight pack_linear_int4(const TensorView& packed, int64_t k, const T
                                     int64_t group_size);
 // weight: float16 or bfloat16 [N, K] (any strides).
 PackedLinearWeight pack_linear_half(const TensorView& weight);
+
+// The inverse of pack_linear_*: the codes and scales a packed weight was
+// built from, bit for bit, so that a quantized layer can be saved without
+// keeping a second copy of its codes.
+//   int8      codes int8 [N, K], scales float32 [N, 1]
+//   int4      codes uint8 [N, ceil(K/2)] (low nibble first, nibble = q + 8,
+//             an odd K's last high nibble 0), scales float32 [N, ceil(K/g)]
+//   f16/bf16  codes float16/bfloat16 [N, K], scales empty
+struct UnpackedLinearWeight {
+  Tensor codes;
+  Tensor scales;
+};
+UnpackedLinearWeight unpack_linear(const PackedLinearWeightView& w);
 
 struct LinearOptions {
   LinearMode mode = LinearMode::weight_only;

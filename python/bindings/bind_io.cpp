@@ -242,6 +242,31 @@ void bind_io(nb::module_& m) {
       },
       nb::arg("path"), nb::arg("tensors"), nb::arg("metadata"), nb::arg("max_shard_bytes"));
   m.def(
+      "quantization_config",
+      [](const nb::list& modules, const std::vector<std::string>& ignore) {
+        std::vector<CtModuleScheme> schemes;
+        for (nb::handle h : modules) {
+          const nb::dict d = nb::cast<nb::dict>(h);
+          CtModuleScheme m;
+          m.module = nb::cast<std::string>(d["module"]);
+          m.weight_bits = nb::cast<int>(d["bits"]);
+          m.weight_symmetric = nb::cast<bool>(d["symmetric"]);
+          m.group_size = nb::cast<int64_t>(d["group_size"]);
+          m.format = nb::cast<std::string>(d["format"]);
+          const std::string act = nb::cast<std::string>(d["activations"]);
+          if (act == "none") m.activations = CtActivations::none;
+          else if (act == "dynamic") m.activations = CtActivations::dynamic_per_token;
+          else if (act == "static") m.activations = CtActivations::static_per_tensor;
+          else throw_invalid_argument("activations must be 'none', 'dynamic' or 'static', got '" + act + "'");
+          m.activations_symmetric = nb::cast<bool>(d["activations_symmetric"]);
+          schemes.push_back(std::move(m));
+        }
+        return quantization_config_json(schemes, ignore);
+      },
+      nb::arg("modules"), nb::arg("ignore"),
+      "The compressed-tensors quantization_config JSON for these module schemes (dicts with module, bits, "
+      "symmetric, group_size, format, activations, activations_symmetric).");
+  m.def(
       "decompress_checkpoint",
       [](const std::string& path) {
         std::vector<std::pair<std::string, Tensor>> out;

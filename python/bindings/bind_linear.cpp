@@ -113,6 +113,24 @@ void bind_linear(nb::module_& m) {
       },
       nb::arg("weight"));
   m.def(
+      "unpack_linear",
+      [](const AnyArray& data, const AnyArray& scales, const AnyArray& sums, const std::string& format, int64_t n,
+         int64_t k, int64_t group_size) {
+        const PackedLinearWeightView w = make_view(data, scales, sums, format, n, k, group_size);
+        UnpackedLinearWeight u;
+        {
+          nb::gil_scoped_release release;
+          u = unpack_linear(w);
+        }
+        nb::dict d;
+        d["codes"] = to_torch(std::move(u.codes));
+        d["scales"] = to_torch(std::move(u.scales));
+        return d;
+      },
+      nb::arg("data"), nb::arg("scales"), nb::arg("sums"), nb::arg("format"), nb::arg("out_features"),
+      nb::arg("in_features"), nb::arg("group_size"),
+      "The codes and scales a packed weight was built from (the inverse of pack_linear_*).");
+  m.def(
       "linear",
       [](const AnyArray& x, const AnyArray& data, const AnyArray& scales, const AnyArray& sums,
          std::optional<AnyArray> bias, const std::string& format, int64_t n, int64_t k, int64_t group_size,

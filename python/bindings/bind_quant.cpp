@@ -144,6 +144,20 @@ void bind_quant(nb::module_& m) {
       nb::arg("x"), nb::arg("dtype"), nb::arg("overflow") = "error");
 
   m.def(
+      "round_scales_up",
+      [](const AnyArray& scales, const std::string& dtype) {
+        const TensorView v = to_view(scales, "scales");
+        if (v.dtype != DType::f32 || !v.is_contiguous()) throw_invalid_argument("scales must be contiguous float32");
+        const DType target = parse_dtype(dtype);
+        Tensor out(DType::f32, v.shape);
+        const auto* in = reinterpret_cast<const float*>(v.data);
+        for (int64_t i = 0; i < v.numel(); ++i) out.as<float>()[i] = round_scale_up(in[i], target);
+        return to_torch(std::move(out));
+      },
+      nb::arg("scales"), nb::arg("dtype"),
+      "Each scale rounded up to what `dtype` (float32, float16, bfloat16) stores, as float32.");
+
+  m.def(
       "half_to_float",
       [](const AnyArray& x) {
         const TensorView v = to_view(x, "half_to_float");

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "monoquant/error.hpp"
+#include "monoquant/float_cast.hpp"
 #include "monoquant/half.hpp"
 #include "monoquant/io/safetensors.hpp"
 #include "monoquant/quantize.hpp"
@@ -24,26 +25,6 @@ using json = nlohmann::ordered_json;
 
 bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
-// Scales are rounded *up* to the stored dtype before quantizing, so the codes
-// agree with the stored scales and no value clips because of the rounding.
-float round_scale_up(float s, DType dtype) {
-  if (dtype == DType::f16) {
-    uint16_t h = f32_to_f16_bits(s);
-    if (f16_bits_to_f32(h) < s) ++h;
-    if (h < 0x0400) h = 0x0400;  // smallest normal fp16
-    const float r = f16_bits_to_f32(h);
-    if (!std::isfinite(r)) throw_invalid_argument("a scale of " + std::to_string(s) + " does not fit in float16");
-    return r;
-  }
-  if (dtype == DType::bf16) {
-    uint16_t h = f32_to_bf16_bits(s);
-    if (bf16_bits_to_f32(h) < s) ++h;
-    if (h < 0x0080) h = 0x0080;
-    return bf16_bits_to_f32(h);
-  }
-  return s;
 }
 
 Tensor store_scales(const Tensor& scales_f32, DType dtype, Shape shape) {
@@ -91,17 +72,20 @@ json weight_args(int bits, bool symmetric, int64_t group_size, const char* strat
   return a;
 }
 
-json token_input_args() {
+// 8-bit int input activations: per token at run time (dynamic), or one
+// calibrated scale per tensor (static, stored as <m>.input_scale).
+json input_args(CtActivations kind, bool symmetric) {
+  const bool dynamic = kind == CtActivations::dynamic_per_token;
   json a = json::object();
   a["num_bits"] = 8;
   a["type"] = "int";
-  a["symmetric"] = true;
+  a["symmetric"] = dynamic ? true : symmetric;
   a["group_size"] = nullptr;
-  a["strategy"] = "token";
+  a["strategy"] = dynamic ? "token" : "tensor";
   a["block_structure"] = nullptr;
-  a["dynamic"] = true;
+  a["dynamic"] = dynamic;
   a["actorder"] = nullptr;
-  a["observer"] = nullptr;
+  a["observer"] = dynamic ? json(nullptr) : json("minmax");
   a["observer_kwargs"] = json::object();
   return a;
 }
@@ -119,6 +103,52 @@ std::string method_name(CtMethod m) {
 }
 
 }  // namespace
+
+std::string quantization_config_json(const std::vector<CtModuleScheme>& modules, const std::vector<std::string>& ignore) {
+  // Groups of identical schemes, in order of first appearance.
+  std::vector<std::pair<json, std::vector<std::string>>> groups;
+  std::map<std::string, std::size_t> index_of;
+  std::set<std::string> formats;
+  for (const CtModuleScheme& m : modules) {
+    if (m.weight_bits != 4 && m.weight_bits != 8) {
+      throw_invalid_argument("module '" + m.module + "': compressed-tensors int weights here are 4 or 8 bits, not " +
+                             std::to_string(m.weight_bits));
+    }
+    if (m.format != "int-quantized" && m.format != "pack-quantized") {
+      throw_invalid_argument("module '" + m.module + "': unknown compressed-tensors format '" + m.format + "'");
+    }
+    json scheme = json::object();
+    scheme["targets"] = json::array();
+    scheme["weights"] = weight_args(m.weight_bits, m.weight_symmetric, m.group_size, m.group_size > 0 ? "group" : "channel");
+    scheme["input_activations"] =
+        m.activations == CtActivations::none ? json(nullptr) : input_args(m.activations, m.activations_symmetric);
+    scheme["output_activations"] = nullptr;
+    scheme["format"] = m.format;
+    const std::string key = scheme.dump();
+    auto [it, fresh] = index_of.emplace(key, groups.size());
+    if (fresh) groups.emplace_back(scheme, std::vector<std::string>{});
+    groups[it->second].second.push_back(m.module);
+    formats.insert(m.format);
+  }
+  json config = json::object();
+  json config_groups = json::object();
+  for (std::size_t i = 0; i < groups.size(); ++i) {
+    json scheme = groups[i].first;
+    scheme["targets"] = groups[i].second;
+    config_groups["group_" + std::to_string(i)] = scheme;
+  }
+  config["config_groups"] = config_groups;
+  config["format"] = formats.size() == 1 ? *formats.begin() : (formats.empty() ? "dense" : "mixed-precision");
+  config["global_compression_ratio"] = nullptr;
+  config["ignore"] = ignore;
+  config["kv_cache_scheme"] = nullptr;
+  config["quant_method"] = "compressed-tensors";
+  config["quantization_status"] = "compressed";
+  config["sparsity_config"] = json::object();
+  config["transform_config"] = json::object();
+  config["version"] = "0.20.1";
+  return config.dump();
+}
 
 CtMethod parse_ct_method(const std::string& name) {
   for (CtMethod m : {CtMethod::keep, CtMethod::w8a8, CtMethod::w4a16, CtMethod::w8a16, CtMethod::fp16, CtMethod::bf16}) {
@@ -139,8 +169,7 @@ CompressedTensors compress_tensors(const std::vector<NamedView>& inputs, const s
     out.owned.push_back(std::move(t));
     out.tensors.push_back(TensorToWrite::from(name, out.owned.back().view()));
   };
-  // Groups of identical schemes: key -> (scheme json, module names).
-  std::map<std::string, std::pair<json, std::vector<std::string>>> groups;
+  std::vector<CtModuleScheme> schemes;
   json info = json::object();
   info["version"] = std::string(version);
   info["rounding"] = "half_even";
@@ -201,7 +230,6 @@ CompressedTensors compress_tensors(const std::vector<NamedView>& inputs, const s
     const DType scale_dtype = (in.view.dtype == DType::f16 || in.view.dtype == DType::bf16) ? in.view.dtype : DType::f32;
     QuantSpec spec;
     spec.scheme = p.symmetric ? Scheme::symmetric : Scheme::asymmetric;
-    const char* strategy = "channel";
     int64_t group = -1;
     if (p.method == CtMethod::w8a8) {
       spec.bits = 8;
@@ -220,7 +248,6 @@ CompressedTensors compress_tensors(const std::vector<NamedView>& inputs, const s
         }
         spec.granularity = Granularity::per_group;
         spec.group_size = p.group_size;
-        strategy = "group";
         group = p.group_size;
       } else {
         spec.granularity = Granularity::per_channel;
@@ -280,15 +307,14 @@ CompressedTensors compress_tensors(const std::vector<NamedView>& inputs, const s
         emit(module + ".weight_zero_point", std::move(zp));
       }
     }
-    json scheme = json::object();
-    scheme["targets"] = json::array();
-    scheme["weights"] = weight_args(spec.bits, p.symmetric, group, strategy);
-    scheme["input_activations"] = p.method == CtMethod::w8a8 ? token_input_args() : json(nullptr);
-    scheme["output_activations"] = nullptr;
-    scheme["format"] = format;
-    auto& g = groups[scheme.dump()];
-    g.first = scheme;
-    g.second.push_back(module);
+    CtModuleScheme ms;
+    ms.module = module;
+    ms.weight_bits = spec.bits;
+    ms.weight_symmetric = p.symmetric;
+    ms.group_size = group;
+    ms.format = format;
+    ms.activations = p.method == CtMethod::w8a8 ? CtActivations::dynamic_per_token : CtActivations::none;
+    schemes.push_back(std::move(ms));
     json ti = json::object();
     ti["method"] = method_name(p.method);
     ti["bits"] = spec.bits;
@@ -297,27 +323,7 @@ CompressedTensors compress_tensors(const std::vector<NamedView>& inputs, const s
     ti["scale_dtype"] = std::string(name_of(scale_dtype));
     tensor_info[in.name] = ti;
   }
-  json config = json::object();
-  json config_groups = json::object();
-  std::set<std::string> formats;
-  int index = 0;
-  for (auto& [key, g] : groups) {
-    json scheme = g.first;
-    scheme["targets"] = g.second;
-    formats.insert(scheme["format"].get<std::string>());
-    config_groups["group_" + std::to_string(index++)] = scheme;
-  }
-  config["config_groups"] = config_groups;
-  config["format"] = formats.size() == 1 ? *formats.begin() : (formats.empty() ? "dense" : "mixed-precision");
-  config["global_compression_ratio"] = nullptr;
-  config["ignore"] = json::array();
-  config["kv_cache_scheme"] = nullptr;
-  config["quant_method"] = "compressed-tensors";
-  config["quantization_status"] = "compressed";
-  config["sparsity_config"] = json::object();
-  config["transform_config"] = json::object();
-  config["version"] = "0.20.1";
-  out.quantization_config = config.dump();
+  out.quantization_config = quantization_config_json(schemes);
   info["tensors"] = tensor_info;
   out.monoquant_info = info.dump();
   return out;

@@ -137,8 +137,14 @@ void check_options(const PackedLinearWeightView& w, const LinearOptions& o) {
       }
       break;
     case LinearMode::static_int8:
-      if (w.format != WeightFormat::int8) {
-        throw_unsupported("static int8 activations need int8 weights, not " + std::string(name_of(w.format)));
+      if (w.format != WeightFormat::int8 && w.format != WeightFormat::int4) {
+        throw_unsupported("static int8 activations need int8 or int4 weights, not " + std::string(name_of(w.format)));
+      }
+      // The W4A8 kernels take symmetric activations: a zero point would need
+      // per-group weight sums that the int4 layout does not carry.
+      if (w.format == WeightFormat::int4 && o.act_zero_point != 0) {
+        throw_unsupported("static activations with int4 weights must be symmetric (zero point 0), got zero point " +
+                          std::to_string(o.act_zero_point) + "; use scheme='symmetric' or 8-bit weights");
       }
       if (!std::isfinite(o.act_scale) || o.act_scale <= 0.0f) {
         throw_invalid_argument("static activation scale must be finite and > 0, got " + std::to_string(o.act_scale));

@@ -257,4 +257,56 @@ PackedLinearWeight pack_linear_half(const TensorView& weight) {
   return p;
 }
 
+UnpackedLinearWeight unpack_linear(const PackedLinearWeightView& w) {
+  w.validate();
+  const int64_t n = w.n, k = w.k, kp = w.k_padded();
+  UnpackedLinearWeight u;
+  switch (w.format) {
+    case WeightFormat::int8: {
+      u.codes = Tensor(DType::i8, {n, k});
+      u.scales = Tensor(DType::f32, {n, 1});
+      const auto* d = static_cast<const int8_t*>(w.data);
+      for (int64_t r = 0; r < n; ++r) {
+        const int8_t* block = d + (r / B) * B * kp;
+        int8_t* row = u.codes.as<int8_t>() + r * k;
+        for (int64_t i = 0; i < k; ++i) row[i] = block[(i / 4) * (B * 4) + (r % B) * 4 + i % 4];
+        u.scales.as<float>()[r] = w.scales[r];
+      }
+      break;
+    }
+    case WeightFormat::int4: {
+      const int64_t row_bytes = (k + 1) / 2, groups = w.groups();
+      u.codes = Tensor::zeros(DType::u8, {n, row_bytes});
+      u.scales = Tensor(DType::f32, {n, groups});
+      const auto* d = static_cast<const uint8_t*>(w.data);
+      for (int64_t r = 0; r < n; ++r) {
+        const uint8_t* block = d + (r / B) * B * kp / 2;
+        uint8_t* row = u.codes.as<uint8_t>() + r * row_bytes;
+        for (int64_t i = 0; i < k; ++i) {
+          const uint8_t byte = block[(i / 8) * (B * 4) + (r % B) * 4 + (i % 4)];
+          const uint8_t nib = (i % 8) < 4 ? (byte & 0xf) : (byte >> 4);
+          row[i / 2] = static_cast<uint8_t>(row[i / 2] | (i % 2 ? nib << 4 : nib));
+        }
+        for (int64_t g = 0; g < groups; ++g) {
+          u.scales.as<float>()[r * groups + g] = w.scales[((r / B) * groups + g) * B + r % B];
+        }
+      }
+      break;
+    }
+    case WeightFormat::f16:
+    case WeightFormat::bf16: {
+      u.codes = Tensor(w.format == WeightFormat::f16 ? DType::f16 : DType::bf16, {n, k});
+      u.scales = Tensor(DType::f32, {0});
+      const auto* d = static_cast<const uint16_t*>(w.data);
+      for (int64_t r = 0; r < n; ++r) {
+        const uint16_t* block = d + (r / B) * B * kp;
+        uint16_t* row = u.codes.as<uint16_t>() + r * k;
+        for (int64_t i = 0; i < k; ++i) row[i] = block[(i / 4) * (B * 4) + (r % B) * 4 + i % 4];
+      }
+      break;
+    }
+  }
+  return u;
+}
+
 }  // namespace monoquant

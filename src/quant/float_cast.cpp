@@ -125,4 +125,23 @@ Tensor half_to_f32(const TensorView& input) {
   return out;
 }
 
+float round_scale_up(float s, DType dtype) {
+  if (dtype == DType::f16) {
+    uint16_t h = f32_to_f16_bits(s);
+    if (f16_bits_to_f32(h) < s) ++h;
+    if (h < 0x0400) h = 0x0400;  // smallest normal fp16
+    const float r = f16_bits_to_f32(h);
+    if (!std::isfinite(r)) throw_invalid_argument("a scale of " + std::to_string(s) + " does not fit in float16");
+    return r;
+  }
+  if (dtype == DType::bf16) {
+    uint16_t h = f32_to_bf16_bits(s);
+    if (bf16_bits_to_f32(h) < s) ++h;
+    if (h < 0x0080) h = 0x0080;  // smallest normal bf16
+    return bf16_bits_to_f32(h);
+  }
+  if (dtype != DType::f32) throw_invalid_argument("scales are stored as float32, float16 or bfloat16");
+  return s;
+}
+
 }  // namespace monoquant

@@ -342,6 +342,83 @@ TEST(Linear, Int4DynamicW4A8MatchesOracleBitExact) {
   }
 }
 
+// Static W4A8: codes clamp(nearbyint(x * (1/s)), -128, 127) with one
+// calibrated scale, zero point 0 (the int4 kernels take symmetric codes).
+TEST(Linear, Int4StaticW4A8MatchesOracleBitExact) {
+  mqtest::StateGuard guard;
+  VnniGuard vg;
+  std::mt19937 gen(mqtest::kSeed + 20);
+  for (const Int4Case& c : int4_cases()) {
+    const Shape3& s = c.s;
+    const int64_t groups = (s.k + c.g - 1) / c.g;
+    const auto x = randn(gen, static_cast<std::size_t>(s.m * s.k));
+    const auto w = rand_codes(gen, static_cast<std::size_t>(s.n * s.k), -8, 7);
+    const auto ws = rand_scales(gen, static_cast<std::size_t>(s.n * groups));
+    const float act_scale = 0.015f;  // |x| > 1.9 clips to -128 / 127
+    std::vector<int32_t> q(x.size());
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      q[i] = static_cast<int32_t>(std::clamp(std::nearbyint(x[i] * (1.0f / act_scale)), -128.0f, 127.0f));
+    }
+    const std::vector<float> rs(static_cast<std::size_t>(s.m), act_scale);
+    const auto want = oracle_w4a8(q, rs, w, ws, nullptr, s.m, s.k, s.n, c.g);
+    const PackedLinearWeight p = pack_i4(w, ws, s.n, s.k, c.g);
+    for (const KernelSet& ks : kernel_sets()) {
+      use(ks);
+      for (int threads : {1, 2}) {
+        monoquant::set_num_threads(threads);
+        expect_bits_equal(run(p, x, s.m, nullptr, {LinearMode::static_int8, act_scale, 0}), want,
+                          label(ks, s) + " g=" + std::to_string(c.g));
+      }
+    }
+  }
+  const std::vector<float> x(64, 0.5f);
+  const auto w = rand_codes(gen, 8 * 64, -8, 7);
+  const PackedLinearWeight p = pack_i4(w, std::vector<float>(8, 0.01f), 8, 64, 64);
+  std::vector<float> y(8);
+  try {
+    monoquant::linear_into(x.data(), 1, 64, p.view(), nullptr, {LinearMode::static_int8, 0.01f, 3}, y.data(), 8);
+    FAIL() << "a zero point with int4 weights must be refused";
+  } catch (const monoquant::Error& e) {
+    EXPECT_EQ(e.kind(), monoquant::ErrorKind::unsupported);
+    EXPECT_NE(std::string(e.what()).find("symmetric"), std::string::npos) << e.what();
+  }
+}
+
+// unpack_linear gives back exactly what was packed, for every format and odd
+// shapes (N not a multiple of 8, K not a multiple of the chunk, odd K).
+TEST(Linear, UnpackInvertsPack) {
+  std::mt19937 gen(mqtest::kSeed + 21);
+  for (const Shape3& s : odd_shapes()) {
+    const int64_t n = s.n, k = s.k;
+    const auto w8 = rand_codes(gen, static_cast<std::size_t>(n * k), -128, 127);
+    const auto s8 = rand_scales(gen, static_cast<std::size_t>(n));
+    const auto u8 = monoquant::unpack_linear(pack_i8(w8, s8, n, k).view());
+    ASSERT_EQ(u8.codes.shape(), (monoquant::Shape{n, k}));
+    ASSERT_EQ(u8.scales.shape(), (monoquant::Shape{n, 1}));
+    ASSERT_EQ(0, std::memcmp(u8.codes.data(), w8.data(), w8.size())) << "int8 " + label(kernel_sets()[0], s);
+    ASSERT_EQ(0, std::memcmp(u8.scales.data(), s8.data(), s8.size() * 4));
+
+    const int64_t g = 8 * (1 + k % 3);
+    const int64_t groups = (k + g - 1) / g;
+    const auto w4 = rand_codes(gen, static_cast<std::size_t>(n * k), -8, 7);
+    const auto s4 = rand_scales(gen, static_cast<std::size_t>(n * groups));
+    const auto bytes = pack_nibbles(w4, n, k);
+    const auto u4 = monoquant::unpack_linear(pack_i4(w4, s4, n, k, g).view());
+    ASSERT_EQ(u4.codes.shape(), (monoquant::Shape{n, (k + 1) / 2}));
+    ASSERT_EQ(u4.scales.shape(), (monoquant::Shape{n, groups}));
+    ASSERT_EQ(0, std::memcmp(u4.codes.data(), bytes.data(), bytes.size())) << "int4 " + label(kernel_sets()[0], s);
+    ASSERT_EQ(0, std::memcmp(u4.scales.data(), s4.data(), s4.size() * 4));
+
+    std::vector<uint16_t> h(static_cast<std::size_t>(n * k));
+    for (auto& v : h) v = static_cast<uint16_t>(gen());
+    for (const DType dt : {DType::f16, DType::bf16}) {
+      const auto uh = monoquant::unpack_linear(monoquant::pack_linear_half(TensorView(h.data(), dt, {n, k})).view());
+      ASSERT_EQ(uh.codes.dtype(), dt);
+      ASSERT_EQ(0, std::memcmp(uh.codes.data(), h.data(), h.size() * 2)) << "half " + label(kernel_sets()[0], s);
+    }
+  }
+}
+
 // Largest int16 partial sums of the vpmaddubsw path: nibble 15 (q = 7) or 0
 // (q = -8) against activations +-127 over whole groups of 128.
 TEST(Linear, Int4WorstCaseInputsDoNotSaturate) {

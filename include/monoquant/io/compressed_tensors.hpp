@@ -39,6 +39,25 @@ struct CompressedTensors {
   std::string monoquant_info;          // JSON object: monoquant's own facts ("monoquant" key)
 };
 
+// How one quantized module is described in quantization_config.
+enum class CtActivations { none, dynamic_per_token, static_per_tensor };
+
+struct CtModuleScheme {
+  std::string module;               // "encoder.layer.0.attention.self.query"
+  int weight_bits = 8;              // 4 or 8
+  bool weight_symmetric = true;
+  int64_t group_size = -1;          // > 0: strategy "group"; otherwise "channel"
+  std::string format;               // "int-quantized" or "pack-quantized"
+  CtActivations activations = CtActivations::none;  // 8-bit int input activations
+  bool activations_symmetric = true;                 // static only: false stores input_zero_point
+};
+
+// The quantization_config JSON object: one config_groups entry per distinct
+// scheme (targets = the exact module names, in order of first appearance),
+// format = the one format used or "mixed-precision", ignore = `ignore`.
+std::string quantization_config_json(const std::vector<CtModuleScheme>& modules,
+                                     const std::vector<std::string>& ignore = {});
+
 // Quantizes the planned weights (keys of `plan` are weight tensor names such
 // as "model.layers.0.mlp.up_proj.weight"; a planned tensor must be 2-D and
 // floating) and passes every other tensor through unchanged. Throws
