@@ -9,6 +9,7 @@
 #include "monoquant/float_cast.hpp"
 #include "monoquant/metrics.hpp"
 #include "monoquant/quantize.hpp"
+#include "monoquant/weight_quantizer.hpp"
 
 namespace monoquant::python {
 
@@ -52,6 +53,25 @@ void bind_quant(nb::module_& m) {
       },
       nb::arg("x"), nb::arg("bits"), nb::arg("scheme"), nb::arg("granularity"), nb::arg("axis"), nb::arg("group_size"),
       "Quantize a float tensor; returns {'codes', 'scales', 'zero_points'} as torch tensors.");
+
+  m.def(
+      "quantize_weight",
+      [](const AnyArray& x, int bits, const std::string& scheme, const std::string& granularity, int axis,
+         int64_t group_size, const std::string& scale_method, const std::string& scale_dtype) {
+        const QuantSpec spec = make_spec(bits, scheme, granularity, axis, group_size);
+        const ScaleMethod method = parse_scale_method(scale_method);
+        const DType sd = parse_dtype(scale_dtype);
+        const TensorView v = to_view(x, "quantize_weight");
+        QuantizedTensor q;
+        {
+          nb::gil_scoped_release release;
+          q = quantize_weight(v, spec, method, sd);
+        }
+        return to_dict(std::move(q));
+      },
+      nb::arg("x"), nb::arg("bits"), nb::arg("scheme"), nb::arg("granularity"), nb::arg("axis"), nb::arg("group_size"),
+      nb::arg("scale_method"), nb::arg("scale_dtype"),
+      "Quantize a weight for storage: scales by scale_method, rounded up to scale_dtype, then the codes.");
 
   m.def(
       "quantize_with_qparams",

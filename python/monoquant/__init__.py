@@ -8,16 +8,37 @@ from . import _core
 from .errors import (FormatError, InvalidArgumentError, MonoquantError, MonoquantIOError,
                      UnsupportedError)
 from .metrics import ErrorMetrics, error_metrics, sqnr
-from .tensor import QuantizedTensor, QuantSpec, dequantize, quantize_tensor
+from .tensor import QuantizedTensor, QuantSpec, quantize_tensor
+from .tensor import dequantize as _dequantize_tensor
 from .observers import (HistogramObserver, MinMaxObserver, MovingAverageMinMaxObserver, Observer,
                         PercentileObserver, create_observer, load_observer)
 from .calibration import CalibrationStats, calibrate, load_calibration, save_calibration
 from . import ops
-from .modules import QuantConv2d, QuantLinear
+from .modules import QuantConv1d, QuantConv2d, QuantEmbedding, QuantLinear, QuantModule
 from . import io
 from .io import load_checkpoint, load_quantized, load_state_dict, save_quantized, save_state_dict
+from .schemes import LayerScheme
+from .report import LayerReport, QuantizationReport
+from .result import QuantizationResult, ValidationReport
+from .model_files import load, dequantize_model
+from .api import quantize
 
 __version__ = _core.__version__
+
+
+def dequantize(obj):
+    """Back to float: a ``QuantizedTensor`` gives a float32 tensor; a quantized model (or a
+    ``QuantizationResult``) gives a plain float copy with every quantized module replaced by its float kind."""
+    if isinstance(obj, QuantizedTensor):
+        return _dequantize_tensor(obj)
+    if isinstance(obj, QuantizationResult):
+        obj = obj.model
+    import torch
+
+    if isinstance(obj, torch.nn.Module):
+        return dequantize_model(obj)
+    raise InvalidArgumentError(f"dequantize takes a QuantizedTensor, a quantized nn.Module or a QuantizationResult, "
+                               f"got {type(obj).__name__}")
 
 
 def get_num_threads() -> int:
@@ -32,6 +53,8 @@ def set_num_threads(n: int) -> None:
 
 
 __all__ = [
+    "quantize", "load", "dequantize", "QuantizationResult", "QuantizationReport", "LayerReport", "ValidationReport",
+    "LayerScheme", "QuantModule", "QuantLinear", "QuantConv1d", "QuantConv2d", "QuantEmbedding",
     "QuantizedTensor", "QuantSpec", "quantize_tensor", "dequantize",
     "ErrorMetrics", "error_metrics", "sqnr",
     "get_num_threads", "set_num_threads",

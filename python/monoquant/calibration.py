@@ -101,13 +101,13 @@ def _take(batch, n: int, size: int):
     return batch
 
 
-def _run(model: nn.Module, batch) -> None:
+def _run(model: nn.Module, batch):
+    """``model(batch)``: a mapping as keyword arguments, a tuple/list as positional ones."""
     if isinstance(batch, Mapping):
-        model(**batch)
-    elif isinstance(batch, (list, tuple)):
-        model(*batch)
-    else:
-        model(batch)
+        return model(**batch)
+    if isinstance(batch, (list, tuple)):
+        return model(*batch)
+    return model(batch)
 
 
 # ---------------------------------------------------------------- module selection

@@ -1,123 +1,376 @@
-"""nn.Module wrappers over ``monoquant.ops``: drop-in quantized Linear / Conv2d.
+"""Quantized drop-in modules over ``monoquant.ops``.
 
     qlinear = QuantLinear.from_float(linear, mode="dynamic", format="int8")
     y = qlinear(x)
 
-The weight is quantized and packed once in ``from_float``; ``forward`` is
-one custom-op call. The packed tensors are buffers, so ``.to()`` / state
-dicts carry them (the layout is the kernels', not a file format).
+Each module keeps its weight once, in the kernels' packed layout (buffers
+that ``copy.deepcopy``, pickling, ``torch.compile`` and ``torch.export``
+carry). Its ``state_dict`` holds the canonical codes in the
+compressed-tensors names (``weight`` + ``weight_scale`` for W8A8,
+``weight_packed`` + ``weight_scale`` + ``weight_shape`` for packed weights,
+``input_scale`` for static activations), unpacked bit for bit by the C++
+core, so what a module runs, what a file holds and what ``load_state_dict``
+rebuilds are the same codes and scales.
+
+``.to(dtype)`` / ``.half()`` / ``.double()`` leave the quantized weight as
+it is: the kernels compute in float32 and return the input's dtype. Moving
+to a non-CPU device raises ``UnsupportedError``.
 """
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Dict, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
 
-from . import ops
-from .errors import InvalidArgumentError
+from . import _core, ops
+from .errors import InvalidArgumentError, MonoquantError, UnsupportedError
+from .schemes import LayerScheme
+from .weights import QuantizedWeight, from_compressed, pack, quantize_weight, scale_dtype_for, to_compressed, unpack
 
 
-def _register_packed(module: nn.Module, w: ops.PackedLinearWeight) -> None:
-    module.register_buffer("packed_data", w.data)
-    module.register_buffer("packed_scales", w.scales)
-    module.register_buffer("packed_sums", w.sums)
-    module.format = w.format
-    module.group_size = w.group_size
-
-
-def _packed(module: nn.Module, n: int, k: int) -> ops.PackedLinearWeight:
-    return ops.PackedLinearWeight(module.packed_data, module.packed_scales, module.packed_sums, module.format, n, k,
-                                  module.group_size)
-
-
-def _check(mode: str, format: str) -> None:
+def _scheme_of(mode: str, format: str, group_size: int, scheme: Optional[LayerScheme]) -> LayerScheme:
+    if scheme is not None:
+        return scheme
     if mode == "dynamic" and format not in ("int8", "int4"):
         raise InvalidArgumentError(f"mode 'dynamic' needs format int8 or int4, got {format!r}")
-    if mode == "static" and format != "int8":
-        raise InvalidArgumentError(f"mode 'static' needs format int8, got {format!r}")
+    if mode == "static" and format not in ("int8", "int4"):
+        raise InvalidArgumentError(f"mode 'static' needs format int8 or int4, got {format!r}")
+    return LayerScheme(format=format, mode=mode, group_size=group_size if format == "int4" else 0)
 
 
-class QuantLinear(nn.Module):
-    """Linear layer with a packed quantized weight (see ``monoquant.ops``)."""
+class QuantModule(nn.Module):
+    """What every quantized module shares: the scheme, the packed weight, the
+    canonical state dict, static activation parameters and dtype handling."""
 
-    def __init__(self, w: ops.PackedLinearWeight, bias: Optional[Tensor], mode: str = "weight_only",
-                 act_scale: float = 0.0, act_zero_point: int = 0):
-        super().__init__()
-        _check(mode, w.format)
-        self.in_features = w.in_features
-        self.out_features = w.out_features
-        self.mode = mode
+    scheme: LayerScheme
+    #: the float module type this one replaces ("Linear", "Conv1D", "Conv2d", ...)
+    source_type: str = ""
+
+    def _init_quant(self, qw: QuantizedWeight, scheme: LayerScheme, bias: Optional[Tensor], float_dtype: torch.dtype,
+                    act_scale: float, act_zero_point: int) -> None:
+        self.scheme = scheme
+        self.float_dtype = float_dtype
+        self.scale_dtype = scale_dtype_for(float_dtype)
         self.act_scale = float(act_scale)
         self.act_zero_point = int(act_zero_point)
-        _register_packed(self, w)
+        if scheme.mode == "static":
+            if not (self.act_scale > 0 and self.act_scale < float("inf")):
+                raise InvalidArgumentError(f"static mode needs a finite act_scale > 0 from calibration, got {act_scale}")
+            # The activation scale is stored in the scale dtype too: use exactly what a reader will.
+            self.act_scale = float(_core.round_scales_up(torch.tensor([self.act_scale]),
+                                                         str(self.scale_dtype).removeprefix("torch."))[0])
+        self._set_weight(qw)
         self.register_buffer("bias", None if bias is None else bias.detach().to(torch.float32).contiguous())
 
-    @classmethod
-    def from_float(cls, linear: nn.Linear, mode: str = "dynamic", format: str = "int8", group_size: int = 128,
-                   act_scale: Optional[float] = None, act_zero_point: int = 0) -> "QuantLinear":
-        """mode: "dynamic" (W8A8 / W4A8), "weight_only" or "static" (needs
-        ``act_scale`` and ``act_zero_point`` from calibration)."""
-        _check(mode, format)
-        if mode == "static" and act_scale is None:
-            raise InvalidArgumentError("mode 'static' needs act_scale (and act_zero_point) from calibration")
-        w = ops.pack_weight(linear.weight, format, group_size)
-        return cls(w, linear.bias, mode, act_scale or 0.0, act_zero_point)
+    # -- the weight ------------------------------------------------------------------
+
+    def _set_weight(self, qw: QuantizedWeight) -> None:
+        w = pack(qw)
+        self.register_buffer("packed_data", w.data, persistent=False)
+        self.register_buffer("packed_scales", w.scales, persistent=False)
+        self.register_buffer("packed_sums", w.sums, persistent=False)
+        self.format = w.format
+        self.group_size = w.group_size
+        self._weight_shape = tuple(qw.shape)
+        self.__dict__.pop("_packed_cache", None)
 
     @property
     def packed_weight(self) -> ops.PackedLinearWeight:
-        return _packed(self, self.out_features, self.in_features)
+        n, k = self._weight_shape
+        return ops.PackedLinearWeight(self.packed_data, self.packed_scales, self.packed_sums, self.format, n, k,
+                                      self.group_size)
+
+    def _cached_packed(self) -> ops.PackedLinearWeight:
+        # Reuse one PackedLinearWeight (and its checked-array cache) while the
+        # buffers are the same tensors; assigning new ones rebuilds it.
+        w = self.__dict__.get("_packed_cache")
+        if w is None or w.data is not self.packed_data or w.scales is not self.packed_scales \
+                or w.sums is not self.packed_sums:
+            w = self.packed_weight
+            self.__dict__["_packed_cache"] = w
+        return w
+
+    def quantized_weight(self) -> QuantizedWeight:
+        """The canonical codes and scales (unpacked from the kernels' layout, bit for bit)."""
+        return unpack(self.packed_weight)
+
+    def dequantized_weight(self) -> Tensor:
+        """The weight as float32, in the float module's own shape."""
+        return self._to_float_shape(self.quantized_weight().dequantize())
+
+    def _to_float_shape(self, w2d: Tensor) -> Tensor:
+        return w2d
+
+    @property
+    def weight_nbytes(self) -> int:
+        """Bytes of the quantized weight as stored: codes plus scales in the file's scale dtype."""
+        qw = self.quantized_weight()
+        scales = 0 if qw.scales is None else qw.scales.numel() * self.scale_dtype.itemsize
+        return qw.codes.numel() * qw.codes.element_size() + scales
+
+    # -- state dict: compressed-tensors names ------------------------------------------
+
+    def compressed_tensors(self, prefix: str = "") -> Dict[str, Tensor]:
+        out = to_compressed(prefix, self.quantized_weight(), self.scheme, self.scale_dtype, self.act_scale,
+                            self.act_zero_point)
+        if self.bias is not None:
+            out[(prefix + "." if prefix else "") + "bias"] = self.bias.to(self.float_dtype)
+        return out
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        destination.update(self.compressed_tensors(prefix[:-1] if prefix.endswith(".") else prefix))
+
+    def _ct_args(self) -> dict:
+        s = self.scheme
+        return {"num_bits": s.bits, "symmetric": True, "type": "int",
+                "strategy": "group" if s.format == "int4" else "channel",
+                "group_size": s.group_size if s.format == "int4" else None}
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        mine = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)
+                and "." not in k[len(prefix):]}
+        expected = set(self.compressed_tensors("").keys())
+        for key in sorted(expected - set(mine)):
+            missing_keys.append(prefix + key)
+        if strict:
+            unexpected_keys.extend(prefix + k for k in sorted(set(mine) - expected))
+        if expected - set(mine):
+            return
+        try:
+            if self.scheme.is_half:
+                w = mine["weight"]
+                target = torch.float16 if self.scheme.format == "float16" else torch.bfloat16
+                if w.dim() != 2 and w.numel() == self._weight_shape[0] * self._weight_shape[1]:
+                    w = w.reshape(self._weight_shape)
+                qw = QuantizedWeight(self.scheme.format, tuple(w.shape), w.detach().to(target).contiguous(), None)
+            else:
+                qw = from_compressed(mine, "", self._ct_args(), name=prefix[:-1] or type(self).__name__)
+            if tuple(qw.shape) != tuple(self._weight_shape):
+                raise InvalidArgumentError(f"{prefix}weight has shape {tuple(qw.shape)}, this module "
+                                           f"{tuple(self._weight_shape)}")
+            if qw.format == "int4" and qw.group_size != self.group_size:
+                raise InvalidArgumentError(f"{prefix}weight has group size {qw.group_size}, this module "
+                                           f"{self.group_size}")
+            self._set_weight(qw)
+            if "input_scale" in mine:
+                self.act_scale = float(mine["input_scale"].float().reshape(-1)[0])
+            if "input_zero_point" in mine:
+                self.act_zero_point = int(mine["input_zero_point"].reshape(-1)[0])
+            if "bias" in mine:
+                self.bias = mine["bias"].detach().to(torch.float32).contiguous().clone()
+        except MonoquantError as e:
+            error_msgs.append(str(e))
+
+    # -- dtype and device ----------------------------------------------------------------
+
+    def _apply(self, fn, recurse=True):
+        probe = fn(torch.zeros(1))
+        if probe.device.type != "cpu":
+            raise UnsupportedError(f"{type(self).__name__} runs on monoquant's CPU kernels and cannot move to "
+                                   f"{probe.device}; dequantize the model (monoquant.dequantize) to run it there")
+        # A dtype change (.half(), .to(torch.bfloat16)) leaves the quantized
+        # weight as it is: the kernels compute in float32 and return the input's dtype.
+        return self
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state.pop("_packed_cache", None)
+        return state
+
+    def _extra(self) -> str:
+        s = f"scheme={self.scheme.label}"
+        if self.scheme.mode == "static":
+            s += f", act_scale={self.act_scale:.6g}" + (f", act_zero_point={self.act_zero_point}"
+                                                         if self.act_zero_point else "")
+        return s
+
+
+class QuantLinear(QuantModule):
+    """Linear layer (or transformers' Conv1D) with a packed quantized weight."""
+
+    source_type = "Linear"
+
+    def __init__(self, qw: QuantizedWeight, scheme: LayerScheme, bias: Optional[Tensor] = None,
+                 float_dtype: torch.dtype = torch.float32, act_scale: float = 0.0, act_zero_point: int = 0,
+                 source_type: str = "Linear"):
+        super().__init__()
+        self.out_features, self.in_features = qw.shape
+        self.source_type = source_type
+        self._init_quant(qw, scheme, bias, float_dtype, act_scale, act_zero_point)
+
+    @classmethod
+    def from_float(cls, linear: nn.Module, mode: str = "dynamic", format: str = "int8", group_size: int = 128,
+                   act_scale: Optional[float] = None, act_zero_point: int = 0, *,
+                   scheme: Optional[LayerScheme] = None, name: str = "") -> "QuantLinear":
+        """mode: "dynamic" (W8A8 / W4A8), "weight_only" or "static" (needs
+        ``act_scale`` and ``act_zero_point`` from calibration). ``linear`` is an
+        nn.Linear or a transformers Conv1D (weight [in, out])."""
+        sch = _scheme_of(mode, format, group_size, scheme)
+        if sch.mode == "static" and act_scale is None:
+            raise InvalidArgumentError("mode 'static' needs act_scale (and act_zero_point) from calibration")
+        source = type(linear).__name__
+        weight = linear.weight.detach()
+        if source == "Conv1D":  # transformers' GPT-2 layer: y = x @ W + b with W [in, out]
+            weight = weight.t()
+        qw = quantize_weight(weight, sch, scale_dtype_for(linear.weight.dtype), name or "weight")
+        return cls(qw, sch, linear.bias, linear.weight.dtype, act_scale or 0.0, act_zero_point,
+                   "Conv1D" if source == "Conv1D" else "Linear")
+
+    def _to_float_shape(self, w2d: Tensor) -> Tensor:
+        return w2d.t().contiguous() if self.source_type == "Conv1D" else w2d
 
     def forward(self, x: Tensor) -> Tensor:
+        s = self.scheme
         if ops._eager(x):
-            # Reuse one PackedLinearWeight (and its checked-array cache) while
-            # the buffers are the same tensors; .to() or load_state_dict with
-            # assign=True replace them and the next call rebuilds it.
-            w = self.__dict__.get("_packed_cache")
-            if w is None or w.data is not self.packed_data or w.scales is not self.packed_scales \
-                    or w.sums is not self.packed_sums:
-                w = self.packed_weight
-                self.__dict__["_packed_cache"] = w
-            return ops._linear_eager(x, w, self.bias, self.mode, self.act_scale, self.act_zero_point)
-        return ops.linear(x, self.packed_weight, self.bias, self.mode, self.act_scale, self.act_zero_point)
+            return ops._linear_eager(x, self._cached_packed(), self.bias, s.mode, self.act_scale, self.act_zero_point)
+        return ops.linear(x, self.packed_weight, self.bias, s.mode, self.act_scale, self.act_zero_point)
 
     def extra_repr(self) -> str:
-        return (f"in_features={self.in_features}, out_features={self.out_features}, format={self.format}, "
-                f"mode={self.mode}" + (f", group_size={self.group_size}" if self.format == "int4" else ""))
+        return f"in_features={self.in_features}, out_features={self.out_features}, {self._extra()}"
 
 
-class QuantConv2d(nn.Module):
-    """Conv2d (groups=1) through the quantized linear GEMM (im2col)."""
+def _pair(v) -> Tuple[int, int]:
+    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
-    def __init__(self, w: ops.PackedLinearWeight, bias: Optional[Tensor], kernel_size, stride, padding, dilation,
-                 in_channels: int, mode: str = "weight_only", act_scale: float = 0.0, act_zero_point: int = 0):
+
+class QuantConv2d(QuantModule):
+    """Conv2d (groups=1, numeric padding, zeros padding mode) through the
+    quantized GEMM (im2col). The weight is ``[O, C*kh*kw]``."""
+
+    source_type = "Conv2d"
+
+    def __init__(self, qw: QuantizedWeight, scheme: LayerScheme, bias: Optional[Tensor], in_channels: int,
+                 kernel_size, stride=1, padding=0, dilation=1, float_dtype: torch.dtype = torch.float32,
+                 act_scale: float = 0.0, act_zero_point: int = 0):
         super().__init__()
-        _check(mode, w.format)
-        self.in_channels = in_channels
-        self.out_channels = w.out_features
-        self.kernel_size, self.stride, self.padding, self.dilation = kernel_size, stride, padding, dilation
-        self.mode = mode
-        self.act_scale = float(act_scale)
-        self.act_zero_point = int(act_zero_point)
-        self._k = w.in_features
-        _register_packed(self, w)
-        self.register_buffer("bias", None if bias is None else bias.detach().to(torch.float32).contiguous())
+        self.in_channels = int(in_channels)
+        self.out_channels = qw.shape[0]
+        self.kernel_size, self.stride = _pair(kernel_size), _pair(stride)
+        self.padding, self.dilation = _pair(padding), _pair(dilation)
+        if self.in_channels * self.kernel_size[0] * self.kernel_size[1] != qw.shape[1]:
+            raise InvalidArgumentError(f"conv weight [{qw.shape[0]}, {qw.shape[1]}] does not fit in_channels "
+                                       f"{in_channels} x kernel {self.kernel_size}")
+        self._init_quant(qw, scheme, bias, float_dtype, act_scale, act_zero_point)
+
+    @staticmethod
+    def unsupported_reason(conv: nn.Module) -> Optional[str]:
+        if conv.groups != 1:
+            return f"groups={conv.groups} (only groups=1 runs on the GEMM)"
+        if isinstance(conv.padding, str):
+            return f"padding={conv.padding!r} (numeric padding only)"
+        if conv.padding_mode != "zeros":
+            return f"padding_mode={conv.padding_mode!r} (zeros only)"
+        return None
 
     @classmethod
     def from_float(cls, conv: nn.Conv2d, mode: str = "dynamic", format: str = "int8", group_size: int = 128,
-                   act_scale: Optional[float] = None, act_zero_point: int = 0) -> "QuantConv2d":
-        if conv.groups != 1 or not isinstance(conv.padding, tuple) or conv.padding_mode != "zeros":
-            raise InvalidArgumentError("QuantConv2d supports groups=1, numeric padding and padding_mode='zeros'")
-        _check(mode, format)
-        if mode == "static" and act_scale is None:
+                   act_scale: Optional[float] = None, act_zero_point: int = 0, *,
+                   scheme: Optional[LayerScheme] = None, name: str = "") -> "QuantConv2d":
+        reason = cls.unsupported_reason(conv)
+        if reason:
+            raise InvalidArgumentError(f"QuantConv2d cannot take this conv: {reason}")
+        sch = _scheme_of(mode, format, group_size, scheme)
+        if sch.mode == "static" and act_scale is None:
             raise InvalidArgumentError("mode 'static' needs act_scale (and act_zero_point) from calibration")
         weight = conv.weight.detach().reshape(conv.out_channels, -1)
-        w = ops.pack_weight(weight, format, group_size)
-        return cls(w, conv.bias, conv.kernel_size, conv.stride, conv.padding, conv.dilation, conv.in_channels, mode,
-                   act_scale or 0.0, act_zero_point)
+        qw = quantize_weight(weight, sch, scale_dtype_for(conv.weight.dtype), name or "weight")
+        return cls(qw, sch, conv.bias, conv.in_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
+                   conv.weight.dtype, act_scale or 0.0, act_zero_point)
+
+    def _to_float_shape(self, w2d: Tensor) -> Tensor:
+        return w2d.reshape(self.out_channels, self.in_channels, *self.kernel_size)
 
     def forward(self, x: Tensor) -> Tensor:
-        w = _packed(self, self.out_channels, self._k)
-        return ops.conv2d(x, w, self.bias, self.kernel_size, self.stride, self.padding, self.dilation, self.mode,
-                          self.act_scale, self.act_zero_point)
+        return ops.conv2d(x, self.packed_weight, self.bias, self.kernel_size, self.stride, self.padding,
+                          self.dilation, self.scheme.mode, self.act_scale, self.act_zero_point)
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"padding={self.padding}, {self._extra()}")
+
+
+class QuantConv1d(QuantConv2d):
+    """Conv1d (groups=1) as a Conv2d of height 1."""
+
+    source_type = "Conv1d"
+
+    @classmethod
+    def from_float(cls, conv: nn.Conv1d, mode: str = "dynamic", format: str = "int8", group_size: int = 128,
+                   act_scale: Optional[float] = None, act_zero_point: int = 0, *,
+                   scheme: Optional[LayerScheme] = None, name: str = "") -> "QuantConv1d":
+        reason = cls.unsupported_reason(conv)
+        if reason:
+            raise InvalidArgumentError(f"QuantConv1d cannot take this conv: {reason}")
+        sch = _scheme_of(mode, format, group_size, scheme)
+        if sch.mode == "static" and act_scale is None:
+            raise InvalidArgumentError("mode 'static' needs act_scale (and act_zero_point) from calibration")
+        weight = conv.weight.detach().reshape(conv.out_channels, -1)
+        qw = quantize_weight(weight, sch, scale_dtype_for(conv.weight.dtype), name or "weight")
+        return cls(qw, sch, conv.bias, conv.in_channels, (1, conv.kernel_size[0]), (1, conv.stride[0]),
+                   (0, conv.padding[0]), (1, conv.dilation[0]), conv.weight.dtype, act_scale or 0.0, act_zero_point)
+
+    def _to_float_shape(self, w2d: Tensor) -> Tensor:
+        return w2d.reshape(self.out_channels, self.in_channels, self.kernel_size[1])
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() == 2:  # unbatched [C, L]
+            return self.forward(x.unsqueeze(0)).squeeze(0)
+        return super().forward(x.unsqueeze(2)).squeeze(2)
+
+
+class QuantEmbedding(QuantModule):
+    """nn.Embedding with int8 (one scale per row) or int4 (groups along the
+    embedding dimension) weights: looked-up rows are dequantized by the C++ core."""
+
+    source_type = "Embedding"
+
+    def __init__(self, qw: QuantizedWeight, scheme: LayerScheme, padding_idx: Optional[int] = None,
+                 float_dtype: torch.dtype = torch.float32):
+        super().__init__()
+        if scheme.mode != "weight_only" or scheme.format not in ("int8", "int4"):
+            raise InvalidArgumentError(f"embeddings are quantized weight-only to int8 or int4, not {scheme.label}")
+        self.num_embeddings, self.embedding_dim = qw.shape
+        self.padding_idx = padding_idx
+        self._init_quant(qw, scheme, None, float_dtype, 0.0, 0)
+
+    @staticmethod
+    def unsupported_reason(emb: nn.Embedding) -> Optional[str]:
+        if emb.max_norm is not None:
+            return "max_norm renormalizes rows at lookup"
+        if emb.sparse:
+            return "sparse gradients"
+        return None
+
+    @classmethod
+    def from_float(cls, emb: nn.Embedding, format: str = "int8", group_size: int = 128, *,
+                   scheme: Optional[LayerScheme] = None, name: str = "") -> "QuantEmbedding":
+        reason = cls.unsupported_reason(emb)
+        if reason:
+            raise InvalidArgumentError(f"QuantEmbedding cannot take this embedding: {reason}")
+        sch = scheme or LayerScheme(format=format, mode="weight_only", group_size=group_size if format == "int4" else 0)
+        qw = quantize_weight(emb.weight.detach(), sch, scale_dtype_for(emb.weight.dtype), name or "weight")
+        return cls(qw, sch, emb.padding_idx, emb.weight.dtype)
+
+    def _set_weight(self, qw: QuantizedWeight) -> None:
+        # Rows are looked up, not multiplied: keep the canonical codes and scales.
+        self.register_buffer("codes", qw.codes, persistent=False)
+        self.register_buffer("scales", qw.scales, persistent=False)
+        self.format = qw.format
+        self.group_size = qw.group_size
+        self._weight_shape = tuple(qw.shape)
+
+    def quantized_weight(self) -> QuantizedWeight:
+        return QuantizedWeight(self.format, self._weight_shape, self.codes, self.scales, self.group_size)
+
+    def forward(self, ids: Tensor) -> Tensor:
+        out = ops.embedding(ids, self.codes, self.scales, self.format, self.embedding_dim, self.group_size)
+        return out if self.float_dtype == torch.float32 else out.to(self.float_dtype)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_embeddings}, {self.embedding_dim}, {self._extra()}"
+
+
+__all__ = ["QuantModule", "QuantLinear", "QuantConv1d", "QuantConv2d", "QuantEmbedding"]

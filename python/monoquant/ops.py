@@ -237,6 +237,44 @@ def _conv2d_fake(x, data, scales, sums, bias, format, out_channels, in_features,
                         _conv_out(x.shape[3], kw, sw, pw, dw)))
 
 
+@torch.library.custom_op("monoquant::embedding", mutates_args=())
+def _embedding_op(ids: Tensor, codes: Tensor, scales: Tensor, format: str, embedding_dim: int,
+                  group_size: int) -> Tensor:
+    flat = ids.reshape(-1)
+    m, d = flat.numel(), int(embedding_dim)
+    if m == 0:
+        return torch.empty((*ids.shape, d), dtype=torch.float32)
+    rows_codes = codes.index_select(0, flat)
+    rows_scales = scales.index_select(0, flat)
+    if format == "int8":
+        rows = _core.dequantize(rows_codes, rows_scales.reshape(m), None, [m, d], 8, "symmetric", "per_channel", 0, 0)
+    elif format == "int4":
+        rows = _core.dequantize(rows_codes, rows_scales, None, [m, d], 4, "symmetric", "per_group", 0,
+                                int(group_size))
+    else:
+        raise InvalidArgumentError(f"quantized embeddings are int8 or int4, not {format!r}")
+    return rows.reshape(*ids.shape, d)
+
+
+@_embedding_op.register_fake
+def _embedding_fake(ids, codes, scales, format, embedding_dim, group_size):
+    return ids.new_empty((*ids.shape, embedding_dim), dtype=torch.float32)
+
+
+def embedding(ids: Tensor, codes: Tensor, scales: Tensor, format: str, embedding_dim: int,
+              group_size: int = 0) -> Tensor:
+    """Rows ``ids`` of a quantized table, dequantized (float32): int8 codes
+    ``[V, D]`` with scales ``[V, 1]``, or int4 packed rows ``[V, ceil(D/2)]``
+    with group scales ``[V, ceil(D/g)]``."""
+    if ids.dtype not in (torch.int64, torch.int32):
+        raise InvalidArgumentError(f"embedding indices must be int64 or int32, got {ids.dtype}")
+    n = codes.shape[0]
+    if ids.numel() and not torch.compiler.is_compiling() and _current_dispatch_mode() is None \
+            and (int(ids.min()) < 0 or int(ids.max()) >= n):
+        raise InvalidArgumentError(f"embedding index out of range [0, {n})")
+    return torch.ops.monoquant.embedding(ids, codes, scales, format, int(embedding_dim), int(group_size))
+
+
 # ---------------------------------------------------------------- public API
 
 def _check_mode(w: PackedLinearWeight, mode: str) -> None:
@@ -326,6 +364,6 @@ def set_avx512_enabled(enabled: bool) -> None:
 
 __all__ = [
     "PackedLinearWeight", "pack_int8", "pack_int4", "pack_half", "pack_weight",
-    "linear", "linear_dynamic_int8", "linear_static_int8", "linear_weight_only", "conv2d",
+    "linear", "linear_dynamic_int8", "embedding", "linear_static_int8", "linear_weight_only", "conv2d",
     "kernel_name", "vnni_available", "set_vnni_enabled", "avx512_vnni_available", "set_avx512_enabled",
 ]

@@ -12,11 +12,11 @@
 #include <nlohmann/json.hpp>
 
 #include "monoquant/error.hpp"
-#include "monoquant/float_cast.hpp"
 #include "monoquant/half.hpp"
 #include "monoquant/io/safetensors.hpp"
 #include "monoquant/quantize.hpp"
 #include "monoquant/version.hpp"
+#include "monoquant/weight_quantizer.hpp"
 
 namespace monoquant::io {
 namespace {
@@ -254,17 +254,13 @@ CompressedTensors compress_tensors(const std::vector<NamedView>& inputs, const s
         spec.axis = 0;
       }
     }
-    Tensor scales, zps;
-    choose_qparams(in.view, spec, scales, zps);
-    for (int64_t i = 0; i < scales.numel(); ++i) {
-      try {
-        scales.as<float>()[i] = round_scale_up(scales.as<float>()[i], scale_dtype);
-      } catch (const Error& e) {
-        throw_invalid_argument("tensor '" + in.name + "': " + e.what());
-      }
+    QuantizedTensor q;
+    try {
+      q = quantize_weight(in.view, spec, ScaleMethod::absmax, scale_dtype);
+    } catch (const Error& e) {
+      throw_invalid_argument("tensor '" + in.name + "': " + e.what());
     }
-    const Tensor scales_copy = to_contiguous_f32(scales.view());
-    QuantizedTensor q = quantize_with_qparams(in.view, spec, std::move(scales), std::move(zps));
+    const Tensor scales_copy = to_contiguous_f32(q.scales.view());
     const int64_t ngroups = scales_copy.numel() / std::max<int64_t>(n, 1);
     emit(module + ".weight_scale", store_scales(scales_copy, scale_dtype, {n, ngroups}));
     std::string format;

@@ -1,0 +1,490 @@
+"""``monoquant.quantize``: any nn.Module, state dict or checkpoint path to
+INT8 / INT4 / FP16 / BF16 — dynamic, static or weight-only.
+
+    quantize(model, bits=8, dynamic=True)              W8A8, activations per token at run time
+    quantize(model, bits=8, calibration_data=data)     static W8A8 (observer "histogram" by default)
+    quantize(model, bits=4, weight_only=True, group_size=128)   W4A16
+    quantize(model, bits=8, weight_only=True)          W8A16
+    quantize(model, bits=4, dynamic=True)              W4A8
+    quantize(model, bits=4, calibration_data=data)     static W4A8 (int8 activations per tensor)
+    quantize(model, bits=16)                           FP16 weights (dtype=torch.bfloat16 for BF16)
+
+Flow: check every argument and every selected layer first (nothing is
+changed when one is wrong) -> calibrate (static: forward hooks feed C++
+observers on the float model) -> quantize each weight with the C++ core and
+swap in the quantized module -> report.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import warnings
+from collections.abc import Mapping
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+
+from . import io, ops
+from .calibration import _batch_size, calibrate
+from .errors import InvalidArgumentError, MonoquantError, UnsupportedError
+from .metrics import error_metrics
+from .model_files import fill_float_weights, model_from_directory, replace_module
+from .modules import QuantConv1d, QuantConv2d, QuantEmbedding, QuantLinear
+from .observers import resolve_observer_name
+from .progress import progress, progress_enabled
+from .report import LayerReport, QuantizationReport
+from .result import QuantizationResult
+from .schemes import LayerScheme
+from .selection import MIN_PARAMS, LayerChoice, Rules, select_layers
+from .weights import quantize_weight, scale_dtype_for, to_compressed
+
+#: Weight SQNR under these figures gives a warning / a critical warning.
+SQNR_WARN_DB = 20.0
+SQNR_CRITICAL_DB = 10.0
+#: Static quantization with fewer calibration samples than this gives a warning.
+MIN_CALIBRATION_SAMPLES = 32
+#: Batches kept from the calibration data for validate().
+KEPT_SAMPLE_BATCHES = 8
+
+
+# ---------------------------------------------------------------- arguments
+
+def _resolve_mode(bits, dynamic, weight_only, static, calibration_data) -> str:
+    if bits not in (4, 8, 16) or isinstance(bits, bool):
+        raise InvalidArgumentError(f"bits must be 4, 8 or 16, got {bits!r} (8: int8, 4: int4 packed, "
+                                   f"16: float16/bfloat16)")
+    flags = {"dynamic": dynamic, "weight_only": weight_only, "static": static}
+    on = [k for k, v in flags.items() if v]
+    if len(on) > 1:
+        raise InvalidArgumentError(f"choose one of dynamic=True, weight_only=True or static=True, got {on}")
+    if bits == 16:
+        if dynamic or static or calibration_data is not None:
+            raise InvalidArgumentError("bits=16 stores float16/bfloat16 weights and runs float activations: it takes "
+                                       "no dynamic, static or calibration_data")
+        return "weight_only"
+    if on == ["static"] or (not on and calibration_data is not None):
+        if calibration_data is None:
+            raise InvalidArgumentError("static quantization needs calibration_data=<batches> to choose the "
+                                       "activation ranges; or pass dynamic=True (activations per token at run time)")
+        return "static"
+    if calibration_data is not None:
+        raise InvalidArgumentError(f"calibration_data is only used by static quantization; drop {on[0]}=True to "
+                                   f"quantize statically, or drop calibration_data")
+    if on:
+        return on[0]
+    return "dynamic" if bits == 8 else "weight_only"
+
+
+def _make_scheme(bits, mode, group_size, scale_method, scheme, dtype) -> LayerScheme:
+    if scheme not in ("symmetric", "asymmetric", "sym", "asym"):
+        raise InvalidArgumentError(f"scheme must be 'symmetric' or 'asymmetric', got {scheme!r}")
+    asym = scheme in ("asymmetric", "asym")
+    if bits == 16:
+        dtype = torch.float16 if dtype is None else dtype
+        if dtype not in (torch.float16, torch.bfloat16):
+            raise InvalidArgumentError(f"bits=16 takes dtype=torch.float16 or torch.bfloat16, got {dtype}")
+        if scale_method not in (None, "absmax"):
+            raise InvalidArgumentError("scale_method applies to bits=8 and bits=4 only")
+        if asym:
+            raise InvalidArgumentError("scheme applies to integer quantization (bits=8 or 4)")
+        return LayerScheme(format="float16" if dtype == torch.float16 else "bfloat16")
+    if dtype is not None:
+        raise InvalidArgumentError("dtype applies to bits=16 only (torch.float16 or torch.bfloat16)")
+    if asym and mode != "static":
+        raise UnsupportedError("asymmetric weights are not supported: monoquant's kernels run symmetric weights "
+                               "(int8 [-127, 127], int4 [-7, 7]); scheme='asymmetric' applies to static "
+                               "activations (a zero point per tensor). Use scheme='symmetric'")
+    if scale_method is None:
+        scale_method = "mse" if bits == 4 else "absmax"  # at 4 bits the clipping search lifts accuracy
+    if not isinstance(group_size, int) or isinstance(group_size, bool):
+        raise InvalidArgumentError(f"group_size must be an integer, got {group_size!r}")
+    return LayerScheme(format="int8" if bits == 8 else "int4", mode=mode,
+                       group_size=group_size if bits == 4 else 0, scale_method=scale_method, act_symmetric=not asym)
+
+
+def _layer_k(m: nn.Module) -> int:
+    w = m.weight
+    if type(m).__name__ == "Conv1D":
+        return int(w.shape[0])
+    return int(w[0].numel())
+
+
+def _group_suggestion(k: int, g: int) -> str:
+    cands = [d for d in range(8, min(k, g) + 1, 8) if k % d == 0]
+    return f"group_size={max(cands)}" if cands else "skip=[...] for it"
+
+
+# ---------------------------------------------------------------- data
+
+class _KeepFirst:
+    """An iterable of batches that remembers the first few it hands out (for validate())."""
+
+    def __init__(self, data, keep: int):
+        self.data, self.keep, self.kept = data, keep, []
+
+    def __len__(self):
+        return len(self.data)
+
+    def __iter__(self):
+        for b in self.data:
+            if len(self.kept) < self.keep:
+                self.kept.append(b)
+            yield b
+
+
+def _as_batches(data):
+    if isinstance(data, (torch.Tensor, Mapping)):
+        return [data]
+    if not isinstance(data, Iterable):
+        raise InvalidArgumentError(f"calibration_data must be an iterable of batches (each a tensor, a tuple of "
+                                   f"positional arguments or a dict of keyword arguments), got {type(data).__name__}")
+    return data
+
+
+def _calibrate(model, names: List[str], data, observer, num_samples, show_progress, warns: List[str]):
+    if num_samples is not None and (not isinstance(num_samples, int) or num_samples < 1):
+        raise InvalidArgumentError(f"num_calibration_samples must be a positive integer, got {num_samples!r}")
+    kept = _KeepFirst(_as_batches(data), KEPT_SAMPLE_BATCHES)
+    try:
+        resolve_observer_name(observer) if isinstance(observer, str) else None
+    except MonoquantError as e:
+        raise InvalidArgumentError(f"observer: {e}") from None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # reported below, per layer
+            stats = calibrate(model, kept, modules=names, observer=observer, max_samples=num_samples,
+                              show_progress=show_progress)
+    except MonoquantError:
+        raise
+    except Exception as e:  # the model refused a batch: wrong shape, dtype or keys
+        n = len(kept.kept)
+        raise InvalidArgumentError(
+            f"calibration batch {max(n - 1, 0)} did not run through the model: {type(e).__name__}: {e}. Each batch "
+            f"must be what model(...) takes: a tensor, a tuple of positional arguments or a dict of keyword "
+            f"arguments (e.g. a tokenizer's output)") from e
+    if stats.samples == 0:
+        raise InvalidArgumentError("calibration_data held no batches")
+    if stats.samples < MIN_CALIBRATION_SAMPLES:
+        warns.append(f"only {stats.samples} calibration samples (fewer than {MIN_CALIBRATION_SAMPLES}): activation "
+                     f"ranges may not represent real inputs")
+    return stats, kept.kept
+
+
+# ---------------------------------------------------------------- models
+
+def _quantize_module(name: str, m: nn.Module, scheme: LayerScheme, act: Tuple[float, int]):
+    if isinstance(m, nn.Embedding):
+        return QuantEmbedding.from_float(m, scheme=scheme, name=name)
+    if isinstance(m, nn.Conv1d):
+        return QuantConv1d.from_float(m, act_scale=act[0], act_zero_point=act[1], scheme=scheme, name=name)
+    if isinstance(m, nn.Conv2d):
+        return QuantConv2d.from_float(m, act_scale=act[0], act_zero_point=act[1], scheme=scheme, name=name)
+    return QuantLinear.from_float(m, act_scale=act[0], act_zero_point=act[1], scheme=scheme, name=name)
+
+
+def _tensor_bytes(tensors: Iterable[torch.Tensor]) -> int:
+    seen, total = set(), 0
+    for t in tensors:
+        key = (t.data_ptr(), t.numel(), t.dtype) if t.numel() else id(t)
+        if key in seen:
+            continue
+        seen.add(key)
+        total += t.numel() * t.element_size()
+    return total
+
+
+def _check_layers(choices: List[LayerChoice], scheme: LayerScheme, explicit_group: bool) -> List[LayerChoice]:
+    """Errors at once: NaN/Inf weights (named), group sizes that do not divide K."""
+    out = []
+    for c in choices:
+        if not c.quantize:
+            out.append(c)
+            continue
+        w = c.module.weight.detach()
+        if not bool(torch.isfinite(w).all()):
+            bad = int((~torch.isfinite(w)).reshape(-1).nonzero()[0])
+            raise InvalidArgumentError(f"layer {c.name!r} ({type(c.module).__name__}) has a non-finite weight "
+                                       f"(NaN or Inf at flat index {bad}); fix the model or skip=[{c.name!r}]")
+        layer_scheme = _scheme_for_layer(scheme, c.module)
+        if layer_scheme.format == "int4":
+            k = _layer_k(c.module)
+            if k % layer_scheme.group_size:
+                msg = (f"layer {c.name!r} has K = {k} inputs, not a multiple of group_size {layer_scheme.group_size} "
+                       f"(compressed-tensors readers refuse ragged groups)")
+                if explicit_group:
+                    raise InvalidArgumentError(f"{msg}; try {_group_suggestion(k, layer_scheme.group_size)}, or "
+                                               f"skip=[{c.name!r}]")
+                out.append(LayerChoice(c.name, c.module, False, msg))
+                continue
+        out.append(c)
+    return out
+
+
+def _scheme_for_layer(scheme: LayerScheme, m: nn.Module) -> LayerScheme:
+    if isinstance(m, nn.Embedding) and not scheme.is_half and scheme.mode != "weight_only":
+        # Embeddings are looked up, not multiplied: their activations are integers.
+        return LayerScheme(format=scheme.format, mode="weight_only", group_size=scheme.group_size,
+                           scale_method=scheme.scale_method)
+    if isinstance(m, nn.Embedding) and scheme.is_half:
+        raise InvalidArgumentError("embeddings are quantized to int8 or int4 only")
+    return scheme
+
+
+def _quantize_model(model: nn.Module, scheme: LayerScheme, bits: int, *, calibration_data, observer, layer_types,
+                    skip, include, num_calibration_samples, inplace, show_progress, explicit_group,
+                    quality_defaults, config) -> QuantizationResult:
+    warns: List[str] = []
+    choices, notes = select_layers(model, bits=bits, layer_types=layer_types, skip=skip, include=include,
+                                   quality_defaults=quality_defaults)
+    choices = _check_layers(choices, scheme, explicit_group)
+    to_quantize = [c for c in choices if c.quantize]
+    for c in to_quantize:
+        if c.sensitive:
+            warns.append(f"sensitive layer {c.name!r} quantized on request ({c.reason.split('(', 1)[-1].rstrip(')')})")
+    if not to_quantize:
+        warns.append("no layer was selected for quantization; see result.report for the reasons")
+    float_bytes = _tensor_bytes(model.state_dict().values())
+
+    act: Dict[str, Tuple[float, int]] = {}
+    samples: list = []
+    if scheme.mode == "static" and to_quantize:
+        names = [c.name for c in to_quantize if not isinstance(c.module, nn.Embedding)]
+        stats, samples = _calibrate(model, names, calibration_data, observer, num_calibration_samples,
+                                    show_progress, warns)
+        for n in names:
+            obs = stats[n]["input"]
+            if obs.count == 0:
+                warns.append(f"calibration data never reached layer {n!r}: it runs dynamic (per-token) instead")
+                continue
+            s, z = obs.calculate_qparams(8, "symmetric" if scheme.act_symmetric else "asymmetric")
+            act[n] = (float(s), 0 if z is None else int(z))
+        config["calibration_samples"] = stats.samples
+
+    target = model if inplace else copy.deepcopy(model)
+    target_modules = dict(target.named_modules())
+    done: Dict[int, nn.Module] = {}
+    layers: List[LayerReport] = []
+    items = progress(to_quantize, total=len(to_quantize), desc="quantizing") if show_progress else to_quantize
+    quantized_names = set()
+    for c in items:
+        m = target_modules[c.name]
+        layer_scheme = _scheme_for_layer(scheme, m)
+        if layer_scheme.mode == "static" and c.name not in act:
+            layer_scheme = LayerScheme(format=layer_scheme.format, mode="dynamic", group_size=layer_scheme.group_size,
+                                       scale_method=layer_scheme.scale_method)
+        if id(m) not in done:
+            q = _quantize_module(c.name, m, layer_scheme, act.get(c.name, (None, 0)))
+            replace_module(target, m, q)
+            done[id(m)] = q
+        quantized_names.add(c.name)
+    # The report, from the quantized modules themselves (what runs is what is reported).
+    qnamed = dict(target.named_modules())
+    kernel = ops.kernel_name()
+    for c in choices:
+        w = c.module.weight if getattr(c.module, "weight", None) is not None else None
+        shape = list(w.shape) if w is not None else []
+        before = w.numel() * w.element_size() if w is not None else 0
+        if c.name in quantized_names:
+            q = qnamed[c.name]
+            em = error_metrics(c.module.weight.detach().float(), q.dequantized_weight())
+            layers.append(LayerReport(c.name, type(c.module).__name__, shape, q.scheme.label, True, c.reason, before,
+                                      q.weight_nbytes, em.sqnr_db,
+                                      "lookup" if isinstance(q, QuantEmbedding) else kernel))
+            if em.sqnr_db < SQNR_CRITICAL_DB:
+                warns.append(f"CRITICAL: layer {c.name!r} weight SQNR {em.sqnr_db:.1f} dB (< {SQNR_CRITICAL_DB:.0f} dB): "
+                             f"this layer is badly damaged; skip=[{c.name!r}] or use more bits")
+            elif em.sqnr_db < SQNR_WARN_DB:
+                warns.append(f"layer {c.name!r} weight SQNR {em.sqnr_db:.1f} dB (< {SQNR_WARN_DB:.0f} dB): accuracy at "
+                             f"risk; consider skip=[{c.name!r}], a smaller group_size or more bits")
+        else:
+            layers.append(LayerReport(c.name, type(c.module).__name__, shape, "float", False, c.reason, before, before))
+    report = QuantizationReport(layers, float_bytes, _tensor_bytes(target.state_dict().values()), notes)
+    for msg in warns:
+        warnings.warn(msg, RuntimeWarning, stacklevel=3)
+    return QuantizationResult(target, config, report, warns, float_model=None if inplace else model,
+                              sample_batches=samples)
+
+
+# ---------------------------------------------------------------- state dicts
+
+_EMBED_NAME = ("embed", "wte", "wpe", "word_embeddings", "position_embeddings", "token_type_embeddings", "shared")
+
+
+def _quantize_state_dict(sd: Dict[str, torch.Tensor], scheme: LayerScheme, bits: int, *, skip, include,
+                         quality_defaults, explicit_group, show_progress, config,
+                         model_config=None) -> QuantizationResult:
+    if scheme.mode == "static":
+        raise InvalidArgumentError("static quantization calibrates activations by running the model: pass the "
+                                   "nn.Module (or a directory with a transformers config.json), not a state dict")
+    skip_rules, include_rules = Rules(skip, "skip"), Rules(include, "include")
+    modules = sorted({k[: -len(".weight")] for k in sd if k.endswith(".weight")})
+    skip_rules.check_names(modules)
+    include_rules.check_names(modules)
+    dummy = nn.Module()
+    records: Dict[str, Dict[str, Any]] = {}
+    layers: List[LayerReport] = []
+    warns: List[str] = []
+    plan = []
+    for key, t in sd.items():
+        if not isinstance(t, torch.Tensor):
+            raise InvalidArgumentError(f"state dict entry {key!r} is a {type(t).__name__}, not a tensor")
+        if not key.endswith(".weight"):
+            continue
+        name = key[: -len(".weight")]
+        reason = None
+        if t.dim() != 2 or not t.is_floating_point():
+            if t.is_floating_point() and t.dim() > 2:
+                reason = f"{t.dim()}-D weight: convolutions need the model (pass the nn.Module)"
+            else:
+                continue
+        elif skip_rules.match(name, dummy):
+            reason = skip_rules.match(name, dummy)
+        else:
+            last = name.rsplit(".", 1)[-1].lower()
+            default = None
+            if quality_defaults:
+                if any(e in last for e in _EMBED_NAME):
+                    default = "embedding (by name)"
+                elif last in ("lm_head", "output_projection", "embed_out"):
+                    default = "output head (lm_head)"
+                elif bits == 4 and t.numel() < MIN_PARAMS:
+                    default = f"{t.numel()} parameters (< {MIN_PARAMS}: too small to gain)"
+            if default and not include_rules.match(name, dummy):
+                reason = default + "; pass include=[...] to quantize it"
+            elif scheme.format == "int4" and t.shape[1] % scheme.group_size:
+                msg = (f"tensor {key!r} has K = {t.shape[1]}, not a multiple of group_size {scheme.group_size} "
+                       f"(compressed-tensors readers refuse ragged groups)")
+                if explicit_group:
+                    raise InvalidArgumentError(f"{msg}; try {_group_suggestion(int(t.shape[1]), scheme.group_size)}, "
+                                               f"or skip=[{name!r}]")
+                reason = msg
+            elif not bool(torch.isfinite(t).all()):
+                raise InvalidArgumentError(f"tensor {key!r} has a non-finite weight (NaN or Inf); fix it or "
+                                           f"skip=[{name!r}]")
+        plan.append((key, name, t, reason))
+    quantized: Dict[str, Dict[str, torch.Tensor]] = {}
+    items = progress(plan, total=len(plan), desc="quantizing") if show_progress else plan
+    for key, name, t, reason in items:
+        before = t.numel() * t.element_size()
+        if reason is not None:
+            layers.append(LayerReport(name, "tensor", list(t.shape), "float", False, reason, before, before))
+            continue
+        sdtype = scale_dtype_for(t.dtype)
+        qw = quantize_weight(t, scheme, sdtype, key)
+        quantized[key] = to_compressed(name, qw, scheme, sdtype)
+        records[name] = {"type": "Linear", "scheme": scheme.to_dict(), "shape": list(qw.shape),
+                         "float_dtype": str(t.dtype).split(".")[-1]}
+        after = qw.codes.numel() * qw.codes.element_size() + (0 if qw.scales is None else qw.scales.numel() * sdtype.itemsize)
+        em = error_metrics(t.detach().float(), qw.dequantize())
+        layers.append(LayerReport(name, "tensor", list(t.shape), scheme.label, True, "2-D weight", before, after,
+                                  em.sqnr_db, ops.kernel_name()))
+        if em.sqnr_db < SQNR_WARN_DB:
+            warns.append(f"{'CRITICAL: ' if em.sqnr_db < SQNR_CRITICAL_DB else ''}tensor {key!r} weight SQNR "
+                         f"{em.sqnr_db:.1f} dB: accuracy at risk")
+    ordered: Dict[str, torch.Tensor] = {}
+    for key, t in sd.items():  # the input's order, each quantized weight's tensors in its place
+        if key in quantized:
+            ordered.update(quantized[key])
+        else:
+            ordered[key] = t
+    report = QuantizationReport(layers, _tensor_bytes(sd.values()), _tensor_bytes(ordered.values()),
+                                [f"skip rule {p!r} matched no tensor" for p in skip_rules.unused_patterns()])
+    for msg in warns:
+        warnings.warn(msg, RuntimeWarning, stacklevel=3)
+    return QuantizationResult(ordered, config, report, warns, records=records, model_config=model_config)
+
+
+# ---------------------------------------------------------------- the entry point
+
+def quantize(
+    model,
+    bits: int = 8,
+    *,
+    dynamic: Optional[bool] = None,
+    weight_only: Optional[bool] = None,
+    static: Optional[bool] = None,
+    calibration_data=None,
+    scheme: str = "symmetric",
+    group_size: Optional[int] = None,
+    scale_method: Optional[str] = None,
+    dtype: Optional[torch.dtype] = None,
+    layer_types: Optional[Sequence[type]] = None,
+    skip=None,
+    include=None,
+    observer="histogram",
+    num_calibration_samples: Optional[int] = None,
+    inplace: bool = False,
+    show_progress: Optional[bool] = None,
+    quality_defaults: bool = True,
+) -> QuantizationResult:
+    """Quantize a model, a state dict or a checkpoint path.
+
+    model: an ``nn.Module`` (layers nested anywhere), a state dict (returns a
+        quantized state dict in the compressed-tensors layout), or a path (a
+        .safetensors file, a .pt archive, or a directory; a directory with a
+        transformers ``config.json`` is built into its model first).
+    bits: 8 (int8 per output channel), 4 (int4 in groups of ``group_size``
+        along K, packed two per byte) or 16 (float16, or ``dtype=torch.bfloat16``).
+    dynamic / weight_only / static: the activation mode. Default: static
+        when ``calibration_data`` is given, else dynamic for 8 bits and
+        weight-only for 4 and 16 bits.
+    calibration_data: an iterable of batches (tensors, tuples of positional
+        arguments, dicts of keyword arguments such as a tokenizer's output),
+        consumed once; ``num_calibration_samples`` caps the samples used and
+        ``observer`` picks the range estimator ("histogram", "minmax",
+        "moving_average", "percentile", ...).
+    scheme: "symmetric" or "asymmetric" (asymmetric applies to static
+        activations; weights are always symmetric, as the kernels run them).
+    scale_method: "absmax" or "mse" (default: "mse" for 4 bits, "absmax" for 8).
+    layer_types: module types to quantize (default nn.Linear, nn.Conv1d,
+        nn.Conv2d and transformers' Conv1D; add nn.Embedding for embeddings).
+    skip / include: module names, ``"re:<regex>"`` patterns or module types;
+        ``include`` quantizes layers the quality defaults would keep (output
+        heads; for INT4 also embeddings and layers under 512 parameters).
+    inplace: modify ``model`` itself (default: a copy; the input is untouched).
+    show_progress: None = a progress bar on a terminal, never when CI is set.
+    """
+    explicit_group = group_size is not None
+    group_size = 128 if group_size is None else group_size
+    mode = _resolve_mode(bits, dynamic, weight_only, static, calibration_data)
+    sch = _make_scheme(bits, mode, group_size, scale_method, scheme, dtype)
+    if show_progress is None:
+        show_progress = progress_enabled()
+    config: Dict[str, Any] = {"bits": bits, "mode": mode, "scheme": sch.to_dict(), "label": sch.label,
+                              "observer": observer if mode == "static" else None,
+                              "skip": [str(s) for s in (skip or [])] if not isinstance(skip, (str, type)) else [str(skip)],
+                              "include": [str(s) for s in (include or [])] if not isinstance(include, (str, type))
+                              else [str(include)]}
+    model_config = None
+    if isinstance(model, (str, os.PathLike)):
+        path = os.fspath(model)
+        if not os.path.exists(path):
+            raise InvalidArgumentError(f"{path}: no such file or directory")
+        config["source"] = path
+        if os.path.isdir(path) and os.path.exists(os.path.join(path, "config.json")):
+            model = _model_with_weights(path)
+        else:
+            model = io.load_state_dict(path)
+    kwargs = dict(skip=skip, include=include, quality_defaults=quality_defaults, explicit_group=explicit_group,
+                  show_progress=show_progress, config=config)
+    if isinstance(model, nn.Module):
+        return _quantize_model(model, sch, bits, calibration_data=calibration_data, observer=observer,
+                               layer_types=layer_types, num_calibration_samples=num_calibration_samples,
+                               inplace=inplace, **kwargs)
+    if isinstance(model, Mapping):
+        return _quantize_state_dict(dict(model), sch, bits, model_config=model_config, **kwargs)
+    raise InvalidArgumentError(f"quantize takes an nn.Module, a state dict or a checkpoint path, got "
+                               f"{type(model).__name__}")
+
+
+def _model_with_weights(path: str) -> nn.Module:
+    """A transformers model from a directory: built from config.json, weights read by monoquant's reader."""
+    model = model_from_directory(path)
+    fill_float_weights(model, io.load_state_dict(path), path)
+    return model.eval()
+
+
+__all__ = ["quantize", "SQNR_WARN_DB", "SQNR_CRITICAL_DB", "MIN_CALIBRATION_SAMPLES"]

@@ -1,0 +1,102 @@
+"""One description of how a layer is quantized, from which the kernel mode,
+the file format and the report's label all follow.
+
+    LayerScheme(format="int8", mode="dynamic")                 W8A8 (per-token activations)
+    LayerScheme(format="int8", mode="static")                  W8A8, calibrated activations
+    LayerScheme(format="int4", mode="weight_only", group_size=128)   W4A16
+    LayerScheme(format="int4", mode="dynamic", group_size=128)       W4A8
+    LayerScheme(format="float16", mode="weight_only")          FP16 weights
+
+Weights are symmetric (int8 [-127, 127] per output channel, int4 [-7, 7]
+per group along K): the kernels run symmetric weights. ``act_symmetric``
+is the scheme of static activations (a zero point when False).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Dict, Optional
+
+from .errors import InvalidArgumentError, UnsupportedError
+
+FORMATS = ("int8", "int4", "float16", "bfloat16")
+MODES = ("weight_only", "dynamic", "static")
+SCALE_METHODS = ("absmax", "mse")
+
+
+@dataclass(frozen=True)
+class LayerScheme:
+    format: str
+    mode: str = "weight_only"
+    group_size: int = 0          # int4 only: elements of K per scale
+    scale_method: str = "absmax"
+    act_symmetric: bool = True   # static activations only
+
+    def __post_init__(self):
+        if self.format not in FORMATS:
+            raise InvalidArgumentError(f"unknown weight format {self.format!r}; expected one of {FORMATS}")
+        if self.mode not in MODES:
+            raise InvalidArgumentError(f"unknown mode {self.mode!r}; expected one of {MODES}")
+        if self.scale_method not in SCALE_METHODS:
+            raise InvalidArgumentError(f"scale_method must be 'absmax' or 'mse', got {self.scale_method!r}")
+        if self.is_half and self.mode != "weight_only":
+            raise InvalidArgumentError(f"{self.format} weights run with float activations only (weight_only), "
+                                       f"not {self.mode!r}")
+        if self.format == "int4" and (self.group_size <= 0 or self.group_size % 8):
+            raise InvalidArgumentError(f"int4 group_size must be a positive multiple of 8 (32, 64, 128, ...), "
+                                       f"got {self.group_size}")
+        if self.format == "int4" and self.mode == "static" and not self.act_symmetric:
+            raise UnsupportedError("static activations with int4 weights must be symmetric: the W4A8 kernels take "
+                                   "no activation zero point; use scheme='symmetric' or bits=8")
+
+    @property
+    def bits(self) -> int:
+        return {"int8": 8, "int4": 4}.get(self.format, 16)
+
+    @property
+    def is_half(self) -> bool:
+        return self.format in ("float16", "bfloat16")
+
+    @property
+    def quantizes_activations(self) -> bool:
+        return self.mode in ("dynamic", "static")
+
+    @property
+    def label(self) -> str:
+        """W8A8-dynamic, W4A16-g128, FP16, ..."""
+        if self.is_half:
+            return "FP16" if self.format == "float16" else "BF16"
+        act = "A8" if self.quantizes_activations else "A16"
+        name = f"W{self.bits}{act}"
+        if self.mode != "weight_only":
+            name += "-" + self.mode
+        if self.format == "int4":
+            name += f"-g{self.group_size}"
+        return name
+
+    def ct_format(self) -> Optional[str]:
+        """The compressed-tensors format of this scheme's weights (None: a plain float dtype).
+        Weight-only int weights are pack-quantized (what compressed-tensors picks for them);
+        W8A8 is int-quantized (the name vLLM reads activations for); int4 is always packed."""
+        if self.is_half:
+            return None
+        if self.format == "int8" and self.mode != "weight_only":
+            return "int-quantized"
+        return "pack-quantized"
+
+    def ct_module_entry(self, module: str) -> Dict[str, Any]:
+        """The entry `_core.quantization_config` takes for one module."""
+        return {"module": module, "bits": self.bits, "symmetric": True,
+                "group_size": self.group_size if self.format == "int4" else -1, "format": self.ct_format(),
+                "activations": "none" if self.mode == "weight_only" else self.mode,
+                "activations_symmetric": self.act_symmetric}
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "LayerScheme":
+        return cls(**{k: d[k] for k in ("format", "mode", "group_size", "scale_method", "act_symmetric") if k in d})
+
+
+__all__ = ["LayerScheme", "FORMATS", "MODES", "SCALE_METHODS"]

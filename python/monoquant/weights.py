@@ -1,0 +1,235 @@
+"""A layer's quantized weight in its one canonical form, and the moves between
+that form, the kernels' packed layout and the compressed-tensors tensors.
+
+    qw = quantize_weight(w, scheme, scale_dtype)   # C++: scales, rounded up to scale_dtype, codes
+    packed = pack(qw)                              # the kernels' layout (once per layer)
+    unpack(packed) == qw                           # bit for bit (C++ unpack_linear)
+    to_compressed("layer", qw, scheme, ...)        # the tensors a file holds
+    from_compressed(tensors, "layer", args)        # and back
+
+Canonical form (``QuantizedWeight``), for a weight seen as ``[N, K]``:
+    int8      codes int8 [N, K], scales float32 [N, 1]
+    int4      codes uint8 [N, ceil(K/2)] (low nibble first, nibble = q + 8), scales float32 [N, ceil(K/g)]
+    f16/bf16  codes float16/bfloat16 [N, K], no scales
+Scales are float32 values that the file's scale dtype holds exactly (they
+were rounded up to it before the codes were computed), so a file written in
+float16 reloads to the very same codes and scales.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from . import _core, ops
+from .errors import FormatError, InvalidArgumentError, UnsupportedError
+from .schemes import LayerScheme
+
+_DTYPE_NAMES = {torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16"}
+
+
+def scale_dtype_for(weight_dtype: torch.dtype) -> torch.dtype:
+    """Scales are stored in the weight's dtype when it is fp16/bf16, else fp32 (compressed-tensors' rule)."""
+    return weight_dtype if weight_dtype in (torch.float16, torch.bfloat16) else torch.float32
+
+
+@dataclass
+class QuantizedWeight:
+    format: str
+    shape: Tuple[int, int]       # [N, K]
+    codes: Tensor
+    scales: Optional[Tensor]     # float32, None for half formats
+    group_size: int = 0          # int4 only
+
+    @property
+    def nbytes(self) -> int:
+        return self.codes.numel() * self.codes.element_size() + (0 if self.scales is None else self.scales.numel() * 4)
+
+    def equal(self, other: "QuantizedWeight") -> bool:
+        """Bit-identical codes and scales."""
+        return (self.format == other.format and tuple(self.shape) == tuple(other.shape)
+                and self.group_size == other.group_size and self.codes.dtype == other.codes.dtype
+                and torch.equal(self.codes, other.codes)
+                and ((self.scales is None and other.scales is None)
+                     or (self.scales is not None and other.scales is not None
+                         and torch.equal(self.scales.view(torch.int32), other.scales.view(torch.int32)))))
+
+    def dequantize(self) -> Tensor:
+        """float32 [N, K] with monoquant's dequantize."""
+        n, k = self.shape
+        if self.format in ("float16", "bfloat16"):
+            return _core.half_to_float(self.codes)
+        if self.format == "int8":
+            return _core.dequantize(self.codes, self.scales.reshape(n).contiguous(), None, [n, k], 8, "symmetric",
+                                    "per_channel", 0, 0)
+        return _core.dequantize(self.codes, self.scales.contiguous(), None, [n, k], 4, "symmetric", "per_group", 0,
+                                self.group_size)
+
+
+def quantize_weight(weight: Tensor, scheme: LayerScheme, scale_dtype: torch.dtype = torch.float32,
+                    name: str = "weight") -> QuantizedWeight:
+    """Quantize a float ``[N, K]`` weight with the C++ core (NaN/Inf raise, naming ``name``)."""
+    w = weight.detach()
+    if w.dim() != 2:
+        raise InvalidArgumentError(f"{name}: weight must be 2-D [out, in], got shape {tuple(w.shape)}")
+    n, k = (int(v) for v in w.shape)
+    if n == 0 or k == 0:
+        raise InvalidArgumentError(f"{name}: weight is empty, shape {tuple(w.shape)}")
+    if w.dtype not in (torch.float32, torch.float16, torch.bfloat16, torch.float64):
+        w = w.to(torch.float32)
+    try:
+        if scheme.is_half:
+            target = torch.float16 if scheme.format == "float16" else torch.bfloat16
+            return QuantizedWeight(scheme.format, (n, k), _core.cast_to_half(w, _DTYPE_NAMES[target], "error"), None)
+        if scheme.format == "int8":
+            q = _core.quantize_weight(w, 8, "symmetric", "per_channel", 0, 0, scheme.scale_method,
+                                      _DTYPE_NAMES[scale_dtype])
+            return QuantizedWeight("int8", (n, k), q["codes"], q["scales"].reshape(n, 1), 0)
+        q = _core.quantize_weight(w, 4, "symmetric", "per_group", 0, scheme.group_size, scheme.scale_method,
+                                  _DTYPE_NAMES[scale_dtype])
+        return QuantizedWeight("int4", (n, k), q["codes"].view(torch.uint8), q["scales"], scheme.group_size)
+    except InvalidArgumentError as e:
+        raise InvalidArgumentError(f"{name}: {e}") from None
+
+
+def pack(qw: QuantizedWeight) -> ops.PackedLinearWeight:
+    if qw.format == "int8":
+        return ops.pack_int8(qw.codes, qw.scales)
+    if qw.format == "int4":
+        return ops.pack_int4(qw.codes, qw.shape[1], qw.scales, qw.group_size)
+    return ops.pack_half(qw.codes)
+
+
+def unpack(w: ops.PackedLinearWeight) -> QuantizedWeight:
+    u = _core.unpack_linear(w.data, w.scales, w.sums, w.format, w.out_features, w.in_features, w.group_size)
+    scales = u["scales"] if w.format in ("int8", "int4") else None
+    return QuantizedWeight(w.format, (w.out_features, w.in_features), u["codes"], scales, w.group_size)
+
+
+# ---------------------------------------------------------------- compressed-tensors layout
+
+def _words(rows: Tensor, per_word_bytes: int = 4) -> Tensor:
+    """uint8 rows [N, B] -> int32 words [N, ceil(B/4)] (little-endian, zero padding)."""
+    n, b = rows.shape
+    pad = (-b) % per_word_bytes
+    if pad:
+        rows = torch.cat([rows, rows.new_zeros(n, pad)], dim=1)
+    return rows.contiguous().view(torch.int32)
+
+
+def to_compressed(prefix: str, qw: QuantizedWeight, scheme: LayerScheme, scale_dtype: torch.dtype,
+                  act_scale: float = 0.0, act_zero_point: int = 0) -> Dict[str, Tensor]:
+    """The tensors of one module in the compressed-tensors conventions (docs/FORMAT.md)."""
+    p = prefix + "." if prefix else ""
+    n, k = qw.shape
+    out: Dict[str, Tensor] = {}
+    if qw.format in ("float16", "bfloat16"):
+        out[p + "weight"] = qw.codes
+        return out
+    scale = qw.scales.to(scale_dtype)
+    if scheme.ct_format() == "int-quantized":
+        if qw.format == "int4":  # not produced by LayerScheme today; kept for completeness of the mapping
+            raise UnsupportedError("int4 weights are written pack-quantized")
+        out[p + "weight"] = qw.codes
+        out[p + "weight_scale"] = scale
+    else:
+        if qw.format == "int4":
+            out[p + "weight_packed"] = _words(qw.codes)
+        else:  # 8-bit pack-quantized: code + 128, four per word
+            out[p + "weight_packed"] = _words((qw.codes.to(torch.int16) + 128).to(torch.uint8))
+        out[p + "weight_scale"] = scale
+        out[p + "weight_shape"] = torch.tensor([n, k], dtype=torch.int64)
+    if scheme.mode == "static":
+        out[p + "input_scale"] = torch.tensor([act_scale], dtype=torch.float32).to(scale_dtype)
+        if not scheme.act_symmetric:
+            out[p + "input_zero_point"] = torch.tensor([act_zero_point], dtype=torch.int8)
+    return out
+
+
+def _int_of(t: Tensor, what: str) -> Tuple[int, ...]:
+    if t.dtype not in (torch.int64, torch.int32) or t.numel() != 2:
+        raise FormatError(f"{what} must hold 2 integers, got {t.dtype} {tuple(t.shape)}")
+    return tuple(int(v) for v in t.tolist())
+
+
+def from_compressed(tensors: Dict[str, Tensor], prefix: str, args: Dict, name: str = "") -> QuantizedWeight:
+    """Rebuild the canonical weight of module ``prefix`` from compressed-tensors tensors.
+
+    args: the module's weight QuantizationArgs (num_bits, symmetric, strategy,
+    group_size) plus ``format`` (int-quantized / naive-quantized / pack-quantized).
+    """
+    p = prefix + "." if prefix else ""
+    what = name or prefix
+    bits = int(args.get("num_bits", 8))
+    if bits not in (4, 8):
+        raise UnsupportedError(f"{what}: {bits}-bit weights; monoquant's kernels run 4- and 8-bit int weights")
+    if args.get("type", "int") != "int":
+        raise UnsupportedError(f"{what}: {args.get('type')} weights are not supported (int only)")
+    if not args.get("symmetric", True):
+        raise UnsupportedError(f"{what}: asymmetric weights (with weight_zero_point) do not run on monoquant's "
+                               f"kernels, which take symmetric weights; monoquant.io.load_quantized dequantizes them")
+    if p + "weight_g_idx" in tensors:
+        raise UnsupportedError(f"{what}: activation-ordered weights (weight_g_idx) are not supported")
+    scale_t = tensors.get(p + "weight_scale")
+    if scale_t is None:
+        raise FormatError(f"{what}: no {p}weight_scale")
+    if p + "weight_packed" in tensors:
+        if p + "weight_shape" not in tensors:
+            raise FormatError(f"{what}: weight_packed without weight_shape")
+        n, k = _int_of(tensors[p + "weight_shape"], f"{p}weight_shape")
+        words = tensors[p + "weight_packed"]
+        per_word = 32 // bits
+        if words.dtype != torch.int32 or words.dim() != 2 or tuple(words.shape) != (n, (k + per_word - 1) // per_word):
+            raise FormatError(f"{what}: weight_packed {words.dtype} {tuple(words.shape)} does not fit weight_shape "
+                              f"[{n}, {k}]")
+        rows = words.contiguous().view(torch.uint8).reshape(n, -1)
+        if bits == 4:
+            codes = rows[:, : (k + 1) // 2].contiguous()
+            if k % 2:  # the padding nibble is 0 in our layout
+                codes[:, -1] &= 0x0F
+        else:
+            codes = (rows[:, :k].to(torch.int16) - 128).to(torch.int8)
+    else:
+        w = tensors.get(p + "weight")
+        if w is None or w.dtype != torch.int8 or w.dim() != 2:
+            raise FormatError(f"{what}: expected int8 {p}weight [N, K]")
+        n, k = (int(v) for v in w.shape)
+        codes = w.contiguous()
+        if bits == 4:
+            if int(codes.min()) < -8 or int(codes.max()) > 7:
+                raise FormatError(f"{what}: 4-bit codes out of [-8, 7]")
+            u = (codes.to(torch.int16) + 8).to(torch.uint8)
+            if k % 2:  # odd K: the last high nibble is padding, 0
+                u = torch.cat([u, u.new_zeros(n, 1)], dim=1)
+            codes = (u[:, 0::2] | (u[:, 1::2] << 4)).contiguous()
+    scales = scale_t.to(torch.float32)
+    strategy = args.get("strategy") or ("group" if args.get("group_size") else "channel")
+    if strategy == "tensor":
+        scales = scales.reshape(1, 1).expand(n, 1).contiguous()
+        strategy = "channel"
+    if strategy == "channel":
+        if scales.numel() != n:
+            raise FormatError(f"{what}: weight_scale {tuple(scale_t.shape)} is not one per output channel ({n})")
+        scales = scales.reshape(n, 1).contiguous()
+        if bits == 8:
+            return QuantizedWeight("int8", (n, k), codes, scales, 0)
+        return QuantizedWeight("int4", (n, k), codes, scales, (k + 7) // 8 * 8)  # one group spans the row
+    if strategy != "group":
+        raise UnsupportedError(f"{what}: weight strategy {strategy!r} is not supported (channel, group, tensor)")
+    g = int(args.get("group_size") or 0)
+    if bits == 8:
+        raise UnsupportedError(f"{what}: group-wise 8-bit weights do not run on monoquant's int8 kernels "
+                               f"(one scale per output channel)")
+    if g <= 0 or g % 8:
+        raise UnsupportedError(f"{what}: int4 group_size {g} is not a positive multiple of 8")
+    groups = (k + g - 1) // g
+    if scales.numel() != n * groups:
+        raise FormatError(f"{what}: weight_scale {tuple(scale_t.shape)} does not fit [{n}, {groups}] groups of {g}")
+    return QuantizedWeight("int4", (n, k), codes, scales.reshape(n, groups).contiguous(), g)
+
+
+__all__ = ["QuantizedWeight", "quantize_weight", "pack", "unpack", "to_compressed", "from_compressed",
+           "scale_dtype_for"]
