@@ -135,6 +135,10 @@ def transformers_config(model: nn.Module) -> Optional[Dict[str, Any]]:
         return None
     d = to_dict()
     d.pop("quantization_config", None)
+    # A model built from a config (not from_pretrained) has no architectures yet: record its class, as
+    # save_pretrained does, so that loading builds this class and not the bare base model.
+    if not d.get("architectures") and hasattr(model, "_from_config"):
+        d["architectures"] = [type(model).__name__]
     return d
 
 

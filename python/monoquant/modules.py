@@ -104,6 +104,12 @@ class QuantModule(nn.Module):
         return w2d
 
     @property
+    def weight(self) -> Tensor:
+        """The dequantized weight in the float module's shape and dtype, computed on each access (models
+        read ``layer.weight.dtype``, and some multiply by a tied ``embedding.weight``); ``forward`` never uses it."""
+        return self.dequantized_weight().to(self.float_dtype)
+
+    @property
     def weight_nbytes(self) -> int:
         """Bytes of the quantized weight as stored: codes plus scales in the file's scale dtype."""
         qw = self.quantized_weight()
