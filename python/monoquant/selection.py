@@ -3,12 +3,15 @@
 ``select_layers`` walks ``model.named_modules()`` and returns one decision per
 candidate layer: quantize it, or keep it with a reason (the user's ``skip``
 rules, a type the kernels cannot take, or a default that protects quality:
-for INT4, embeddings, norms, layers under 512 parameters and output heads).
+output heads always; for INT4 also layers under 512 parameters; norms and
+embeddings are not in the default ``layer_types``).
 
 Rules in ``skip`` and ``include``: an exact module name, ``"re:<regex>"``
 (``re.match`` against the module name, as compressed-tensors targets do), or
 a module type (``nn.LayerNorm``). ``include`` overrides the default skips,
-never the user's own ``skip``.
+never the user's own ``skip``. Embeddings are quantized only when
+``nn.Embedding`` is in ``layer_types``; a layer whose weight is tied to a kept
+layer is kept too.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import re
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
+import torch
 from torch import nn
 
 from .errors import InvalidArgumentError
@@ -136,6 +140,17 @@ def _output_head_names(model: nn.Module) -> Dict[str, str]:
     return heads
 
 
+def _keep_ties(choices: List[LayerChoice]) -> None:
+    """A layer whose weight is shared with a kept layer (an input embedding tied to a kept lm_head) is kept
+    too: quantizing one side would untie them."""
+    kept_weights = {id(c.module.weight): c.name for c in choices
+                    if not c.quantize and isinstance(getattr(c.module, "weight", None), torch.Tensor)}
+    for i, c in enumerate(choices):
+        w = getattr(c.module, "weight", None)
+        if c.quantize and isinstance(w, torch.Tensor) and id(w) in kept_weights:
+            choices[i] = LayerChoice(c.name, c.module, False, f"weight tied to {kept_weights[id(w)]!r}, which is kept")
+
+
 def select_layers(model: nn.Module, *, bits: int, layer_types: Optional[Sequence[type]], skip, include,
                   quality_defaults: bool) -> Tuple[List[LayerChoice], List[str]]:
     """One LayerChoice per candidate module (layer_types, plus embeddings, norms and already-quantized
@@ -200,8 +215,6 @@ def select_layers(model: nn.Module, *, bits: int, layer_types: Optional[Sequence
         if quality_defaults:
             if name in heads:
                 default_reason = heads[name]
-            elif bits == 4 and is_emb:
-                default_reason = "embedding (INT4 default: embeddings stay in float)"
             elif bits == 4 and w.numel() < MIN_PARAMS:
                 default_reason = f"{w.numel()} parameters (< {MIN_PARAMS}: too small to gain)"
         if default_reason:
@@ -211,6 +224,7 @@ def select_layers(model: nn.Module, *, bits: int, layer_types: Optional[Sequence
                 choices.append(LayerChoice(name, m, False, default_reason + "; pass include=[...] to quantize it"))
             continue
         choices.append(LayerChoice(name, m, True, f"{type(m).__name__} in layer_types"))
+    _keep_ties(choices)
     notes = [f"skip rule {p!r} matched no module" for p in skip_rules.unused_patterns()]
     notes += [f"include rule {p!r} matched no module" for p in include_rules.unused_patterns()]
     return choices, notes

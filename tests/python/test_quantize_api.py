@@ -160,10 +160,15 @@ def test_walk_defaults_reasons_and_ties():
     with pytest.warns(RuntimeWarning, match="sensitive layer 'tiny'"):
         r2 = mq.quantize(net, bits=4, weight_only=True, group_size=32, include=["tiny"])
     assert isinstance(r2.model.tiny, mq.QuantLinear)
-    # INT8: every Linear but the tied head; embeddings only when asked
+    # INT8: every Linear but the head; the embedding is in layer_types but tied to the kept head
     r3 = mq.quantize(net, bits=8, layer_types=(nn.Linear, nn.Embedding))
-    assert isinstance(r3.model.emb, mq.QuantEmbedding) and isinstance(r3.model.tiny, mq.QuantLinear)
-    assert isinstance(r3.model.lm_head, nn.Linear)
+    assert isinstance(r3.model.tiny, mq.QuantLinear) and isinstance(r3.model.lm_head, nn.Linear)
+    assert isinstance(r3.model.emb, nn.Embedding) and r3.model.lm_head.weight is r3.model.emb.weight
+    assert "tied to 'lm_head'" in {layer.name: layer for layer in r3.report.layers}["emb"].reason
+    # asked for both: both quantized, from the same weight, to the same codes
+    r4 = mq.quantize(net, bits=8, layer_types=(nn.Linear, nn.Embedding), include=["lm_head"])
+    assert isinstance(r4.model.emb, mq.QuantEmbedding) and isinstance(r4.model.lm_head, mq.QuantLinear)
+    assert r4.model.emb.quantized_weight().equal(r4.model.lm_head.quantized_weight())
 
 
 def test_shared_module_stays_shared_and_skip_rules():
@@ -195,7 +200,7 @@ def test_conv_and_embedding_modules():
     ref = nn.functional.conv1d(x1, q1.dequantized_weight(), c1.bias, stride=2, padding=2)
     torch.testing.assert_close(q1(x1), ref, rtol=1e-5, atol=1e-5)
     emb = nn.Embedding(50, 64, padding_idx=0)
-    for bits, kw in ((8, {}), (4, {"group_size": 32, "include": ["0"]})):
+    for bits, kw in ((8, {}), (4, {"group_size": 32})):
         qe = mq.quantize(nn.Sequential(emb), bits=bits, layer_types=(nn.Embedding,), **kw).model[0]
         assert isinstance(qe, mq.QuantEmbedding)
         ids = torch.tensor([[0, 3, 49], [7, 7, 1]])

@@ -1,0 +1,328 @@
+"""monoquant and the compressed-tensors ecosystem read each other's quantized models.
+
+1. A model directory written by ``monoquant.quantize(...).save(dir)`` (W8A8 dynamic, W8A8
+   static with asymmetric and with symmetric activations, W4A16 in groups of 32) loads
+   with ``transformers.AutoModel.from_pretrained(dir)`` as compressed-tensors quantized
+   modules; transformers runs the very weights (and, for static, the very activation
+   scale and zero point) monoquant stored, and its outputs match monoquant's own
+   quantized model.
+2. A checkpoint compressed by the ``compressed-tensors`` package itself (its
+   ``calculate_qparams``, ``apply_quantization_config`` and ``ModelCompressor``; no
+   monoquant code computes a code or a scale) loads with ``monoquant.load`` as
+   ``monoquant.QuantLinear`` modules running monoquant's kernels, whose outputs match a
+   float model holding the package's own decompressed weights: int-quantized W8A8
+   (dynamic per-token activations), pack-quantized W4A16 (group 32), pack-quantized W8A16
+   (per channel), and int-quantized W8A8 with static asymmetric activations.
+
+Model: a 2-layer BERT built from a config (fixed seed, eval mode), last_hidden_state on
+fixed input_ids with a padded row. Its outputs follow a LayerNorm, so they are O(1)
+(|max| about 4): the absolute tolerances below are relative to that.
+"""
+
+import copy
+import json
+
+import pytest
+import torch
+import transformers
+import compressed_tensors  # noqa: F401  (a required test dependency, not an optional one)
+from compressed_tensors.compressors import ModelCompressor
+from compressed_tensors.compressors.pack_quantized.helpers import unpack_from_int32
+from compressed_tensors.quantization import (QuantizationArgs, QuantizationConfig, QuantizationScheme,
+                                             apply_quantization_config, disable_quantization,
+                                             preset_name_to_scheme)
+from compressed_tensors.quantization.utils import calculate_qparams
+from safetensors.torch import save_file
+
+import monoquant
+
+# Tolerances (max abs difference of last_hidden_state, whose entries are O(1)).
+#
+# TIGHT: both sides compute from the same stored integers and scales (and, for static
+# activations, the same input scale and zero point), so only fp32 summation order differs.
+# Measured: 0 (W4A16), <= 5e-7 (static W8A8, W8A16). 1e-5 leaves 20x margin yet is far
+# below the effect of one wrong scale or a zero point off by one (one activation step,
+# about 1e-2 here, times a row of weights) and below the float model's distance from the
+# quantized one (1e-3 for int8 weights, 1.5e-2 for int4).
+TIGHT = 1e-5
+# DYNAMIC: with dynamic W8A8 both sides quantize activations per token, but with
+# different conventions: monoquant absmax/127 into [-127, 127], compressed-tensors
+# absmax/127.5 into [-128, 127]. The roundings then disagree about as much as either
+# differs from float, so this bound is about one activation-rounding error, not a
+# fp32-rounding bound. Measured 1.3e-3 to 1.45e-3 (seeds 0-2, both directions). That is
+# the size of the quantization error itself, so it cannot tell a quantized model from the
+# float one: the dynamic cases therefore also compare the stored weights bit for bit and
+# (transformers) the outputs with activation quantization switched off, both under TIGHT.
+DYNAMIC = 4e-3
+
+CONFIG = dict(vocab_size=200, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128)
+
+
+# ---------------------------------------------------------------- helpers
+
+@pytest.fixture(scope="module")
+def float_model():
+    torch.manual_seed(0)
+    return transformers.BertModel(transformers.BertConfig(**CONFIG)).eval()
+
+
+@pytest.fixture(scope="module")
+def inputs():
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(0, CONFIG["vocab_size"], (2, 12), generator=g)
+    mask = torch.ones_like(ids)
+    mask[1, 9:] = 0  # a padded row, as a tokenizer gives for a shorter sentence
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+def calibration_batches(n=8, batch=4, seq=12):
+    """n * batch = 32 samples: monoquant's minimum before it warns about too few."""
+    g = torch.Generator().manual_seed(2)
+    return [{"input_ids": torch.randint(0, CONFIG["vocab_size"], (batch, seq), generator=g),
+             "attention_mask": torch.ones(batch, seq, dtype=torch.long)} for _ in range(n)]
+
+
+def hidden(model, inputs):
+    with torch.no_grad():
+        return model(**inputs).last_hidden_state
+
+
+def max_diff(a, b):
+    return float((a - b).abs().max())
+
+
+def quant_linears(model):
+    return {n: m for n, m in model.named_modules() if isinstance(m, monoquant.QuantLinear)}
+
+
+def tensors_of(module):
+    return dict(module.named_parameters(recurse=False)) | dict(module.named_buffers(recurse=False))
+
+
+# ---------------------------------------------------------------- 1. monoquant -> transformers
+
+MONOQUANT_CASES = {
+    "w8a8_dynamic": dict(bits=8, dynamic=True),
+    "w8a8_static_asymmetric": dict(bits=8, calibration_data="calib"),  # the default for static INT8
+    "w8a8_static_symmetric": dict(bits=8, calibration_data="calib", scheme="symmetric"),
+    "w4a16_g32": dict(bits=4, weight_only=True, group_size=32),
+}
+
+
+@pytest.mark.parametrize("case", list(MONOQUANT_CASES))
+def test_transformers_loads_monoquant_directory(tmp_path, float_model, inputs, case):
+    kwargs = dict(MONOQUANT_CASES[case])
+    if kwargs.get("calibration_data") == "calib":
+        kwargs["calibration_data"] = calibration_batches()
+    result = monoquant.quantize(float_model, show_progress=False, **kwargs)
+    result.save(tmp_path)
+    ours = quant_linears(result.model)
+    assert len(ours) == 13  # 6 Linear per layer, 2 layers, and the pooler
+
+    loaded = transformers.AutoModel.from_pretrained(tmp_path).eval()
+    assert type(loaded) is transformers.BertModel
+    # Loaded as compressed-tensors quantized modules, still compressed before the first forward.
+    static = "calibration_data" in kwargs
+    for name, mine in ours.items():
+        mod = loaded.get_submodule(name)
+        t = tensors_of(mod)
+        scheme = mod.quantization_scheme
+        assert "weight_scale" in t, name
+        if kwargs["bits"] == 4:
+            assert t["weight_packed"].dtype == torch.int32 and scheme.weights.group_size == 32
+            assert scheme.input_activations is None
+        else:
+            assert t["weight"].dtype == torch.int8
+            act = scheme.input_activations
+            assert act.num_bits == 8 and act.dynamic is (not static)
+        if static:
+            # transformers holds monoquant's calibrated activation scale and zero point.
+            assert float(t["input_scale"].detach()) == pytest.approx(mine.act_scale, rel=1e-7)
+            if kwargs.get("scheme") == "symmetric":
+                assert "input_zero_point" not in t and scheme.input_activations.symmetric
+            else:
+                assert int(t["input_zero_point"]) == mine.act_zero_point
+                assert not scheme.input_activations.symmetric
+
+    got = hidden(loaded, inputs)  # the first forward decompresses the weights
+    want = hidden(result.model, inputs)
+    floats = hidden(float_model, inputs)
+    # transformers' decompressed weights are monoquant's dequantized weights, bit for bit (both
+    # compute code * scale in fp32), and not the float ones.
+    for name, mine in ours.items():
+        w = loaded.get_submodule(name).weight
+        assert torch.equal(w, mine.dequantized_weight()), name
+        assert not torch.equal(w, float_model.get_submodule(name).weight), name
+
+    if case == "w8a8_dynamic":
+        assert max_diff(got, want) <= DYNAMIC
+        # With compressed-tensors' activation fake-quantization switched off, transformers runs
+        # monoquant's weights with float activations: exactly the float model holding monoquant's
+        # dequantized weights, and that differs from the float model itself.
+        weights_only = hidden(monoquant.dequantize_model(result.model), inputs)
+        loaded.apply(disable_quantization)
+        got_float_acts = hidden(loaded, inputs)
+        assert max_diff(got_float_acts, weights_only) <= TIGHT
+        assert max_diff(weights_only, floats) > TIGHT
+        assert max_diff(got, got_float_acts) > TIGHT  # transformers did quantize the activations
+    else:
+        # The same codes, scales (and static input scale / zero point) on both sides.
+        assert max_diff(got, want) <= TIGHT
+        assert max_diff(floats, want) > TIGHT  # an unquantized load would fail the line above
+
+
+# ---------------------------------------------------------------- 2. compressed-tensors -> monoquant
+
+def _w8a16_channel():
+    return QuantizationScheme(targets=["Linear"], weights=QuantizationArgs(
+        num_bits=8, type="int", symmetric=True, strategy="channel"))
+
+
+def _w4a16_g32():
+    scheme = preset_name_to_scheme("W4A16", ["Linear"])
+    scheme.weights.group_size = 32
+    return scheme
+
+
+def _w8a8_static_asymmetric():
+    scheme = preset_name_to_scheme("W8A8", ["Linear"])
+    scheme.input_activations = QuantizationArgs(num_bits=8, type="int", symmetric=False, strategy="tensor",
+                                                dynamic=False)
+    return scheme
+
+
+# case -> (the package's scheme, the format it picks, monoquant's weight format and mode)
+CT_CASES = {
+    "w8a8_dynamic": (lambda: preset_name_to_scheme("W8A8", ["Linear"]), "int-quantized", "int8", "dynamic"),
+    "w4a16_g32": (_w4a16_g32, "pack-quantized", "int4", "weight_only"),
+    "w8a16_channel": (_w8a16_channel, "pack-quantized", "int8", "weight_only"),
+    "w8a8_static_asymmetric": (_w8a8_static_asymmetric, "int-quantized", "int8", "static"),
+}
+
+
+def _observed_input_ranges(model, names, batches):
+    """Per-tensor min / max of each named module's input over the batches (float model)."""
+    ranges = {}
+
+    def hook(name):
+        def record(_module, args):
+            x = args[0].detach()
+            lo, hi = ranges.get(name, (x.min(), x.max()))
+            ranges[name] = (torch.minimum(lo, x.min()), torch.maximum(hi, x.max()))
+        return record
+
+    handles = [model.get_submodule(n).register_forward_pre_hook(hook(n)) for n in names]
+    try:
+        with torch.no_grad():
+            for b in batches:
+                model(**b)
+    finally:
+        for h in handles:
+            h.remove()
+    return ranges
+
+
+def compress_with_compressed_tensors(float_model, scheme):
+    """The package's own quantization and compression of a copy of ``float_model``.
+
+    Returns (compressed state dict, quantization_config dict, the package's model after its
+    own decompression: Linear weights = its dequantized weights; its forward fake-quantizes
+    the activations as the scheme says)."""
+    model = copy.deepcopy(float_model)
+    apply_quantization_config(model, QuantizationConfig(config_groups={"group_0": scheme}), show_progress=False)
+    targets = {n: m for n, m in model.named_modules() if getattr(m, "quantization_scheme", None) is not None}
+    act = scheme.input_activations
+    ranges = (_observed_input_ranges(float_model, list(targets), calibration_batches())
+              if act is not None and not act.dynamic else {})
+    with torch.no_grad():
+        for name, m in targets.items():
+            # Weight ranges per output channel or per group of the row, then the package's qparams.
+            args = m.quantization_scheme.weights
+            w = m.weight
+            if args.strategy == "group":
+                w = w.unflatten(-1, (-1, args.group_size))
+                lo, hi = w.amin(-1), w.amax(-1)
+            else:
+                lo, hi = w.amin(1, keepdim=True), w.amax(1, keepdim=True)
+            scale, zero_point = calculate_qparams(lo, hi, args)
+            m.weight_scale.copy_(scale)
+            if hasattr(m, "weight_zero_point"):
+                m.weight_zero_point.copy_(zero_point)
+            if name in ranges:
+                scale, zero_point = calculate_qparams(*(v.reshape(1) for v in ranges[name]), act)
+                m.input_scale.copy_(scale)
+                m.input_zero_point.copy_(zero_point)
+    compressor = ModelCompressor.from_pretrained_model(model)
+    compressor.compress_model(model)
+    state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+    config = compressor.quantization_config.model_dump()
+    compressor.decompress_model(model)
+    return state, config, model
+
+
+def stored_codes(state, name, bits):
+    """The integer codes of one module as the package stored them (unpacked by the package)."""
+    if name + ".weight_packed" in state:
+        shape = torch.Size(state[name + ".weight_shape"].tolist())
+        return unpack_from_int32(state[name + ".weight_packed"], bits, shape)
+    return state[name + ".weight"]
+
+
+def write_checkpoint(path, float_model, state, quantization_config):
+    config = float_model.config.to_dict()
+    config["architectures"] = ["BertModel"]
+    config["quantization_config"] = quantization_config
+    (path / "config.json").write_text(json.dumps(config, indent=2))
+    save_file(state, str(path / "model.safetensors"), metadata={"format": "pt"})
+
+
+@pytest.mark.parametrize("case", list(CT_CASES))
+def test_monoquant_loads_compressed_tensors_checkpoint(tmp_path, float_model, inputs, case):
+    make_scheme, fmt, weight_format, mode = CT_CASES[case]
+    state, qcfg, ct_model = compress_with_compressed_tensors(float_model, make_scheme())
+    assert qcfg["format"] == fmt and qcfg["quantization_status"] == "compressed"
+    write_checkpoint(tmp_path, float_model, state, qcfg)
+
+    loaded = monoquant.load(tmp_path)
+    targets = [n for n, m in ct_model.named_modules() if getattr(m, "quantization_scheme", None) is not None]
+    assert len(targets) == 13
+    ours = quant_linears(loaded)
+    assert sorted(ours) == sorted(targets)  # every quantized Linear runs on monoquant's kernels
+    # The package's symmetric codes span [-2^(b-1), 2^(b-1) - 1] and reach the negative end, a code
+    # monoquant's own quantizer never writes ([-127, 127] / [-7, 7]): the kernels must take it too.
+    bits = 4 if weight_format == "int4" else 8
+    assert min(int(stored_codes(state, n, bits).min()) for n in targets) == -(2 ** (bits - 1))
+    # The float reference: the float BERT with the package's own decompressed Linear weights.
+    ref = copy.deepcopy(float_model)
+    with torch.no_grad():
+        for name in targets:
+            ref.get_submodule(name).weight.copy_(ct_model.get_submodule(name).weight)
+    for name, mine in ours.items():
+        assert mine.scheme.format == weight_format and mine.scheme.mode == mode, name
+        # monoquant decodes the package's codes and scales to its dequantized weights, bit for bit.
+        assert torch.equal(mine.dequantized_weight(), ref.get_submodule(name).weight), name
+        if mode == "static":
+            assert mine.act_scale == float(state[name + ".input_scale"])
+            assert mine.act_zero_point == int(state[name + ".input_zero_point"])
+
+    got = hidden(loaded, inputs)
+    floats = hidden(float_model, inputs)
+    reference = hidden(ref, inputs)
+    if mode == "weight_only":
+        assert max_diff(got, reference) <= TIGHT
+        assert max_diff(floats, reference) > TIGHT  # float weights would fail the line above
+    elif mode == "static":
+        # The package's own quantized forward (input fake-quantized with the stored scale and
+        # zero point) is the reference that holds the same activation rounding.
+        want = hidden(ct_model, inputs)
+        assert max_diff(got, want) <= TIGHT
+        assert max_diff(floats, want) > TIGHT and max_diff(reference, want) > TIGHT
+    else:
+        # monoquant quantizes activations per token (absmax / 127); the float reference does not.
+        assert max_diff(got, reference) <= DYNAMIC
+        assert max_diff(got, reference) > TIGHT  # activations were quantized, not run in float
+
+    # The other form of load: a float skeleton (other random weights) filled from the directory.
+    torch.manual_seed(123)
+    skeleton = transformers.BertModel(transformers.BertConfig(**CONFIG)).eval()
+    assert torch.equal(hidden(monoquant.load(tmp_path, model=skeleton), inputs), got)
