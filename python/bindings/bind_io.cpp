@@ -12,6 +12,7 @@
 #include <memory>
 
 #include "convert.hpp"
+#include "input_tensors.hpp"
 #include "monoquant/buffer.hpp"
 #include "monoquant/error.hpp"
 #include "monoquant/io/checkpoint.hpp"
@@ -24,7 +25,6 @@ namespace monoquant::io {
 namespace {
 
 namespace nb = nanobind;
-using Bytes = nb::ndarray<nb::ro, uint8_t, nb::device::cpu, nb::c_contig>;
 using Keep = std::shared_ptr<const void>;
 
 nb::object storage_tensor(const std::byte* data, std::size_t size, Keep keep) {
@@ -70,35 +70,6 @@ nb::dict export_checkpoint(Checkpoint ck, nb::object tree) {
   d["metadata"] = ck.metadata;
   d["tree"] = tree;
   return d;
-}
-
-// (name, torch dtype name, shape, bytes) from io.py, bytes = a uint8 view of
-// the contiguous tensor's memory (no copy).
-struct InputTensors {
-  std::vector<TensorToWrite> tensors;
-  std::vector<Bytes> keep;
-};
-
-InputTensors input_tensors(const nb::list& items) {
-  InputTensors in;
-  for (nb::handle h : items) {
-    auto t = nb::cast<nb::tuple>(h);
-    TensorToWrite w;
-    w.name = nb::cast<std::string>(t[0]);
-    const auto dt = parse_torch_name(nb::cast<std::string>(t[1]));
-    if (!dt) throw_unsupported("tensor '" + w.name + "': dtype " + nb::cast<std::string>(t[1]) + " cannot be written");
-    w.dtype = *dt;
-    w.shape = nb::cast<std::vector<int64_t>>(t[2]);
-    Bytes b = nb::cast<Bytes>(t[3]);
-    const std::size_t need = checked_nbytes(w.dtype, w.shape, w.name);
-    if (b.size() != need) {
-      throw_invalid_argument("tensor '" + w.name + "': " + std::to_string(b.size()) + " bytes for " + std::to_string(need));
-    }
-    w.data = reinterpret_cast<const std::byte*>(b.data());
-    in.keep.push_back(b);
-    in.tensors.push_back(std::move(w));
-  }
-  return in;
 }
 
 std::vector<NamedView> named_views(const std::vector<TensorToWrite>& ts) {
@@ -187,6 +158,31 @@ nb::object tree_to_python(const CheckpointContents& c) {
 }
 
 }  // namespace
+
+// (name, torch dtype name, shape, bytes) from io.py, bytes = a uint8 view of
+// the contiguous tensor's memory (no copy).
+InputTensors input_tensors(const nb::list& items) {
+  InputTensors in;
+  for (nb::handle h : items) {
+    auto t = nb::cast<nb::tuple>(h);
+    TensorToWrite w;
+    w.name = nb::cast<std::string>(t[0]);
+    const auto dt = parse_torch_name(nb::cast<std::string>(t[1]));
+    if (!dt) throw_unsupported("tensor '" + w.name + "': dtype " + nb::cast<std::string>(t[1]) + " cannot be written");
+    w.dtype = *dt;
+    w.shape = nb::cast<std::vector<int64_t>>(t[2]);
+    Bytes b = nb::cast<Bytes>(t[3]);
+    const std::size_t need = checked_nbytes(w.dtype, w.shape, w.name);
+    if (b.size() != need) {
+      throw_invalid_argument("tensor '" + w.name + "': " + std::to_string(b.size()) + " bytes for " + std::to_string(need));
+    }
+    w.data = reinterpret_cast<const std::byte*>(b.data());
+    in.keep.push_back(b);
+    in.tensors.push_back(std::move(w));
+  }
+  return in;
+}
+
 }  // namespace monoquant::io
 
 namespace monoquant::python {
@@ -241,31 +237,6 @@ void bind_io(nb::module_& m) {
         write_safetensors_directory(path, in.tensors, metadata, max_shard_bytes);
       },
       nb::arg("path"), nb::arg("tensors"), nb::arg("metadata"), nb::arg("max_shard_bytes"));
-  m.def(
-      "quantization_config",
-      [](const nb::list& modules, const std::vector<std::string>& ignore) {
-        std::vector<CtModuleScheme> schemes;
-        for (nb::handle h : modules) {
-          const nb::dict d = nb::cast<nb::dict>(h);
-          CtModuleScheme m;
-          m.module = nb::cast<std::string>(d["module"]);
-          m.weight_bits = nb::cast<int>(d["bits"]);
-          m.weight_symmetric = nb::cast<bool>(d["symmetric"]);
-          m.group_size = nb::cast<int64_t>(d["group_size"]);
-          m.format = nb::cast<std::string>(d["format"]);
-          const std::string act = nb::cast<std::string>(d["activations"]);
-          if (act == "none") m.activations = CtActivations::none;
-          else if (act == "dynamic") m.activations = CtActivations::dynamic_per_token;
-          else if (act == "static") m.activations = CtActivations::static_per_tensor;
-          else throw_invalid_argument("activations must be 'none', 'dynamic' or 'static', got '" + act + "'");
-          m.activations_symmetric = nb::cast<bool>(d["activations_symmetric"]);
-          schemes.push_back(std::move(m));
-        }
-        return quantization_config_json(schemes, ignore);
-      },
-      nb::arg("modules"), nb::arg("ignore"),
-      "The compressed-tensors quantization_config JSON for these module schemes (dicts with module, bits, "
-      "symmetric, group_size, format, activations, activations_symmetric).");
   m.def(
       "decompress_checkpoint",
       [](const std::string& path) {

@@ -19,6 +19,7 @@ void bind_quant(nb::module_& m);
 void bind_observe(nb::module_& m);
 void bind_linear(nb::module_& m);
 void bind_io(nb::module_& m);
+void bind_pipeline(nb::module_& m);
 }
 
 namespace {
@@ -84,4 +85,5 @@ NB_MODULE(_core, m) {
   monoquant::python::bind_observe(m);
   monoquant::python::bind_linear(m);
   monoquant::python::bind_io(m);
+  monoquant::python::bind_pipeline(m);
 }

@@ -27,7 +27,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from . import io, ops
+from . import _core, io, ops
 from .calibration import _batch_size, calibrate
 from .errors import InvalidArgumentError, MonoquantError, UnsupportedError
 from .metrics import error_metrics
@@ -38,8 +38,7 @@ from .progress import progress, progress_enabled
 from .report import LayerReport, QuantizationReport
 from .result import QuantizationResult
 from .schemes import LayerScheme
-from .selection import MIN_PARAMS, LayerChoice, Rules, select_layers
-from .weights import quantize_weight, scale_dtype_for, to_compressed
+from .selection import LayerChoice, select_layers
 
 #: Weight SQNR under these figures gives a warning / a critical warning.
 SQNR_WARN_DB = 20.0
@@ -329,88 +328,58 @@ def _quantize_model(model: nn.Module, scheme: LayerScheme, bits: int, *, calibra
 
 # ---------------------------------------------------------------- state dicts
 
-_EMBED_NAME = ("embed", "wte", "wpe", "word_embeddings", "position_embeddings", "token_type_embeddings", "shared")
-
-
 def _quantize_state_dict(sd: Dict[str, torch.Tensor], scheme: LayerScheme, bits: int, *, skip, include,
-                         quality_defaults, explicit_group, show_progress, config,
+                         quality_defaults, explicit_group, show_progress, config, layer_types=None,
                          model_config=None) -> QuantizationResult:
+    """A state dict through the checkpoint pipeline (src/pipeline): the same plan, codes and tensors as
+    ``monoquant quantize`` gives for the same settings."""
     if scheme.mode == "static":
         raise InvalidArgumentError("static quantization calibrates activations by running the model: pass the "
                                    "nn.Module (or a directory with a transformers config.json), not a state dict")
-    skip_rules, include_rules = Rules(skip, "skip"), Rules(include, "include")
-    modules = sorted({k[: -len(".weight")] for k in sd if k.endswith(".weight")})
-    skip_rules.check_names(modules)
-    include_rules.check_names(modules)
-    dummy = nn.Module()
-    records: Dict[str, Dict[str, Any]] = {}
-    layers: List[LayerReport] = []
-    warns: List[str] = []
-    plan = []
     for key, t in sd.items():
         if not isinstance(t, torch.Tensor):
             raise InvalidArgumentError(f"state dict entry {key!r} is a {type(t).__name__}, not a tensor")
-        if not key.endswith(".weight"):
-            continue
-        name = key[: -len(".weight")]
-        reason = None
-        if t.dim() != 2 or not t.is_floating_point():
-            if t.is_floating_point() and t.dim() > 2:
-                reason = f"{t.dim()}-D weight: convolutions need the model (pass the nn.Module)"
-            else:
-                continue
-        elif skip_rules.match(name, dummy):
-            reason = skip_rules.match(name, dummy)
-        else:
-            last = name.rsplit(".", 1)[-1].lower()
-            default = None
-            if quality_defaults:
-                if any(e in last for e in _EMBED_NAME):
-                    default = "embedding (by name)"
-                elif last in ("lm_head", "output_projection", "embed_out"):
-                    default = "output head (lm_head)"
-                elif bits == 4 and t.numel() < MIN_PARAMS:
-                    default = f"{t.numel()} parameters (< {MIN_PARAMS}: too small to gain)"
-            if default and not include_rules.match(name, dummy):
-                reason = default + "; pass include=[...] to quantize it"
-            elif scheme.format == "int4" and t.shape[1] % scheme.group_size:
-                msg = (f"tensor {key!r} has K = {t.shape[1]}, not a multiple of group_size {scheme.group_size} "
-                       f"(compressed-tensors readers refuse ragged groups)")
-                if explicit_group:
-                    raise InvalidArgumentError(f"{msg}; {_group_suggestion(int(t.shape[1]), scheme.group_size, name)}")
-                reason = msg
-            elif not bool(torch.isfinite(t).all()):
-                raise InvalidArgumentError(f"tensor {key!r} has a non-finite weight (NaN or Inf); fix it or "
-                                           f"skip=[{name!r}]")
-        plan.append((key, name, t, reason))
-    quantized: Dict[str, Dict[str, torch.Tensor]] = {}
-    items = progress(plan, total=len(plan), desc="quantizing") if show_progress else plan
-    for key, name, t, reason in items:
-        before = t.numel() * t.element_size()
-        if reason is not None:
-            layers.append(LayerReport(name, "tensor", list(t.shape), "float", False, reason, before, before))
-            continue
-        sdtype = scale_dtype_for(t.dtype)
-        qw = quantize_weight(t, scheme, sdtype, key)
-        quantized[key] = to_compressed(name, qw, scheme, sdtype)
-        records[name] = {"type": "Linear", "scheme": scheme.to_dict(), "shape": list(qw.shape),
-                         "float_dtype": str(t.dtype).split(".")[-1]}
-        after = qw.codes.numel() * qw.codes.element_size() + (0 if qw.scales is None else qw.scales.numel() * sdtype.itemsize)
-        em = error_metrics(t.detach().float(), qw.dequantize())
-        layers.append(LayerReport(name, "tensor", list(t.shape), scheme.label, True, "2-D weight", before, after,
-                                  em.sqnr_db, ops.kernel_name()))
+    rules = {"scheme": scheme.to_dict(), "skip": _names_only(skip, "skip"), "only": [],
+             "include": _names_only(include, "include"),
+             "overrides": [], "min_params": -1, "quality_defaults": bool(quality_defaults),
+             "quantize_embeddings": layer_types is not None and nn.Embedding in tuple(layer_types),
+             "explicit_group_size": bool(explicit_group)}
+    items, _keep = io._items(sd)
+    out = _core.quantize_state_dict(items, rules)
+    layers: List[LayerReport] = []
     ordered: Dict[str, torch.Tensor] = {}
-    for key, t in sd.items():  # the input's order, each quantized weight's tensors in its place
-        if key in quantized:
-            ordered.update(quantized[key])
-        else:
+    records: Dict[str, Dict[str, Any]] = {}
+    for e, (key, t) in zip(out["entries"], sd.items()):
+        before = t.numel() * t.element_size()
+        if not e["quantize"]:
             ordered[key] = t
-    warns.extend(_sqnr_warnings(layers))
+            if e["role"] in ("linear weight", "conv weight", "embedding", "output head"):
+                layers.append(LayerReport(e["module"], "tensor", list(t.shape), "float", False, e["reason"], before,
+                                          before))
+            continue
+        ordered.update(e["tensors"])
+        records[e["module"]] = {"type": "Embedding" if e["role"] == "embedding" else "Linear",
+                                "scheme": e["scheme"], "shape": [int(t.shape[0]), int(t[0].numel())],
+                                "float_dtype": str(t.dtype).split(".")[-1]}
+        layers.append(LayerReport(e["module"], "tensor", list(t.shape), e["label"], True, e["reason"], before,
+                                  int(e["weight_bytes"]), float(e["sqnr_db"]), ops.kernel_name()))
+    warns = list(out["warnings"]) + _sqnr_warnings(layers)
     report = QuantizationReport(layers, _tensor_bytes(sd.values()), _tensor_bytes(ordered.values()),
-                                [f"skip rule {p!r} matched no tensor" for p in skip_rules.unused_patterns()])
+                                list(out["notes"]))
     for msg in warns:
         warnings.warn(msg, RuntimeWarning, stacklevel=3)
     return QuantizationResult(ordered, config, report, warns, records=records, model_config=model_config)
+
+
+def _names_only(rules, what: str) -> List[str]:
+    if rules is None:
+        return []
+    rules = [rules] if isinstance(rules, (str, type)) else list(rules)
+    for r in rules:
+        if not isinstance(r, str):
+            raise InvalidArgumentError(f"{what} on a state dict takes tensor/module names or 're:' patterns, "
+                                       f"not {r!r} (module types need the nn.Module)")
+    return rules
 
 
 # ---------------------------------------------------------------- the entry point
@@ -493,7 +462,8 @@ def quantize(
                                layer_types=layer_types, num_calibration_samples=num_calibration_samples,
                                inplace=inplace, **kwargs)
     if isinstance(model, Mapping):
-        return _quantize_state_dict(dict(model), sch, bits, model_config=model_config, **kwargs)
+        return _quantize_state_dict(dict(model), sch, bits, model_config=model_config, layer_types=layer_types,
+                                    **kwargs)
     raise InvalidArgumentError(f"quantize takes an nn.Module, a state dict or a checkpoint path, got "
                                f"{type(model).__name__}")
 

@@ -22,7 +22,6 @@ import copy
 import json
 import os
 import re
-import tempfile
 import warnings
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -31,7 +30,8 @@ from torch import nn
 
 from . import _core, io
 from .errors import FormatError, InvalidArgumentError, UnsupportedError
-from .modules import QuantConv1d, QuantConv2d, QuantEmbedding, QuantLinear, QuantModule
+from .modules import (QuantConv1d, QuantConv2d, QuantEmbedding, QuantLinear, QuantModule,
+                      half_weight_from_float_shape)
 from .schemes import LayerScheme
 from .weights import QuantizedWeight, from_compressed
 
@@ -75,57 +75,33 @@ def quantized_modules(model: nn.Module) -> Dict[str, QuantModule]:
     return {n: m for n, m in model.named_modules() if isinstance(m, QuantModule)}
 
 
-def file_metadata(records: Dict[str, Dict[str, Any]]) -> Dict[str, str]:
-    """``quantization_config`` (when any module has int weights) and ``monoquant`` strings."""
-    entries = []
-    for name, rec in records.items():
-        scheme = LayerScheme.from_dict(rec["scheme"])
-        if not scheme.is_half:
-            entries.append(scheme.ct_module_entry(name))
-    meta = {"monoquant": json.dumps({"format": MONOQUANT_FORMAT, "version": 1, "monoquant_version": _core.__version__,
-                                     "modules": records})}
-    if entries:
-        meta["quantization_config"] = _core.quantization_config(entries, [])
-    return meta
+def _record_for_core(name: str, rec: Dict[str, Any]) -> Dict[str, Any]:
+    base = ("type", "scheme", "shape", "float_dtype")
+    return {"name": name, "type": rec["type"], "scheme": rec["scheme"], "shape": list(rec["shape"]),
+            "float_dtype": rec["float_dtype"],
+            "extra_json": json.dumps({k: v for k, v in rec.items() if k not in base})}
 
 
 def write_quantized(tensors: Dict[str, torch.Tensor], records: Dict[str, Dict[str, Any]], path,
                     model_config: Optional[Dict[str, Any]] = None, max_shard_size: Optional[int] = None,
                     extra_files=None) -> None:
-    """Write quantized tensors and their metadata to ``.safetensors``, ``.pt`` or a directory."""
+    """Write quantized tensors and their metadata to ``.safetensors``, ``.pt`` or a directory, with the
+    checkpoint pipeline's streaming writer (the one `monoquant quantize` uses): ``quantization_config`` and
+    ``monoquant`` in the metadata, and for a directory ``config.json`` (``model_config`` or the directory's
+    existing config.json, with ``quantization_config`` merged)."""
     path = os.fspath(path)
-    meta = file_metadata(records)
-    if path.endswith((".safetensors", ".pt", ".pth", ".bin")):
-        io.save_state_dict(tensors, path, metadata=meta)
-        return
-    os.makedirs(path, exist_ok=True)
-    io.save_state_dict(tensors, path, metadata=meta, max_shard_size=max_shard_size)
-    config = dict(model_config or {})
-    config_path = os.path.join(path, "config.json")
-    if not config and os.path.exists(config_path):
-        with open(config_path, encoding="utf-8") as f:
-            config = json.load(f)
-    config.pop("quantization_config", None)
-    if "quantization_config" in meta:
-        config["quantization_config"] = json.loads(meta["quantization_config"])
-    _write_text_atomic(config_path, json.dumps(config, indent=2, sort_keys=True) + "\n")
-    for save in extra_files or ():
-        save(path)
-
-
-def _write_text_atomic(path: str, text: str) -> None:
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    items, _keep = io._items(tensors)
+    config = ""
+    if model_config:
+        config = json.dumps(model_config)
+    elif os.path.isdir(path) and os.path.exists(os.path.join(path, "config.json")):
+        with open(os.path.join(path, "config.json"), encoding="utf-8") as f:
+            config = f.read()
+    _core.write_quantized_model(path, items, [_record_for_core(n, r) for n, r in records.items()], config,
+                                int(max_shard_size or 0))
+    if not path.endswith((".safetensors", ".pt", ".pth", ".bin")):
+        for save in extra_files or ():
+            save(path)
 
 
 def transformers_config(model: nn.Module) -> Optional[Dict[str, Any]]:
@@ -338,9 +314,7 @@ def load(path, model: Optional[nn.Module] = None) -> nn.Module:
                 w = tensors.get(name + ".weight")
                 if w is None:
                     raise FormatError(f"{path}: no {name}.weight")
-                target = torch.float16 if scheme.format == "float16" else torch.bfloat16
-                n = int(rec["shape"][0])
-                qw = QuantizedWeight(scheme.format, tuple(rec["shape"]), w.detach().reshape(n, -1).to(target).contiguous(), None)
+                qw = half_weight_from_float_shape(w, scheme.format, rec.get("type", ""), tuple(rec["shape"]))
             else:
                 qw = from_compressed(tensors, name, {"num_bits": scheme.bits, "symmetric": True, "type": "int",
                                                      "strategy": "group" if scheme.format == "int4" else "channel",

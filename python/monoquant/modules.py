@@ -30,6 +30,18 @@ from .schemes import LayerScheme
 from .weights import QuantizedWeight, from_compressed, pack, quantize_weight, scale_dtype_for, to_compressed, unpack
 
 
+def half_weight_from_float_shape(w: Tensor, format: str, source_type: str, shape) -> QuantizedWeight:
+    """A float16/bfloat16 weight as saved (the float module's shape) back to the canonical [N, K]."""
+    target = torch.float16 if format == "float16" else torch.bfloat16
+    w = w.detach()
+    if source_type == "Conv1D":
+        w = w.t()
+    w = w.reshape(int(shape[0]), -1)
+    if tuple(w.shape) != tuple(shape):
+        raise InvalidArgumentError(f"weight of shape {tuple(w.shape)} does not fit [{shape[0]}, {shape[1]}]")
+    return QuantizedWeight(format, tuple(shape), w.to(target).contiguous(), None)
+
+
 def _scheme_of(mode: str, format: str, group_size: int, scheme: Optional[LayerScheme]) -> LayerScheme:
     if scheme is not None:
         return scheme
@@ -119,8 +131,14 @@ class QuantModule(nn.Module):
     # -- state dict: compressed-tensors names ------------------------------------------
 
     def compressed_tensors(self, prefix: str = "") -> Dict[str, Tensor]:
-        out = to_compressed(prefix, self.quantized_weight(), self.scheme, self.scale_dtype, self.act_scale,
-                            self.act_zero_point)
+        qw = self.quantized_weight()
+        if qw.scales is None:
+            # float16/bfloat16 weights are saved as the float module holds them (a conv's 4-D shape, a
+            # transformers Conv1D's [in, out]), so that any reader loads them as a plain float checkpoint.
+            return {(prefix + "." if prefix else "") + "weight": self._to_float_shape(qw.codes),
+                    **({(prefix + "." if prefix else "") + "bias": self.bias.to(self.float_dtype)}
+                       if self.bias is not None else {})}
+        out = to_compressed(prefix, qw, self.scheme, self.float_dtype, self.act_scale, self.act_zero_point)
         if self.bias is not None:
             out[(prefix + "." if prefix else "") + "bias"] = self.bias.to(self.float_dtype)
         return out
@@ -147,11 +165,8 @@ class QuantModule(nn.Module):
             return
         try:
             if self.scheme.is_half:
-                w = mine["weight"]
-                target = torch.float16 if self.scheme.format == "float16" else torch.bfloat16
-                if w.dim() != 2 and w.numel() == self._weight_shape[0] * self._weight_shape[1]:
-                    w = w.reshape(self._weight_shape)
-                qw = QuantizedWeight(self.scheme.format, tuple(w.shape), w.detach().to(target).contiguous(), None)
+                qw = half_weight_from_float_shape(mine["weight"], self.scheme.format, self.source_type,
+                                                  self._weight_shape)
             else:
                 qw = from_compressed(mine, "", self._ct_args(), name=prefix[:-1] or type(self).__name__)
             if tuple(qw.shape) != tuple(self._weight_shape):

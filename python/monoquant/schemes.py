@@ -84,13 +84,6 @@ class LayerScheme:
             return "int-quantized"
         return "pack-quantized"
 
-    def ct_module_entry(self, module: str) -> Dict[str, Any]:
-        """The entry `_core.quantization_config` takes for one module."""
-        return {"module": module, "bits": self.bits, "symmetric": True,
-                "group_size": self.group_size if self.format == "int4" else -1, "format": self.ct_format(),
-                "activations": "none" if self.mode == "weight_only" else self.mode,
-                "activations_symmetric": self.act_symmetric}
-
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
 

@@ -111,42 +111,16 @@ def unpack(w: ops.PackedLinearWeight) -> QuantizedWeight:
 
 # ---------------------------------------------------------------- compressed-tensors layout
 
-def _words(rows: Tensor, per_word_bytes: int = 4) -> Tensor:
-    """uint8 rows [N, B] -> int32 words [N, ceil(B/4)] (little-endian, zero padding)."""
-    n, b = rows.shape
-    pad = (-b) % per_word_bytes
-    if pad:
-        rows = torch.cat([rows, rows.new_zeros(n, pad)], dim=1)
-    return rows.contiguous().view(torch.int32)
-
-
-def to_compressed(prefix: str, qw: QuantizedWeight, scheme: LayerScheme, scale_dtype: torch.dtype,
+def to_compressed(prefix: str, qw: QuantizedWeight, scheme: LayerScheme, weight_dtype: torch.dtype,
                   act_scale: float = 0.0, act_zero_point: int = 0) -> Dict[str, Tensor]:
-    """The tensors of one module in the compressed-tensors conventions (docs/FORMAT.md)."""
-    p = prefix + "." if prefix else ""
-    n, k = qw.shape
-    out: Dict[str, Tensor] = {}
+    """The tensors of one module in the compressed-tensors conventions (docs/FORMAT.md), made by the
+    checkpoint pipeline's C++ layout code (what `monoquant quantize` writes). Half formats: ``weight``."""
     if qw.format in ("float16", "bfloat16"):
-        out[p + "weight"] = qw.codes
-        return out
-    scale = qw.scales.to(scale_dtype)
-    if scheme.ct_format() == "int-quantized":
-        if qw.format == "int4":  # not produced by LayerScheme today; kept for completeness of the mapping
-            raise UnsupportedError("int4 weights are written pack-quantized")
-        out[p + "weight"] = qw.codes
-        out[p + "weight_scale"] = scale
-    else:
-        if qw.format == "int4":
-            out[p + "weight_packed"] = _words(qw.codes)
-        else:  # 8-bit pack-quantized: code + 128, four per word
-            out[p + "weight_packed"] = _words((qw.codes.to(torch.int16) + 128).to(torch.uint8))
-        out[p + "weight_scale"] = scale
-        out[p + "weight_shape"] = torch.tensor([n, k], dtype=torch.int64)
-    if scheme.mode == "static":
-        out[p + "input_scale"] = torch.tensor([act_scale], dtype=torch.float32).to(scale_dtype)
-        if not scheme.act_symmetric:
-            out[p + "input_zero_point"] = torch.tensor([act_zero_point], dtype=torch.int8)
-    return out
+        return {(prefix + "." if prefix else "") + "weight": qw.codes}
+    n, k = qw.shape
+    return dict(_core.compressed_tensors(prefix, scheme.to_dict(), qw.codes, qw.scales, n, k,
+                                         _DTYPE_NAMES.get(weight_dtype, "float32"), float(act_scale),
+                                         int(act_zero_point)))
 
 
 def _int_of(t: Tensor, what: str) -> Tuple[int, ...]:

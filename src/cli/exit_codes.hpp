@@ -14,6 +14,8 @@ enum ExitCode : int {
   format_error = 4,    // ErrorKind::format
   io_error = 5,        // ErrorKind::io
   unsupported = 6,     // ErrorKind::unsupported
+  validation_failed = 7,   // `validate` / `compare` found a problem
+  warnings_as_errors = 8,  // --strict and there were warnings (nothing was written)
 };
 
 inline int exit_code_for(ErrorKind kind) {

@@ -8,7 +8,9 @@
 #include <vector>
 
 #include "cli/exit_codes.hpp"
+#include "cli/common.hpp"
 #include "cli/inspect.hpp"
+#include "cli/quantize.hpp"
 #include "monoquant/cpu_features.hpp"
 #include "monoquant/error.hpp"
 #include "monoquant/thread_pool.hpp"
@@ -22,7 +24,6 @@ struct Planned {
 };
 
 constexpr Planned kPlanned[] = {
-    {"quantize", "Quantize a checkpoint (.safetensors, sharded directory, .pt) to int8/int4/fp16/bf16"},
     {"dequantize", "Turn a quantized checkpoint back into float tensors"},
     {"validate", "Check a checkpoint: sizes before and after, SQNR per tensor, load-and-run"},
     {"compare", "Compare two checkpoints tensor by tensor (SQNR, MSE, max error, cosine)"},
@@ -43,6 +44,8 @@ int main(int argc, char** argv) {
   auto* info = app.add_subcommand("info", "Show the version, CPU features and the kernel set in use");
   cli::InspectOptions inspect_options;
   auto* inspect = cli::add_inspect(app, inspect_options);
+  cli::QuantizeOptions quantize_options;
+  auto* quantize = cli::add_quantize(app, quantize_options);
 
   try {
     app.parse(argc, argv);
@@ -61,7 +64,9 @@ int main(int argc, char** argv) {
                   f.avx512vnni, f.avx_vnni);
       return cli::ok;
     }
+    cli::install_signal_handlers();
     if (inspect->parsed()) return cli::run_inspect(inspect_options);
+    if (quantize->parsed()) return cli::run_quantize(quantize_options);
     for (auto* sub : planned) {
       if (sub->parsed()) {
         std::fprintf(stderr, "monoquant %s: not available in this version yet (planned)\n", sub->get_name().c_str());

@@ -25,6 +25,15 @@ std::string directory_of(const std::string& path) {
 }  // namespace
 
 AtomicFile::AtomicFile(std::string path) : path_(std::move(path)) {
+#ifdef O_TMPFILE
+  // An unnamed file in the target's directory: if the process dies (SIGKILL,
+  // a crash, SIGXFSZ) before commit, the kernel frees it and nothing is left.
+  fd_ = ::open(directory_of(path_).c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0644);
+  if (fd_ >= 0) {
+    unnamed_ = true;
+    return;
+  }
+#endif
   temp_path_ = path_ + ".tmp.XXXXXX";
   std::vector<char> name(temp_path_.begin(), temp_path_.end());
   name.push_back('\0');
@@ -36,7 +45,7 @@ AtomicFile::AtomicFile(std::string path) : path_(std::move(path)) {
 
 AtomicFile::~AtomicFile() {
   if (fd_ >= 0) ::close(fd_);
-  if (!committed_) ::unlink(temp_path_.c_str());
+  if (!committed_ && !temp_path_.empty()) ::unlink(temp_path_.c_str());
 }
 
 void AtomicFile::write(const void* data, std::size_t size) {
@@ -63,8 +72,45 @@ void AtomicFile::write_zeros(std::size_t size) {
   }
 }
 
+void AtomicFile::reserve(uint64_t size) {
+  if (::ftruncate(fd_, static_cast<off_t>(size)) != 0) {
+    throw_io_error(path_ + ": cannot reserve " + std::to_string(size) + " bytes: " + std::strerror(errno));
+  }
+}
+
+void AtomicFile::write_at(uint64_t offset, const void* data, std::size_t size) {
+  const char* p = static_cast<const char*>(data);
+  while (size > 0) {
+    const std::size_t chunk = size < (std::size_t{1} << 30) ? size : (std::size_t{1} << 30);
+    const ssize_t n = ::pwrite(fd_, p, chunk, static_cast<off_t>(offset));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw_io_error(path_ + ": write failed: " + std::strerror(errno));
+    }
+    p += n;
+    offset += static_cast<uint64_t>(n);
+    size -= static_cast<std::size_t>(n);
+  }
+}
+
 void AtomicFile::commit() {
   if (::fsync(fd_) != 0) throw_io_error(path_ + ": fsync failed: " + std::strerror(errno));
+  if (unnamed_) {
+    // Give the unnamed file a temporary name (linkat cannot replace a file),
+    // then rename it over the target: readers see the old or the new file.
+    const std::string proc = "/proc/self/fd/" + std::to_string(fd_);
+    for (int attempt = 0;; ++attempt) {
+      temp_path_ = path_ + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(attempt);
+      if (::linkat(AT_FDCWD, proc.c_str(), AT_FDCWD, temp_path_.c_str(), AT_SYMLINK_FOLLOW) == 0) break;
+      if (errno != EEXIST || attempt > 100) {
+        const int err = errno;
+        temp_path_.clear();
+        ::close(fd_);
+        fd_ = -1;
+        throw_io_error(path_ + ": cannot link the temporary file into place: " + std::strerror(err));
+      }
+    }
+  }
   if (::close(fd_) != 0) {
     fd_ = -1;
     throw_io_error(path_ + ": close failed: " + std::strerror(errno));

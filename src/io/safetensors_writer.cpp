@@ -63,6 +63,35 @@ std::string safetensors_header_json(const std::vector<TensorToWrite>& tensors,
   return out;
 }
 
+SafetensorsLayout safetensors_layout(const std::vector<TensorSpec>& specs,
+                                     const std::map<std::string, std::string>& metadata) {
+  // The header rule needs no data: describe each spec as an empty-data tensor
+  // (checked for names and dtypes there) and lay them out.
+  static const std::byte placeholder{};
+  std::vector<TensorToWrite> views;
+  views.reserve(specs.size());
+  for (const auto& s : specs) views.push_back(TensorToWrite{s.name, s.dtype, s.shape, &placeholder});
+  std::vector<std::size_t> order;
+  SafetensorsLayout layout;
+  try {
+    layout.header = safetensors_header_json(views, metadata, &order);
+  } catch (const nlohmann::json::exception& e) {
+    throw_invalid_argument(std::string("tensor names and metadata must be valid UTF-8 (") + e.what() + ")");
+  }
+  layout.header.append((8 - layout.header.size() % 8) % 8, ' ');
+  if (layout.header.size() > kSafetensorsMaxHeader) throw_invalid_argument("safetensors header too large");
+  layout.offsets.assign(specs.size(), 0);
+  layout.sizes.assign(specs.size(), 0);
+  uint64_t offset = 8 + layout.header.size();
+  for (std::size_t i : order) {
+    layout.offsets[i] = offset;
+    layout.sizes[i] = checked_nbytes(specs[i].dtype, specs[i].shape, specs[i].name);
+    offset += layout.sizes[i];
+  }
+  layout.file_size = offset;
+  return layout;
+}
+
 void write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
                        const std::map<std::string, std::string>& metadata) {
   std::vector<std::size_t> order;

@@ -48,6 +48,25 @@ std::string safetensors_header_json(const std::vector<TensorToWrite>& tensors,
                                     const std::map<std::string, std::string>& metadata,
                                     std::vector<std::size_t>* order);
 
+// A file laid out before any tensor data exists (streaming writers): the
+// padded header and, per spec, where its bytes go.
+struct TensorSpec {
+  std::string name;
+  FileDType dtype = FileDType::f32;
+  Shape shape;
+};
+
+struct SafetensorsLayout {
+  std::string header;             // padded with spaces to a multiple of 8
+  std::vector<uint64_t> offsets;  // per spec (input order): absolute file offset of its first byte
+  std::vector<uint64_t> sizes;    // per spec: bytes
+  uint64_t file_size = 0;         // 8 + header + data
+};
+
+// Same layout rule and checks as safetensors_header_json.
+SafetensorsLayout safetensors_layout(const std::vector<TensorSpec>& specs,
+                                     const std::map<std::string, std::string>& metadata);
+
 // Writes atomically. Names must be unique and non-empty and not
 // "__metadata__"; dtypes must have a safetensors name.
 void write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,

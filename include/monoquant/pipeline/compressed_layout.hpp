@@ -1,0 +1,42 @@
+// What one plan entry becomes on disk (docs/FORMAT.md, "Tensors per layer"):
+// a kept tensor is itself, bit for bit; a quantized weight becomes its
+// compressed-tensors tensors (weight / weight_packed, weight_scale,
+// weight_shape, input_scale, input_zero_point), computed with the one weight
+// rule of weight_quantizer.hpp.
+#pragma once
+
+#include <cstddef>
+#include <utility>
+#include <vector>
+
+#include "monoquant/io/checkpoint.hpp"
+#include "monoquant/io/safetensors.hpp"
+#include "monoquant/pipeline/plan.hpp"
+
+namespace monoquant::pipeline {
+
+// Scales are stored in the weight's dtype when it is float16/bfloat16, else float32.
+io::FileDType scale_dtype_for(io::FileDType weight_dtype);
+
+// Names, dtypes and shapes, known without quantizing anything.
+std::vector<io::TensorSpec> output_specs(const PlanEntry& entry);
+
+struct EntryOutputs {
+  std::vector<Tensor> owned;                                // memory made here
+  std::vector<std::pair<const void*, std::size_t>> bytes;   // per output spec, in output_specs order
+  double sqnr_db = 0;          // weight SQNR (quantized entries)
+  uint64_t weight_bytes = 0;   // codes + scales as stored (quantized entries), else the tensor's bytes
+};
+
+// The compressed-tensors tensors of one quantized layer from its canonical
+// codes (int8 [N, K], or int4 packed rows uint8 [N, ceil(K/2)]) and float32
+// scales ([N, 1] or [N, K/g], already exactly representable in the scale
+// dtype), in output_specs order. Also what the Python modules save.
+std::vector<Tensor> compressed_tensors_from_codes(const PlanEntry& entry, const TensorView& codes, const TensorView& scales);
+
+// Quantizes (or passes through) the entry's tensor. `input` must be the
+// record the entry was planned from. Throws invalid_argument naming the
+// tensor on NaN/Inf weights or a scale that does not fit its dtype.
+EntryOutputs produce_outputs(const PlanEntry& entry, const io::TensorRecord& input);
+
+}  // namespace monoquant::pipeline

@@ -1,0 +1,44 @@
+// One description of how a layer is quantized, from which the kernel mode,
+// the file format and the report's label all follow. The Python LayerScheme
+// (python/monoquant/schemes.py) is the same record.
+//
+//   {int8, dynamic}            W8A8: int8 weights per output channel, int8 activations per token
+//   {int8, static}             W8A8 with one calibrated activation scale (and zero point) per tensor
+//   {int8, weight_only}        W8A16
+//   {int4, weight_only, g}     W4A16: int4 in groups of g along K
+//   {int4, dynamic|static, g}  W4A8
+//   {f16|bf16, weight_only}    FP16 / BF16 weights
+// Weights are symmetric (the kernels run symmetric weights); act_symmetric is
+// the scheme of static activations.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "monoquant/linear.hpp"
+#include "monoquant/weight_quantizer.hpp"
+
+namespace monoquant::pipeline {
+
+struct LayerScheme {
+  WeightFormat format = WeightFormat::int8;
+  LinearMode mode = LinearMode::dynamic_int8;
+  int64_t group_size = 0;  // int4 only
+  ScaleMethod scale_method = ScaleMethod::absmax;
+  bool act_symmetric = true;
+
+  int bits() const;  // 8, 4 or 16
+  bool is_half() const { return format == WeightFormat::f16 || format == WeightFormat::bf16; }
+  // "W8A8-dynamic", "W4A16-g128", "FP16", ...
+  std::string label() const;
+  // compressed-tensors format: "int-quantized" (W8A8), "pack-quantized"
+  // (weight-only int and every int4), "" for float16/bfloat16 weights.
+  std::string ct_format() const;
+  // The weight's QuantSpec (int formats only).
+  QuantSpec weight_spec() const;
+  // Throws invalid_argument (a bad combination) or unsupported (static int4
+  // with asymmetric activations).
+  void validate() const;
+};
+
+}  // namespace monoquant::pipeline

@@ -1,0 +1,270 @@
+// `monoquant quantize MODEL -o OUT --bits 8|4|16 ...`: the checkpoint
+// pipeline (src/pipeline) from the command line.
+#include "cli/quantize.hpp"
+
+#include <cstdio>
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "cli/common.hpp"
+#include "cli/exit_codes.hpp"
+#include "monoquant/calibration_stats.hpp"
+#include "monoquant/error.hpp"
+#include "monoquant/io/reader.hpp"
+#include "monoquant/pipeline/compressed_layout.hpp"
+#include "monoquant/pipeline/quantize_checkpoint.hpp"
+#include "monoquant/thread_pool.hpp"
+
+namespace monoquant::cli {
+namespace {
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// A checkpoint that already holds quantized layers (ours or another tool's).
+std::string quantized_evidence(const io::Checkpoint& ck, const std::string& path) {
+  if (ck.metadata.count("quantization_config")) return "its metadata has a quantization_config";
+  if (is_directory(path) && exists(path + "/config.json")) {
+    const auto cfg = nlohmann::json::parse(read_text(path + "/config.json"), nullptr, false);
+    if (cfg.is_object() && cfg.contains("quantization_config")) return "its config.json has a quantization_config";
+  }
+  for (const auto& t : ck.tensors) {
+    if (ends_with(t.name, ".weight_scale") || ends_with(t.name, ".weight_packed")) {
+      return "it holds '" + t.name + "'";
+    }
+  }
+  return "";
+}
+
+pipeline::LayerScheme scheme_from(const QuantizeOptions& o) {
+  pipeline::LayerScheme s;
+  const int modes = o.dynamic + o.weight_only + o.is_static;
+  if (modes > 1) throw_invalid_argument("choose one of --dynamic, --weight-only or --static");
+  if (o.bits == 16) {
+    if (o.dynamic || o.is_static) throw_invalid_argument("--bits 16 stores float16/bfloat16 weights: no --dynamic or --static");
+    if (!o.scale_method.empty() || o.group_size) throw_invalid_argument("--scale-method and --group-size apply to --bits 8 and 4");
+    s.format = o.dtype == "bf16" ? WeightFormat::bf16 : WeightFormat::f16;
+    s.mode = LinearMode::weight_only;
+    return s;
+  }
+  if (!o.dtype.empty()) throw_invalid_argument("--dtype applies to --bits 16 only");
+  s.format = o.bits == 8 ? WeightFormat::int8 : WeightFormat::int4;
+  s.mode = o.is_static ? LinearMode::static_int8
+           : o.weight_only ? LinearMode::weight_only
+           : o.dynamic ? LinearMode::dynamic_int8
+           : (o.bits == 8 ? LinearMode::dynamic_int8 : LinearMode::weight_only);
+  if (s.mode == LinearMode::static_int8 && o.calibration.empty()) {
+    throw_invalid_argument("--static needs --calibration STATS (the file monoquant.save_calibration writes)");
+  }
+  if (s.mode != LinearMode::static_int8 && !o.calibration.empty()) {
+    throw_invalid_argument("--calibration is only used with --static");
+  }
+  if (o.scheme == "asymmetric" && s.mode != LinearMode::static_int8) {
+    throw_unsupported("asymmetric weights are not supported: monoquant's kernels run symmetric weights; "
+                      "--scheme asymmetric applies to --static activations");
+  }
+  // As the Python API: static INT8 activations asymmetric unless asked otherwise.
+  s.act_symmetric = o.scheme.empty() ? !(s.mode == LinearMode::static_int8 && o.bits == 8) : o.scheme == "symmetric";
+  s.group_size = o.bits == 4 ? (o.group_size ? o.group_size : 128) : 0;
+  if (o.bits == 8 && o.group_size) throw_invalid_argument("--group-size applies to --bits 4 (int8 has one scale per output channel)");
+  s.scale_method = o.scale_method.empty() ? (o.bits == 4 ? ScaleMethod::mse : ScaleMethod::absmax)
+                                          : parse_scale_method(o.scale_method);
+  s.validate();
+  return s;
+}
+
+std::map<std::string, pipeline::ActivationParams> activations_from(const std::string& path, bool symmetric) {
+  const CalibrationStats stats = load_calibration(path);
+  std::map<std::string, pipeline::ActivationParams> out;
+  for (const auto& e : stats.entries) {
+    if (e.tensor != "input" || e.observer->count() == 0) continue;
+    Tensor scales, zps;
+    e.observer->calculate_qparams(8, symmetric ? Scheme::symmetric : Scheme::asymmetric, scales, zps);
+    if (scales.numel() != 1) throw_unsupported(path + ": module '" + e.module + "' has per-channel statistics; static "
+                                               "activations take one scale per tensor");
+    pipeline::ActivationParams a;
+    a.scale = scales.as<float>()[0];
+    a.zero_point = zps.numel() ? zps.as<int32_t>()[0] : 0;
+    out[e.module] = a;
+  }
+  if (out.empty()) throw_invalid_argument(path + ": no module has input statistics");
+  return out;
+}
+
+io::OutputKind output_kind(const QuantizeOptions& o) {
+  if (o.format.empty()) return io::output_kind_for_path(o.output);
+  if (o.format == "safetensors") return io::OutputKind::safetensors;
+  if (o.format == "pt") return io::OutputKind::pytorch;
+  return io::OutputKind::directory;
+}
+
+std::string plan_json(const pipeline::Plan& plan) {
+  nlohmann::ordered_json j = nlohmann::ordered_json::object();
+  nlohmann::ordered_json rows = nlohmann::ordered_json::array();
+  for (const auto& e : plan.entries) {
+    nlohmann::ordered_json r = nlohmann::ordered_json::object();
+    r["tensor"] = e.tensor;
+    r["role"] = std::string(pipeline::name_of(e.role));
+    r["shape"] = e.shape;
+    r["quantize"] = e.quantize;
+    r["scheme"] = e.quantize ? e.scheme.label() : "float";
+    r["reason"] = e.reason;
+    rows.push_back(r);
+  }
+  j["plan"] = rows;
+  j["warnings"] = plan.warnings;
+  j["notes"] = plan.notes;
+  return j.dump(2);
+}
+
+}  // namespace
+
+CLI::App* add_quantize(CLI::App& app, QuantizeOptions& o) {
+  auto* sub = app.add_subcommand("quantize", "Quantize a checkpoint (.safetensors, .pt, model directory) to int8/int4/fp16/bf16");
+  sub->add_option("model", o.model, "Input: a .safetensors file, a .pt/.pth state_dict or a model directory");
+  sub->add_option("--model", o.model_flag, "The input, as a flag");
+  sub->add_option("-o,--output", o.output, "Output: .safetensors, .pt, or a directory");
+  sub->add_option("--bits", o.bits, "8 (int8 per channel), 4 (int4 groups) or 16 (float16/bfloat16)")
+      ->check(CLI::IsMember({8, 4, 16}));
+  auto* dyn = sub->add_flag("--dynamic", o.dynamic, "Activations quantized per token at run time (default for --bits 8)");
+  auto* wo = sub->add_flag("--weight-only", o.weight_only, "Float activations (default for --bits 4 and 16)");
+  auto* st = sub->add_flag("--static", o.is_static, "Calibrated activations (needs --calibration)");
+  dyn->excludes(wo)->excludes(st);
+  wo->excludes(st);
+  sub->add_option("--calibration", o.calibration, "Calibration statistics (monoquant.save_calibration)");
+  sub->add_option("--scheme", o.scheme, "symmetric|asymmetric (of static activations; weights are symmetric)")
+      ->check(CLI::IsMember({"symmetric", "asymmetric"}));
+  sub->add_option("--group-size", o.group_size, "int4: elements of K per scale (default 128)")->check(CLI::PositiveNumber);
+  sub->add_option("--scale-method", o.scale_method, "absmax|mse (default mse for --bits 4)")
+      ->check(CLI::IsMember({"absmax", "mse"}));
+  sub->add_option("--dtype", o.dtype, "--bits 16: f16|bf16 (default f16)")->check(CLI::IsMember({"f16", "bf16"}));
+  sub->add_option("--skip", o.skip, "Keep this module or tensor (NAME or re:REGEX); repeatable");
+  sub->add_option("--only", o.only, "Quantize only these (NAME or re:REGEX); repeatable");
+  sub->add_option("--override", o.overrides, "PATTERN=BITS, e.g. 're:.*down_proj.*=8'; repeatable");
+  sub->add_option("--min-params", o.min_params, "Keep tensors with fewer parameters (default 512 for --bits 4)")
+      ->check(CLI::NonNegativeNumber);
+  sub->add_flag("--quantize-embeddings", o.quantize_embeddings, "Also quantize embeddings (weight-only)");
+  sub->add_option("--format", o.format, "safetensors|pt|dir (default: from the output path)")
+      ->check(CLI::IsMember({"safetensors", "pt", "dir"}));
+  sub->add_option("--max-shard-size", o.max_shard_size, "Directory output: shard size, e.g. 5GB");
+  sub->add_option("--threads", o.threads, "Worker threads")->check(CLI::Range(1, 4096));
+  sub->add_flag("--json", o.json, "Print the report (or the plan) as JSON");
+  sub->add_flag("--quiet", o.quiet, "No progress and no table");
+  sub->add_flag("--dry-run", o.dry_run, "Print the plan with reasons; write nothing");
+  sub->add_flag("--strict", o.strict, "Warnings are errors (exit 8; nothing is written)");
+  sub->add_flag("--force", o.force, "Re-quantize a checkpoint that is already quantized");
+  return sub;
+}
+
+int run_quantize(const QuantizeOptions& o) {
+  if (!o.model.empty() && !o.model_flag.empty() && o.model != o.model_flag) {
+    throw_invalid_argument("give the input once: as MODEL or as --model");
+  }
+  const std::string input = o.model.empty() ? o.model_flag : o.model;
+  if (input.empty()) throw_invalid_argument("no input: monoquant quantize MODEL -o OUT");
+  if (o.output.empty() && !o.dry_run) throw_invalid_argument("no output: pass -o OUT (or --dry-run)");
+  if (o.threads > 0) set_num_threads(o.threads);
+  if (!exists(input)) throw_io_error(input + ": no such file or directory");
+  const pipeline::LayerScheme scheme = scheme_from(o);
+
+  // Never touch the input: the output may not be the input or one of its files.
+  if (!o.output.empty()) {
+    if (same_path(input, o.output)) throw_invalid_argument("the output " + o.output + " is the input; choose another path");
+    if (is_directory(input)) {
+      for (const char* f : {"model.safetensors", "model.safetensors.index.json", "config.json"}) {
+        if (same_path(input + "/" + f, o.output)) throw_invalid_argument("the output " + o.output + " is a file of the input");
+      }
+    }
+  }
+  io::CheckpointContents contents = io::read_checkpoint(input);
+  const io::Checkpoint& ck = contents.checkpoint;
+  if (!o.output.empty() && is_directory(input)) {
+    const std::string idx = input + "/model.safetensors.index.json";
+    if (exists(idx)) {
+      const auto index = nlohmann::json::parse(read_text(idx), nullptr, false);
+      if (index.is_object() && index.contains("weight_map") && index["weight_map"].is_object()) {
+        std::set<std::string> shards;
+        for (const auto& [k, v] : index["weight_map"].items()) {
+          if (v.is_string()) shards.insert(v.get<std::string>());
+        }
+        for (const auto& s : shards) {
+          if (same_path(input + "/" + s, o.output)) throw_invalid_argument("the output " + o.output + " is a file of the input");
+        }
+      }
+    }
+  }
+  if (const std::string why = quantized_evidence(ck, input); !why.empty() && !o.force) {
+    throw_invalid_argument(input + " is already quantized (" + why + "); pass --force to quantize its float tensors again");
+  }
+
+  pipeline::PlanRules rules;
+  rules.scheme = scheme;
+  rules.skip = o.skip;
+  rules.only = o.only;
+  for (const auto& text : o.overrides) rules.overrides.push_back(pipeline::parse_override(text));
+  rules.min_params = o.min_params;
+  rules.quantize_embeddings = o.quantize_embeddings;
+  rules.explicit_group_size = o.group_size > 0;
+  if (scheme.mode == LinearMode::static_int8) rules.activations = activations_from(o.calibration, scheme.act_symmetric);
+  std::vector<pipeline::TensorInfo> infos;
+  for (const auto& t : ck.tensors) infos.push_back({t.name, t.dtype, t.shape, std::nullopt});
+  const pipeline::Plan plan = pipeline::make_plan(infos, rules);
+
+  if (o.dry_run) {
+    if (o.json) {
+      std::printf("%s\n", plan_json(plan).c_str());
+    } else {
+      uint64_t after = 0;
+      for (const auto& e : plan.entries) {
+        for (const auto& s : pipeline::output_specs(e)) after += io::checked_nbytes(s.dtype, s.shape, s.name);
+        std::printf("%-60s %-16s %s\n", e.tensor.c_str(), e.quantize ? e.scheme.label().c_str() : "keep",
+                    e.reason.c_str());
+      }
+      uint64_t before = 0;
+      for (const auto& t : ck.tensors) before += t.nbytes();
+      std::printf("\ndry run: %llu -> %llu bytes of tensor data; nothing was written\n",
+                  static_cast<unsigned long long>(before), static_cast<unsigned long long>(after));
+      for (const auto& w : plan.warnings) std::printf("warning: %s\n", w.c_str());
+      for (const auto& n : plan.notes) std::printf("note: %s\n", n.c_str());
+    }
+    return o.strict && !plan.warnings.empty() ? warnings_as_errors : ok;
+  }
+  if (o.strict && !plan.warnings.empty()) {
+    for (const auto& w : plan.warnings) std::fprintf(stderr, "monoquant: warning: %s\n", w.c_str());
+    std::fprintf(stderr, "monoquant: --strict: warnings are errors; nothing was written\n");
+    return warnings_as_errors;
+  }
+
+  pipeline::WriteOptions w;
+  w.output = o.output;
+  w.kind = output_kind(o);
+  w.max_shard_bytes = o.max_shard_size.empty() ? 0 : parse_size(o.max_shard_size);
+  if (!o.max_shard_size.empty() && w.kind != io::OutputKind::directory) {
+    throw_invalid_argument("--max-shard-size applies to directory output");
+  }
+  if (is_directory(input) && w.kind == io::OutputKind::directory) {
+    if (exists(input + "/config.json")) w.config_json = read_text(input + "/config.json");
+    w.files = companion_files(input);
+  }
+  if (o.strict) w.accept = [](const pipeline::QuantizeReport& r) { return r.warnings.empty(); };
+  Progress progress(o.quiet || o.json);
+  const pipeline::QuantizeReport report = pipeline::quantize_checkpoint(
+      ck, plan, w, [&](std::size_t i, std::size_t n, const pipeline::TensorReport& t) {
+        check_interrupted();
+        progress.step(i, n, t.name + (t.quantized ? " -> " + t.scheme : ""));
+      });
+  progress.done();
+  if (!report.committed) {
+    for (const auto& msg : report.warnings) std::fprintf(stderr, "monoquant: warning: %s\n", msg.c_str());
+    std::fprintf(stderr, "monoquant: --strict: warnings are errors; nothing was written\n");
+    return warnings_as_errors;
+  }
+  if (o.json) std::printf("%s\n", report.to_json().c_str());
+  else if (!o.quiet) std::printf("%s", report.to_table().c_str());
+  else for (const auto& msg : report.warnings) std::fprintf(stderr, "monoquant: warning: %s\n", msg.c_str());
+  return ok;
+}
+
+}  // namespace monoquant::cli

@@ -1,0 +1,31 @@
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <string>
+#include <vector>
+
+namespace monoquant::cli {
+
+struct QuantizeOptions {
+  std::string model, model_flag, output;
+  int bits = 8;
+  bool dynamic = false, weight_only = false, is_static = false;
+  std::string calibration;
+  std::string scheme;         // "" = default
+  int64_t group_size = 0;     // 0 = default (128)
+  std::string scale_method;   // "" = default
+  std::string dtype;          // bits 16: f16 | bf16
+  std::vector<std::string> skip, only, overrides;
+  int64_t min_params = -1;
+  bool quantize_embeddings = false;
+  std::string format;         // safetensors | pt | dir ("" = from the output path)
+  std::string max_shard_size;
+  int threads = 0;
+  bool json = false, quiet = false, dry_run = false, strict = false, force = false;
+};
+
+CLI::App* add_quantize(CLI::App& app, QuantizeOptions& options);
+int run_quantize(const QuantizeOptions& options);  // throws monoquant::Error
+
+}  // namespace monoquant::cli

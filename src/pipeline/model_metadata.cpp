@@ -1,0 +1,111 @@
+#include "monoquant/pipeline/model_metadata.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include "monoquant/error.hpp"
+#include "monoquant/io/compressed_tensors.hpp"
+#include "monoquant/version.hpp"
+
+namespace monoquant::pipeline {
+namespace {
+
+using json = nlohmann::ordered_json;
+
+const char* mode_name(LinearMode m) {
+  switch (m) {
+    case LinearMode::weight_only: return "weight_only";
+    case LinearMode::dynamic_int8: return "dynamic";
+    case LinearMode::static_int8: return "static";
+  }
+  return "?";
+}
+
+json scheme_object(const LayerScheme& s) {
+  json j = json::object();
+  j["format"] = std::string(name_of(s.format));
+  j["mode"] = mode_name(s.mode);
+  j["group_size"] = s.group_size;
+  j["scale_method"] = std::string(name_of(s.scale_method));
+  j["act_symmetric"] = s.act_symmetric;
+  return j;
+}
+
+}  // namespace
+
+std::string scheme_to_json(const LayerScheme& s) { return scheme_object(s).dump(); }
+
+LayerScheme scheme_from_json(const std::string& text) {
+  try {
+    const json j = json::parse(text);
+    LayerScheme s;
+    s.format = parse_weight_format(j.at("format").get<std::string>());
+    s.mode = parse_linear_mode(j.value("mode", std::string("weight_only")));
+    s.group_size = j.value("group_size", int64_t{0});
+    s.scale_method = parse_scale_method(j.value("scale_method", std::string("absmax")));
+    s.act_symmetric = j.value("act_symmetric", true);
+    return s;
+  } catch (const json::exception& e) {
+    throw_format_error(std::string("a layer scheme is not valid JSON of the expected form: ") + e.what());
+  }
+}
+
+std::map<std::string, std::string> model_metadata(const std::vector<ModuleRecord>& modules) {
+  std::vector<io::CtModuleScheme> ct;
+  json records = json::object();
+  for (const ModuleRecord& m : modules) {
+    json r = json::object();
+    r["type"] = m.type;
+    r["scheme"] = scheme_object(m.scheme);
+    r["shape"] = m.shape;
+    r["float_dtype"] = m.float_dtype;
+    json extra;
+    try {
+      extra = json::parse(m.extra_json.empty() ? std::string("{}") : m.extra_json);
+    } catch (const json::exception& e) {
+      throw_invalid_argument("module '" + m.name + "': extra record fields are not JSON: " + e.what());
+    }
+    if (!extra.is_object()) throw_invalid_argument("module '" + m.name + "': extra record fields must be an object");
+    for (auto& [k, v] : extra.items()) r[k] = v;
+    records[m.name] = r;
+    if (m.scheme.is_half()) continue;
+    io::CtModuleScheme c;
+    c.module = m.name;
+    c.weight_bits = m.scheme.bits();
+    c.weight_symmetric = true;
+    c.group_size = m.scheme.format == WeightFormat::int4 ? m.scheme.group_size : -1;
+    c.format = m.scheme.ct_format();
+    c.activations = m.scheme.mode == LinearMode::weight_only   ? io::CtActivations::none
+                    : m.scheme.mode == LinearMode::dynamic_int8 ? io::CtActivations::dynamic_per_token
+                                                                : io::CtActivations::static_per_tensor;
+    c.activations_symmetric = m.scheme.act_symmetric;
+    ct.push_back(std::move(c));
+  }
+  json info = json::object();
+  info["format"] = "monoquant.model";
+  info["version"] = 1;
+  info["monoquant_version"] = std::string(version);
+  info["modules"] = records;
+  std::map<std::string, std::string> out;
+  out["monoquant"] = info.dump();
+  if (!ct.empty()) out["quantization_config"] = io::quantization_config_json(ct);
+  return out;
+}
+
+std::string config_json_with_quantization(const std::string& base, const std::map<std::string, std::string>& metadata) {
+  json config = json::object();
+  if (!base.empty()) {
+    try {
+      config = json::parse(base);
+    } catch (const json::exception& e) {
+      throw_format_error(std::string("config.json is not valid JSON: ") + e.what());
+    }
+    if (!config.is_object()) throw_format_error("config.json is not a JSON object");
+  }
+  config.erase("quantization_config");
+  if (const auto it = metadata.find("quantization_config"); it != metadata.end()) {
+    config["quantization_config"] = json::parse(it->second);
+  }
+  return config.dump(2) + "\n";
+}
+
+}  // namespace monoquant::pipeline

@@ -1,0 +1,59 @@
+#include "monoquant/pipeline/scheme.hpp"
+
+#include "monoquant/error.hpp"
+
+namespace monoquant::pipeline {
+
+int LayerScheme::bits() const {
+  switch (format) {
+    case WeightFormat::int8: return 8;
+    case WeightFormat::int4: return 4;
+    default: return 16;
+  }
+}
+
+std::string LayerScheme::label() const {
+  if (format == WeightFormat::f16) return "FP16";
+  if (format == WeightFormat::bf16) return "BF16";
+  std::string s = "W" + std::to_string(bits()) + (mode == LinearMode::weight_only ? "A16" : "A8");
+  if (mode == LinearMode::dynamic_int8) s += "-dynamic";
+  if (mode == LinearMode::static_int8) s += "-static";
+  if (format == WeightFormat::int4) s += "-g" + std::to_string(group_size);
+  return s;
+}
+
+std::string LayerScheme::ct_format() const {
+  if (is_half()) return "";
+  if (format == WeightFormat::int8 && mode != LinearMode::weight_only) return "int-quantized";
+  return "pack-quantized";
+}
+
+QuantSpec LayerScheme::weight_spec() const {
+  QuantSpec s;
+  s.bits = bits();
+  s.scheme = Scheme::symmetric;
+  if (format == WeightFormat::int4) {
+    s.granularity = Granularity::per_group;
+    s.group_size = group_size;
+  } else {
+    s.granularity = Granularity::per_channel;
+    s.axis = 0;
+  }
+  return s;
+}
+
+void LayerScheme::validate() const {
+  if (is_half() && mode != LinearMode::weight_only) {
+    throw_invalid_argument(std::string(name_of(format)) + " weights run with float activations only (weight-only)");
+  }
+  if (format == WeightFormat::int4 && (group_size <= 0 || group_size % 8 != 0)) {
+    throw_invalid_argument("int4 group size must be a positive multiple of 8 (32, 64, 128, ...), got " +
+                           std::to_string(group_size));
+  }
+  if (format == WeightFormat::int4 && mode == LinearMode::static_int8 && !act_symmetric) {
+    throw_unsupported("static activations with int4 weights must be symmetric: the W4A8 kernels take no activation "
+                      "zero point; use --scheme symmetric or --bits 8");
+  }
+}
+
+}  // namespace monoquant::pipeline
