@@ -9,6 +9,7 @@ namespace monoquant::cli {
 struct InspectOptions {
   std::string path;
   bool summary = false;
+  bool json = false;
 };
 
 CLI::App* add_inspect(CLI::App& app, InspectOptions& options);

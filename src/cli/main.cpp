@@ -1,5 +1,5 @@
-// The monoquant command line. Each subcommand will live in a file of its own;
-// until its issue lands, a planned subcommand says so and exits `unsupported`.
+// The monoquant command line: one file per subcommand (quantize, dequantize,
+// inspect, validate and compare in check.cpp), exit codes in exit_codes.hpp.
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
@@ -8,26 +8,18 @@
 #include <vector>
 
 #include "cli/exit_codes.hpp"
+#include "cli/check.hpp"
 #include "cli/common.hpp"
+#include "cli/dequantize.hpp"
 #include "cli/inspect.hpp"
 #include "cli/quantize.hpp"
 #include "monoquant/cpu_features.hpp"
 #include "monoquant/error.hpp"
+#include "monoquant/linear.hpp"
 #include "monoquant/thread_pool.hpp"
 #include "monoquant/version.hpp"
 
 namespace {
-
-struct Planned {
-  const char* name;
-  const char* summary;
-};
-
-constexpr Planned kPlanned[] = {
-    {"dequantize", "Turn a quantized checkpoint back into float tensors"},
-    {"validate", "Check a checkpoint: sizes before and after, SQNR per tensor, load-and-run"},
-    {"compare", "Compare two checkpoints tensor by tensor (SQNR, MSE, max error, cosine)"},
-};
 
 }  // namespace
 
@@ -39,13 +31,17 @@ int main(int argc, char** argv) {
   app.add_option("--threads", threads, "Worker threads (default: all cores, or MONOQUANT_NUM_THREADS)")
       ->check(CLI::Range(1, 4096).description("an integer from 1 to 4096"));
   app.require_subcommand(0, 1);
-  std::vector<CLI::App*> planned;
-  for (const auto& p : kPlanned) planned.push_back(app.add_subcommand(p.name, std::string(p.summary) + " [planned]"));
   auto* info = app.add_subcommand("info", "Show the version, CPU features and the kernel set in use");
   cli::InspectOptions inspect_options;
   auto* inspect = cli::add_inspect(app, inspect_options);
   cli::QuantizeOptions quantize_options;
   auto* quantize = cli::add_quantize(app, quantize_options);
+  cli::DequantizeOptions dequantize_options;
+  auto* dequantize = cli::add_dequantize(app, dequantize_options);
+  cli::ValidateOptions validate_options;
+  auto* validate = cli::add_validate(app, validate_options);
+  cli::CompareOptions compare_options;
+  auto* compare = cli::add_compare(app, compare_options);
 
   try {
     app.parse(argc, argv);
@@ -59,20 +55,17 @@ int main(int argc, char** argv) {
     if (threads > 0) set_num_threads(threads);
     if (info->parsed()) {
       const CpuFeatures& f = cpu_features();
-      std::printf("monoquant %s\nkernels: %s\nthreads: %d\navx2=%d fma=%d f16c=%d avx512f=%d avx512vnni=%d avxvnni=%d\n",
-                  version, std::string(name_of(active_isa())).c_str(), num_threads(), f.avx2, f.fma, f.f16c, f.avx512f,
-                  f.avx512vnni, f.avx_vnni);
+      std::printf("monoquant %s\nkernels: %s\nlinear_kernels: %s\nthreads: %d\navx2=%d fma=%d f16c=%d avx512f=%d avx512vnni=%d avxvnni=%d\n",
+                  version, std::string(name_of(active_isa())).c_str(), std::string(linear_kernel_name()).c_str(),
+                  num_threads(), f.avx2, f.fma, f.f16c, f.avx512f, f.avx512vnni, f.avx_vnni);
       return cli::ok;
     }
     cli::install_signal_handlers();
     if (inspect->parsed()) return cli::run_inspect(inspect_options);
     if (quantize->parsed()) return cli::run_quantize(quantize_options);
-    for (auto* sub : planned) {
-      if (sub->parsed()) {
-        std::fprintf(stderr, "monoquant %s: not available in this version yet (planned)\n", sub->get_name().c_str());
-        return cli::unsupported;
-      }
-    }
+    if (dequantize->parsed()) return cli::run_dequantize(dequantize_options);
+    if (validate->parsed()) return cli::run_validate(validate_options);
+    if (compare->parsed()) return cli::run_compare(compare_options);
     std::printf("%s", app.help().c_str());
     return cli::ok;
   } catch (const Error& e) {
