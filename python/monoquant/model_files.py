@@ -272,9 +272,12 @@ def fill_float_weights(model: nn.Module, tensors: Dict[str, torch.Tensor], path:
     if missing:
         raise FormatError(f"{path}: the checkpoint lacks {len(missing)} of the model's tensors: "
                           f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}; is it the model saved there?")
-    if result.unexpected_keys:
-        warnings.warn(f"{path}: {len(result.unexpected_keys)} tensors in the file are not in the model and were "
-                      f"ignored: {', '.join(result.unexpected_keys[:5])}", RuntimeWarning, stacklevel=3)
+    # Buffers the model keeps out of its state dict (BERT's position_ids) are in older checkpoints: not news.
+    buffers = {n for n, _ in model.named_buffers()}
+    unexpected = [k for k in result.unexpected_keys if k not in buffers]
+    if unexpected:
+        warnings.warn(f"{path}: {len(unexpected)} tensors in the file are not in the model and were "
+                      f"ignored: {', '.join(unexpected[:5])}", RuntimeWarning, stacklevel=3)
 
 
 def load(path, model: Optional[nn.Module] = None) -> nn.Module:

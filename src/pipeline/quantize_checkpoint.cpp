@@ -65,6 +65,17 @@ void add_sqnr_warnings(QuantizeReport& report) {
 }  // namespace
 
 int64_t peak_rss_bytes() {
+  // VmHWM is this address space's own high-water mark; getrusage's ru_maxrss
+  // would include the parent's peak for a process started with fork + exec.
+  if (FILE* f = std::fopen("/proc/self/status", "r")) {
+    char line[256];
+    long long kb = -1;
+    while (std::fgets(line, sizeof line, f)) {
+      if (std::sscanf(line, "VmHWM: %lld kB", &kb) == 1) break;
+    }
+    std::fclose(f);
+    if (kb >= 0) return static_cast<int64_t>(kb) * 1024;
+  }
   rusage u{};
   ::getrusage(RUSAGE_SELF, &u);
   return static_cast<int64_t>(u.ru_maxrss) * 1024;
