@@ -72,16 +72,6 @@ nb::dict export_checkpoint(Checkpoint ck, nb::object tree) {
   return d;
 }
 
-std::vector<NamedView> named_views(const std::vector<TensorToWrite>& ts) {
-  std::vector<NamedView> out;
-  for (const auto& t : ts) {
-    const auto core = to_core(t.dtype);
-    if (!core) throw_unsupported("tensor '" + t.name + "': dtype " + std::string(torch_name(t.dtype)) + " is not supported here");
-    out.push_back({t.name, TensorView(t.data, *core, t.shape)});
-  }
-  return out;
-}
-
 std::map<std::string, CtTensorPlan> to_plan(const nb::dict& plan) {
   std::map<std::string, CtTensorPlan> out;
   for (auto [k, v] : plan) {
@@ -214,10 +204,9 @@ void bind_io(nb::module_& m) {
       [](const std::string& path, const nb::list& items, const nb::dict& plan, const std::map<std::string, std::string>& metadata,
          uint64_t max_shard_bytes) {
         InputTensors in = input_tensors(items);
-        const auto views = named_views(in.tensors);
         const auto p = to_plan(plan);
         nb::gil_scoped_release release;
-        write_compressed(path, views, p, metadata, max_shard_bytes);
+        write_compressed(path, in.tensors, p, metadata, max_shard_bytes);
       },
       nb::arg("path"), nb::arg("tensors"), nb::arg("plan"), nb::arg("metadata"), nb::arg("max_shard_bytes"));
   m.def(

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "monoquant/error.hpp"
+#include "monoquant/float_cast.hpp"
 #include "monoquant/half.hpp"
 #include "monoquant/io/safetensors.hpp"
 #include "monoquant/quantize.hpp"
@@ -157,7 +158,7 @@ CtMethod parse_ct_method(const std::string& name) {
   throw_invalid_argument("unknown quantization method '" + name + "'; expected keep, w8a8, w4a16, w8a16, fp16 or bf16");
 }
 
-CompressedTensors compress_tensors(const std::vector<NamedView>& inputs, const std::map<std::string, CtTensorPlan>& plan) {
+CompressedTensors compress_tensors(const std::vector<TensorToWrite>& inputs, const std::map<std::string, CtTensorPlan>& plan) {
   std::set<std::string> input_names;
   for (const auto& in : inputs) input_names.insert(in.name);
   for (const auto& [name, p] : plan) {
@@ -180,54 +181,34 @@ CompressedTensors compress_tensors(const std::vector<NamedView>& inputs, const s
     const auto it = plan.find(in.name);
     const CtTensorPlan p = it == plan.end() ? CtTensorPlan{} : it->second;
     if (p.method == CtMethod::keep) {
-      if (in.view.is_contiguous()) {
-        out.tensors.push_back(TensorToWrite::from(in.name, in.view));
-      } else {
-        // A contiguous copy in the same dtype.
-        Tensor c(in.view.dtype, in.view.shape);
-        const std::size_t es = static_cast<std::size_t>(bits_of(in.view.dtype) / 8);
-        const int64_t n = in.view.numel();
-        std::vector<int64_t> idx(in.view.shape.size(), 0);
-        for (int64_t i = 0; i < n; ++i) {
-          int64_t off = 0;
-          for (std::size_t d = 0; d < idx.size(); ++d) off += idx[d] * in.view.strides[d];
-          std::memcpy(c.data() + static_cast<std::size_t>(i) * es, in.view.data + static_cast<std::size_t>(off) * es, es);
-          for (std::size_t d = idx.size(); d-- > 0;) {
-            if (++idx[d] < in.view.shape[d]) break;
-            idx[d] = 0;
-          }
-        }
-        emit(in.name, std::move(c));
-      }
+      out.tensors.push_back(in);  // any dtype (fp8, unsigned included), passed through bit for bit
       continue;
     }
-    if (!is_floating(in.view.dtype)) throw_invalid_argument("tensor '" + in.name + "' is not floating; cannot quantize it");
+    const auto core = to_core(in.dtype);
+    if (!core || !is_floating(*core)) throw_invalid_argument("tensor '" + in.name + "' is not floating; cannot quantize it");
+    const TensorView view(in.data, *core, in.shape);
     if (p.method == CtMethod::fp16 || p.method == CtMethod::bf16) {
-      const DType target = p.method == CtMethod::fp16 ? DType::f16 : DType::bf16;
-      const Tensor f = to_contiguous_f32(in.view);
-      Tensor h(target, in.view.shape);
-      for (int64_t i = 0; i < f.numel(); ++i) {
-        const float x = f.as<float>()[i];
-        if (target == DType::f16 && std::isfinite(x) && std::fabs(x) > 65504.0f) {
-          throw_invalid_argument("tensor '" + in.name + "' element " + std::to_string(i) + " (" + std::to_string(x) +
-                                 ") overflows float16");
-        }
-        h.as<uint16_t>()[i] = target == DType::f16 ? f32_to_f16_bits(x) : f32_to_bf16_bits(x);
+      // The documented policy: NaN, Inf and float16 overflow are errors naming the element.
+      Tensor h;
+      try {
+        h = cast_to_half(view, p.method == CtMethod::fp16 ? DType::f16 : DType::bf16, OverflowPolicy::error);
+      } catch (const Error& e) {
+        throw_invalid_argument("tensor '" + in.name + "': " + e.what());
       }
       emit(in.name, std::move(h));
       tensor_info[in.name] = method_name(p.method);
       continue;
     }
-    if (in.view.dim() != 2) {
-      throw_invalid_argument("tensor '" + in.name + "' has shape " + shape_to_string(in.view.shape) +
+    if (view.dim() != 2) {
+      throw_invalid_argument("tensor '" + in.name + "' has shape " + shape_to_string(view.shape) +
                              "; only 2-D [out, in] weights can be quantized");
     }
     if (!ends_with(in.name, ".weight")) {
       throw_invalid_argument("tensor '" + in.name + "': quantized tensors must be named '<module>.weight'");
     }
     const std::string module = in.name.substr(0, in.name.size() - 7);
-    const int64_t n = in.view.shape[0], k = in.view.shape[1];
-    const DType scale_dtype = (in.view.dtype == DType::f16 || in.view.dtype == DType::bf16) ? in.view.dtype : DType::f32;
+    const int64_t n = view.shape[0], k = view.shape[1];
+    const DType scale_dtype = (view.dtype == DType::f16 || view.dtype == DType::bf16) ? view.dtype : DType::f32;
     QuantSpec spec;
     spec.scheme = p.symmetric ? Scheme::symmetric : Scheme::asymmetric;
     int64_t group = -1;
@@ -256,7 +237,7 @@ CompressedTensors compress_tensors(const std::vector<NamedView>& inputs, const s
     }
     QuantizedTensor q;
     try {
-      q = quantize_weight(in.view, spec, ScaleMethod::absmax, scale_dtype);
+      q = quantize_weight(view, spec, ScaleMethod::absmax, scale_dtype);
     } catch (const Error& e) {
       throw_invalid_argument("tensor '" + in.name + "': " + e.what());
     }
@@ -276,12 +257,12 @@ CompressedTensors compress_tensors(const std::vector<NamedView>& inputs, const s
       format = "pack-quantized";
       Tensor packed;
       if (spec.bits == 4) {
+        // The quantizer's packed rows (two codes per byte, low nibble first, +8) are already the
+        // bit sequence of the int32 words: copy them row by row, zero-padding each row to a word.
         const auto* bytes = reinterpret_cast<const uint8_t*>(q.codes.data());
-        const int64_t row_bytes = (k + 1) / 2;
-        packed = pack_rows(n, k, 4, [&](int64_t r, int64_t c) {
-          const uint8_t b = bytes[r * row_bytes + c / 2];
-          return static_cast<int>((c % 2 ? (b >> 4) : (b & 0xF))) - 8;
-        });
+        const int64_t row_bytes = (k + 1) / 2, words = (k + 7) / 8;
+        packed = Tensor::zeros(DType::i32, {n, words});
+        for (int64_t r = 0; r < n; ++r) std::memcpy(packed.data() + r * words * 4, bytes + r * row_bytes, static_cast<std::size_t>(row_bytes));
       } else {
         const auto* codes = q.codes.as<int8_t>();
         packed = pack_rows(n, k, 8, [&](int64_t r, int64_t c) { return static_cast<int>(codes[r * k + c]); });
@@ -325,7 +306,7 @@ CompressedTensors compress_tensors(const std::vector<NamedView>& inputs, const s
   return out;
 }
 
-void write_compressed_safetensors(const std::string& path, const std::vector<NamedView>& inputs,
+void write_compressed_safetensors(const std::string& path, const std::vector<TensorToWrite>& inputs,
                                   const std::map<std::string, CtTensorPlan>& plan,
                                   const std::map<std::string, std::string>& metadata) {
   const CompressedTensors c = compress_tensors(inputs, plan);

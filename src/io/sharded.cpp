@@ -169,7 +169,7 @@ void write_safetensors_directory(const std::string& dir, const std::vector<Tenso
   remove_stale_weights(dir, written);
 }
 
-void write_compressed(const std::string& path, const std::vector<NamedView>& inputs,
+void write_compressed(const std::string& path, const std::vector<TensorToWrite>& inputs,
                       const std::map<std::string, CtTensorPlan>& plan, const std::map<std::string, std::string>& metadata,
                       uint64_t max_shard_bytes) {
   const CompressedTensors c = compress_tensors(inputs, plan);

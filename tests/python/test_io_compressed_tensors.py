@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import compressed_tensors as ct
+import monoquant
 import safetensors.torch as safetensors_torch
 
 from compressed_tensors.compressors import BaseCompressor
@@ -131,4 +132,23 @@ def test_plan_errors_are_clear(tmp_path):
         mqio.save_quantized({"a.weight": torch.ones(2, 200)}, tmp_path / "x.safetensors", {"a.weight": ("w4a16", 128)})
     mqio.save_quantized({"a.weight": torch.ones(2, 201)}, tmp_path / "y.safetensors", {"a.weight": ("w4a16", -1)})
     assert mqio.load_quantized(tmp_path / "y.safetensors")["a.weight"].shape == (2, 201)
+    assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_kept_fp8_and_unsigned_pass_through_and_half_casts_refuse_nan(tmp_path):
+    # Holes closed: kept tensors of dtypes the core does not compute with are written bit for bit,
+    # and the fp16 / bf16 plans follow the documented policy (NaN and Inf are errors).
+    d = {"a.weight": torch.randn(4, 8), "f8": torch.randn(3).to(torch.float8_e4m3fn),
+         "u": torch.tensor([1, 2, 65535], dtype=torch.int32).to(torch.uint16)}
+    path = tmp_path / "m.safetensors"
+    mqio.save_quantized(d, path, {"a.weight": "w8a8"})
+    back = safetensors_torch.load_file(str(path))
+    assert back["f8"].dtype == torch.float8_e4m3fn
+    assert torch.equal(back["f8"].view(torch.uint8), d["f8"].view(torch.uint8))
+    assert back["u"].dtype == torch.uint16 and torch.equal(back["u"].to(torch.int32), d["u"].to(torch.int32))
+    for bad in (float("nan"), float("inf")):
+        d["a.weight"][1, 2] = bad
+        for method in ("fp16", "bf16"):
+            with pytest.raises(monoquant.InvalidArgumentError, match="a.weight.*(NaN|Inf)"):
+                mqio.save_quantized(d, tmp_path / "x.safetensors", {"a.weight": method})
     assert not (tmp_path / "x.safetensors").exists()

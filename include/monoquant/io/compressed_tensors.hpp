@@ -27,11 +27,6 @@ struct CtTensorPlan {
   bool symmetric = true;
 };
 
-struct NamedView {
-  std::string name;
-  TensorView view;
-};
-
 struct CompressedTensors {
   std::vector<Tensor> owned;           // memory of the tensors made here
   std::vector<TensorToWrite> tensors;  // everything to write (owned or the inputs' memory)
@@ -62,11 +57,13 @@ std::string quantization_config_json(const std::vector<CtModuleScheme>& modules,
 // as "model.layers.0.mlp.up_proj.weight"; a planned tensor must be 2-D and
 // floating) and passes every other tensor through unchanged. Throws
 // invalid_argument naming any plan key that is not an input.
-CompressedTensors compress_tensors(const std::vector<NamedView>& inputs, const std::map<std::string, CtTensorPlan>& plan);
+// Kept tensors (any dtype, fp8 and unsigned included) pass through bit for
+// bit; float16/bfloat16 casts refuse NaN, Inf and float16 overflow.
+CompressedTensors compress_tensors(const std::vector<TensorToWrite>& inputs, const std::map<std::string, CtTensorPlan>& plan);
 
 // A single .safetensors file: __metadata__ = {"format": "pt",
 // "quantization_config": <json>, "monoquant": <json>} plus `metadata`.
-void write_compressed_safetensors(const std::string& path, const std::vector<NamedView>& inputs,
+void write_compressed_safetensors(const std::string& path, const std::vector<TensorToWrite>& inputs,
                                   const std::map<std::string, CtTensorPlan>& plan,
                                   const std::map<std::string, std::string>& metadata = {});
 

@@ -45,7 +45,7 @@ void write_safetensors_directory(const std::string& dir, const std::vector<Tenso
 // quantization_config in __metadata__; .pt/.pth/.bin a torch.save archive with
 // the same tensors and "__metadata__" entry; any other path is a model directory
 // whose config.json (created, or updated when present) gets quantization_config.
-void write_compressed(const std::string& path, const std::vector<NamedView>& inputs,
+void write_compressed(const std::string& path, const std::vector<TensorToWrite>& inputs,
                       const std::map<std::string, CtTensorPlan>& plan, const std::map<std::string, std::string>& metadata,
                       uint64_t max_shard_bytes);
 
