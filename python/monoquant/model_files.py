@@ -239,13 +239,10 @@ def _build(name: str, skeleton: nn.Module, qw: QuantizedWeight, scheme: LayerSch
         raise FormatError(f"{name}: the file's weight is {list(qw.shape)}, the model's layer {list(want)}")
     if isinstance(skeleton, nn.Embedding):
         return QuantEmbedding(qw, scheme, skeleton.padding_idx, float_dtype)
-    if isinstance(skeleton, nn.Conv1d):
-        return QuantConv1d(qw, scheme, bias, skeleton.in_channels, (1, skeleton.kernel_size[0]),
-                           (1, skeleton.stride[0]), (0, skeleton.padding[0]), (1, skeleton.dilation[0]), float_dtype,
-                           act_scale, act_zp)
-    if isinstance(skeleton, nn.Conv2d):
-        return QuantConv2d(qw, scheme, bias, skeleton.in_channels, skeleton.kernel_size, skeleton.stride,
-                           skeleton.padding, skeleton.dilation, float_dtype, act_scale, act_zp)
+    for conv_type, quant_type in ((nn.Conv1d, QuantConv1d), (nn.Conv2d, QuantConv2d)):
+        if isinstance(skeleton, conv_type):
+            return quant_type(qw, scheme, bias, skeleton.in_channels, *quant_type._geometry(skeleton), float_dtype,
+                              act_scale, act_zp)
     if isinstance(skeleton, nn.Linear) or kind in ("Linear", "Conv1D"):
         return QuantLinear(qw, scheme, bias, float_dtype, act_scale, act_zp, "Conv1D" if kind == "Conv1D" else "Linear")
     raise UnsupportedError(f"{name}: no quantized module for {type(skeleton).__name__}")

@@ -287,19 +287,24 @@ class QuantConv2d(QuantModule):
         return None
 
     @classmethod
-    def from_float(cls, conv: nn.Conv2d, mode: str = "dynamic", format: str = "int8", group_size: int = 128,
+    def from_float(cls, conv: nn.Module, mode: str = "dynamic", format: str = "int8", group_size: int = 128,
                    act_scale: Optional[float] = None, act_zero_point: int = 0, *,
                    scheme: Optional[LayerScheme] = None, name: str = "") -> "QuantConv2d":
+        """An nn.Conv2d (QuantConv2d) or nn.Conv1d (QuantConv1d, as a conv of height 1)."""
         reason = cls.unsupported_reason(conv)
         if reason:
-            raise InvalidArgumentError(f"QuantConv2d cannot take this conv: {reason}")
+            raise InvalidArgumentError(f"{cls.__name__} cannot take this conv: {reason}")
         sch = _scheme_of(mode, format, group_size, scheme)
         if sch.mode == "static" and act_scale is None:
             raise InvalidArgumentError("mode 'static' needs act_scale (and act_zero_point) from calibration")
         weight = conv.weight.detach().reshape(conv.out_channels, -1)
         qw = quantize_weight(weight, sch, scale_dtype_for(conv.weight.dtype), name or "weight")
-        return cls(qw, sch, conv.bias, conv.in_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
-                   conv.weight.dtype, act_scale or 0.0, act_zero_point)
+        return cls(qw, sch, conv.bias, conv.in_channels, *cls._geometry(conv), conv.weight.dtype, act_scale or 0.0,
+                   act_zero_point)
+
+    @staticmethod
+    def _geometry(conv: nn.Module):
+        return conv.kernel_size, conv.stride, conv.padding, conv.dilation
 
     def _to_float_shape(self, w2d: Tensor) -> Tensor:
         return w2d.reshape(self.out_channels, self.in_channels, *self.kernel_size)
@@ -318,20 +323,9 @@ class QuantConv1d(QuantConv2d):
 
     source_type = "Conv1d"
 
-    @classmethod
-    def from_float(cls, conv: nn.Conv1d, mode: str = "dynamic", format: str = "int8", group_size: int = 128,
-                   act_scale: Optional[float] = None, act_zero_point: int = 0, *,
-                   scheme: Optional[LayerScheme] = None, name: str = "") -> "QuantConv1d":
-        reason = cls.unsupported_reason(conv)
-        if reason:
-            raise InvalidArgumentError(f"QuantConv1d cannot take this conv: {reason}")
-        sch = _scheme_of(mode, format, group_size, scheme)
-        if sch.mode == "static" and act_scale is None:
-            raise InvalidArgumentError("mode 'static' needs act_scale (and act_zero_point) from calibration")
-        weight = conv.weight.detach().reshape(conv.out_channels, -1)
-        qw = quantize_weight(weight, sch, scale_dtype_for(conv.weight.dtype), name or "weight")
-        return cls(qw, sch, conv.bias, conv.in_channels, (1, conv.kernel_size[0]), (1, conv.stride[0]),
-                   (0, conv.padding[0]), (1, conv.dilation[0]), conv.weight.dtype, act_scale or 0.0, act_zero_point)
+    @staticmethod
+    def _geometry(conv: nn.Module):
+        return (1, conv.kernel_size[0]), (1, conv.stride[0]), (0, conv.padding[0]), (1, conv.dilation[0])
 
     def _to_float_shape(self, w2d: Tensor) -> Tensor:
         return w2d.reshape(self.out_channels, self.in_channels, self.kernel_size[1])

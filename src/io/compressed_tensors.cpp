@@ -151,6 +151,17 @@ std::string quantization_config_json(const std::vector<CtModuleScheme>& modules,
   return config.dump();
 }
 
+bool ct_target_matches(const std::string& target, const std::string& module) {
+  if (target.rfind("re:", 0) == 0) {
+    try {
+      return std::regex_search(module, std::regex(target.substr(3)), std::regex_constants::match_continuous);
+    } catch (const std::regex_error&) {
+      throw_format_error("quantization_config: bad regular expression '" + target + "'");
+    }
+  }
+  return target == module;
+}
+
 CtMethod parse_ct_method(const std::string& name) {
   for (CtMethod m : {CtMethod::keep, CtMethod::w8a8, CtMethod::w4a16, CtMethod::w8a16, CtMethod::fp16, CtMethod::bf16}) {
     if (method_name(m) == name) return m;
@@ -327,17 +338,6 @@ struct ModuleArgs {
   std::string format;
 };
 
-bool matches(const std::string& target, const std::string& module) {
-  if (target.rfind("re:", 0) == 0) {
-    try {
-      return std::regex_search(module, std::regex(target.substr(3)), std::regex_constants::match_continuous);
-    } catch (const std::regex_error&) {
-      throw_format_error("quantization_config: bad regular expression '" + target + "'");
-    }
-  }
-  return target == module;
-}
-
 Tensor as_f32(const TensorRecord& r) { return to_contiguous_f32(r.view()); }
 
 }  // namespace
@@ -376,7 +376,7 @@ std::vector<std::pair<std::string, Tensor>> decompress_tensors(const Checkpoint&
   auto args_for = [&](const std::string& module) -> ModuleArgs {
     for (const auto& [targets, a] : schemes) {
       for (const auto& t : targets) {
-        if (matches(t, module)) return a;
+        if (ct_target_matches(t, module)) return a;
       }
     }
     if (schemes.size() == 1) return schemes[0].second;  // class-name targets ("Linear")

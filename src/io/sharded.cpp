@@ -19,6 +19,7 @@
 #include "monoquant/io/pytorch.hpp"
 #include "monoquant/io/reader.hpp"
 #include "monoquant/io/safetensors.hpp"
+#include "monoquant/io/stream_writer.hpp"
 
 namespace monoquant::io {
 namespace {
@@ -50,30 +51,6 @@ json parse_json_file(const std::string& path) {
 
 bool safe_shard_name(const std::string& n) {
   return !n.empty() && n.find('/') == std::string::npos && n != "." && n != "..";
-}
-
-std::string shard_name(std::size_t k, std::size_t n) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "model-%05zu-of-%05zu.safetensors", k, n);
-  return buf;
-}
-
-// After a successful write: removes the weight files of an earlier checkpoint
-// in the same directory (model.safetensors, the index, model-*-of-*.safetensors
-// shards) that the new one does not use, so that no reader (transformers
-// prefers model.safetensors over the index) can pick up stale weights.
-void remove_stale_weights(const std::string& dir, const std::set<std::string>& keep) {
-  DIR* d = ::opendir(dir.c_str());
-  if (!d) return;
-  std::vector<std::string> stale;
-  while (const dirent* e = ::readdir(d)) {
-    const std::string n = e->d_name;
-    const bool shard = n.rfind("model-", 0) == 0 && n.find("-of-") != std::string::npos && n.size() > 12 &&
-                       n.compare(n.size() - 12, 12, ".safetensors") == 0;
-    if ((shard || n == "model.safetensors" || n == "model.safetensors.index.json") && !keep.count(n)) stale.push_back(n);
-  }
-  ::closedir(d);
-  for (const auto& n : stale) ::unlink((dir + "/" + n).c_str());
 }
 
 }  // namespace
@@ -132,41 +109,14 @@ Checkpoint read_safetensors_directory(const std::string& dir) {
 
 void write_safetensors_directory(const std::string& dir, const std::vector<TensorToWrite>& tensors,
                                  const std::map<std::string, std::string>& metadata, uint64_t max_shard_bytes) {
-  if (!is_directory(dir) && ::mkdir(dir.c_str(), 0755) != 0) {
-    throw_io_error(dir + ": cannot create directory: " + std::strerror(errno));
+  // The streaming writer owns the directory layout (shard names, split, index, stale files).
+  std::vector<TensorSpec> specs;
+  for (const auto& t : tensors) specs.push_back({t.name, t.dtype, t.shape});
+  CheckpointStreamWriter w(dir, OutputKind::directory, std::move(specs), metadata, max_shard_bytes);
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    w.write(i, tensors[i].data, checked_nbytes(tensors[i].dtype, tensors[i].shape, tensors[i].name));
   }
-  uint64_t total = 0;
-  for (const auto& t : tensors) total += checked_nbytes(t.dtype, t.shape, t.name);
-  if (max_shard_bytes == 0 || total <= max_shard_bytes) {
-    write_safetensors(dir + "/model.safetensors", tensors, metadata);
-    remove_stale_weights(dir, {"model.safetensors"});
-    return;
-  }
-  // Greedy in input order, as transformers' shard_checkpoint does.
-  std::vector<std::vector<TensorToWrite>> shards(1);
-  uint64_t in_shard = 0;
-  for (const auto& t : tensors) {
-    const uint64_t b = checked_nbytes(t.dtype, t.shape, t.name);
-    if (!shards.back().empty() && in_shard + b > max_shard_bytes) {
-      shards.emplace_back();
-      in_shard = 0;
-    }
-    shards.back().push_back(t);
-    in_shard += b;
-  }
-  json weight_map = json::object();
-  std::set<std::string> written = {"model.safetensors.index.json"};
-  for (std::size_t k = 0; k < shards.size(); ++k) {
-    const std::string name = shard_name(k + 1, shards.size());
-    written.insert(name);
-    write_safetensors(dir + "/" + name, shards[k], metadata);
-    for (const auto& t : shards[k]) weight_map[t.name] = name;
-  }
-  json index = json::object();
-  index["metadata"] = json::object({{"total_size", total}});
-  index["weight_map"] = weight_map;
-  write_file_atomic(dir + "/model.safetensors.index.json", index.dump(2) + "\n");
-  remove_stale_weights(dir, written);
+  w.commit();
 }
 
 void write_compressed(const std::string& path, const std::vector<TensorToWrite>& inputs,

@@ -5,13 +5,13 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
-#include <regex>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
 
 #include "monoquant/error.hpp"
 #include "monoquant/half.hpp"
+#include "monoquant/io/compressed_tensors.hpp"
 
 namespace monoquant::pipeline {
 namespace {
@@ -20,17 +20,6 @@ using json = nlohmann::json;
 
 bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
-bool target_matches(const std::string& target, const std::string& module) {
-  if (target.rfind("re:", 0) == 0) {
-    try {
-      return std::regex_search(module, std::regex(target.substr(3)), std::regex_constants::match_continuous);
-    } catch (const std::regex_error&) {
-      throw_format_error("quantization_config: bad regular expression '" + target + "'");
-    }
-  }
-  return target == module;
 }
 
 std::string label_of(const QuantizedModuleInfo& m) {
@@ -138,7 +127,7 @@ std::vector<QuantizedModuleInfo> quantized_modules(const io::Checkpoint& ck, con
       const Group* found = nullptr;
       for (const auto& g : groups) {
         for (const auto& t : g.targets) {
-          if (target_matches(t, module)) found = &g;
+          if (io::ct_target_matches(t, module)) found = &g;
         }
         if (found) break;
       }

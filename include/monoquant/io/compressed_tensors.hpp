@@ -67,6 +67,11 @@ void write_compressed_safetensors(const std::string& path, const std::vector<Ten
                                   const std::map<std::string, CtTensorPlan>& plan,
                                   const std::map<std::string, std::string>& metadata = {});
 
+// Whether a config group's target names the module: an exact name or
+// "re:REGEX" (matched from the start, as compressed-tensors' re.match).
+// Throws format on a bad regular expression.
+bool ct_target_matches(const std::string& target, const std::string& module);
+
 // The inverse, with monoquant's dequantize: every quantized module's weight
 // comes back as float32 `<m>.weight`; other tensors are copied as they are.
 // `quantization_config` is the JSON object (from config.json or __metadata__).
