@@ -1,5 +1,9 @@
 // Pieces shared by the AVX2 linear kernel files (gemm_avx2.cpp,
-// gemm_avx2_vnni.cpp). Include only from files compiled with -mavx2 -mfma.
+// gemm_avx2_vnni.cpp, gemm_avx512_vnni.cpp). Include only from files compiled
+// with at least -mavx2 -mfma. Everything here has internal linkage (an
+// anonymous namespace): those files are compiled with different -m flags, and
+// an inline function with external linkage would let the linker keep one
+// copy — possibly the AVX-512-encoded one — for all of them.
 #pragma once
 
 #include <immintrin.h>
@@ -11,6 +15,7 @@
 #include "kernels/gemm.hpp"
 
 namespace monoquant::kernels::avx2 {
+namespace {
 
 inline constexpr int64_t B = kLinearBlockN;
 
@@ -104,4 +109,5 @@ void for_tiles(int64_t m, int64_t nb_begin, int64_t nb_end, std::size_t block_by
   }
 }
 
+}  // namespace
 }  // namespace monoquant::kernels::avx2

@@ -36,6 +36,11 @@ const ObserveKernels& avx2_observe_kernels();
 // The table for active_isa().
 const ObserveKernels& observe_kernels();
 
+// The helpers below are used by files compiled with different -m flags:
+// internal linkage, so that the linker can never hand an AVX2-compiled copy
+// to the baseline build (or the other way round).
+namespace {
+
 // floor(y) for any finite float without libm (baseline x86-64 has no
 // rounding instruction).
 inline float floor_exact(float y) {
@@ -54,4 +59,5 @@ inline int32_t bin_index(float x, float inv_width, float offset, int32_t last) {
   return !(t > 0.0f) ? 0 : (t >= static_cast<float>(last) ? last : static_cast<int32_t>(t));
 }
 
+}  // namespace
 }  // namespace monoquant::observe

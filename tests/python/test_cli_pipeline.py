@@ -316,7 +316,7 @@ def test_int4_dynamic(cli, bert_dir, float_sd, linears, tmp_path):
 
 
 @pytest.mark.parametrize("dtype_flag,dtype", [(None, torch.float16), ("bf16", torch.bfloat16)])
-def test_bits16(cli, bert_dir, float_sd, linears, tmp_path, dtype_flag, dtype, inputs):
+def test_bits16(cli, bert_dir, float_sd, linears, tmp_path, dtype_flag, dtype):
     out = tmp_path / "h.safetensors"
     args = ["--bits", "16"] + (["--dtype", dtype_flag] if dtype_flag else [])
     rep = report(cli, bert_dir, "-o", out, *args)
@@ -372,6 +372,7 @@ def test_static_symmetric_scheme(cli, bert_dir, calib_file, linears, tmp_path):
     assert q.scheme.mode == "static" and q.scheme.act_symmetric and q.act_zero_point == 0
 
 
+@pytest.mark.filterwarnings("ignore:.*SQNR under 20 dB:RuntimeWarning")  # int4 absmax on a layer near 20 dB
 @pytest.mark.parametrize("method", ["absmax", "mse"])
 def test_scale_method_matches_python_api(cli, bert_dir, float_sd, tmp_path, method):
     out = tmp_path / f"{method}.safetensors"
@@ -408,7 +409,8 @@ def test_skip_name(cli, bert_dir, float_sd, linears, tmp_path):
     assert "--skip" in reasons(rep)["pooler.dense.weight"]
     assert {k for k, s in schemes(rep).items() if s != "float"} == {m + ".weight" for m in linears - {"pooler.dense"}}
     t = load_st(out)
-    assert "pooler.dense.weight_scale" not in t and torch.equal(t["pooler.dense.weight"], float_sd["pooler.dense.weight"])
+    assert "pooler.dense.weight_scale" not in t
+    assert torch.equal(t["pooler.dense.weight"], float_sd["pooler.dense.weight"])
 
 
 def test_skip_regex(cli, bert_dir, linears, tmp_path):
@@ -492,7 +494,7 @@ def test_format_flag_overrides_the_path(cli, bert_dir, linears, tmp_path, fmt):
     assert all(t[m + ".weight"].dtype == torch.int8 for m in linears)
 
 
-def test_sharded_directory(cli, bert_dir, float_sd, inputs, tmp_path):
+def test_sharded_directory(cli, bert_dir, inputs, tmp_path):
     out = tmp_path / "sharded"
     rep = report(cli, bert_dir, "-o", out, "--max-shard-size", "100KB")
     index = json.loads((out / "model.safetensors.index.json").read_text())
@@ -562,7 +564,8 @@ def test_json_report(cli, bert_dir, float_sd, linears, tmp_path):
         else:
             assert row["sqnr_db"] is None and row["bytes_after"] == row["bytes_before"] and row["reason"]
     sq = [row["sqnr_db"] for row in rows.values() if row["quantized"]]
-    assert totals["min_sqnr_db"] == pytest.approx(min(sq)) and totals["mean_sqnr_db"] == pytest.approx(sum(sq) / len(sq))
+    assert totals["min_sqnr_db"] == pytest.approx(min(sq))
+    assert totals["mean_sqnr_db"] == pytest.approx(sum(sq) / len(sq))
     assert rep["warnings"] == []
 
 
@@ -602,7 +605,8 @@ def test_dry_run_json(cli, bert_dir, float_sd, linears, tmp_path):
     assert list(rows) == list(float_sd)
     assert {k for k, p in rows.items() if p["quantize"]} == {m + ".weight" for m in linears}
     assert all(p["reason"] for p in rows.values())
-    assert rows["pooler.dense.weight"]["scheme"] == "W4A16-g32" and rows["pooler.dense.weight"]["role"] == "linear weight"
+    assert rows["pooler.dense.weight"]["scheme"] == "W4A16-g32"
+    assert rows["pooler.dense.weight"]["role"] == "linear weight"
     assert rows["embeddings.LayerNorm.weight"]["role"] == "norm"
 
 
@@ -889,7 +893,7 @@ def test_dequantize(cli, bert_dir, linears, tmp_path, dtype_flag, dtype):
         assert torch.equal(w, ref[m + ".weight"].to(dtype)), m
         assert torch.equal(w, model_deq[m + ".weight"].to(dtype)), m
     assert torch.equal(f["embeddings.word_embeddings.weight"], model_deq["embeddings.word_embeddings.weight"])
-    # A float file loads anywhere and is not quantized any more.
+    # The result is a plain float checkpoint: dequantizing it again is refused.
     assert run(cli, "dequantize", out, "-o", tmp_path / "again.safetensors").returncode == INVALID
 
 
@@ -1024,10 +1028,21 @@ def _quantize_then_signal(cli, big, out, sig):
     return p.returncode, first + rest
 
 
-def _interrupt(cli, big, out, sig):
+def _remove(path):
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif os.path.lexists(path):
+        path.unlink()
+
+
+def _interrupt(cli, big, out, sig, reset=None):
+    """_quantize_then_signal, once more if the run finished before the signal landed (it then
+    wrote a complete output: `reset` puts back what was at `out` before, default nothing)."""
     rc, err = _quantize_then_signal(cli, big, out, sig)
-    if rc == OK:  # finished before the signal arrived: once more (the output is replaced atomically)
-        shutil.rmtree(out, ignore_errors=True) if out.is_dir() else out.unlink()
+    if rc == OK:
+        _remove(out)
+        if reset is not None:
+            reset()
         rc, err = _quantize_then_signal(cli, big, out, sig)
     return rc, err
 
@@ -1053,7 +1068,7 @@ def test_signal_keeps_an_existing_output_directory(cli, bert_dir, big_checkpoint
     out = tmp_path / "existing"
     ok(cli, "quantize", bert_dir, "-o", out)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    rc, err = _interrupt(cli, big_checkpoint, out, sig)
+    rc, err = _interrupt(cli, big_checkpoint, out, sig, reset=lambda: ok(cli, "quantize", bert_dir, "-o", out))
     assert rc == (-signal.SIGKILL if sig == signal.SIGKILL else IO), (rc, err)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # the old checkpoint, untouched
     assert listing(tmp_path) == ["existing"]
