@@ -14,6 +14,7 @@
 #include "monoquant/io/reader.hpp"
 #include "monoquant/pipeline/compressed_layout.hpp"
 #include "monoquant/pipeline/quantize_checkpoint.hpp"
+#include "monoquant/pipeline/quantized_checkpoint.hpp"
 #include "monoquant/thread_pool.hpp"
 
 namespace monoquant::cli {
@@ -36,6 +37,47 @@ std::string quantized_evidence(const io::Checkpoint& ck, const std::string& path
     }
   }
   return "";
+}
+
+// The records of the layers an input already has quantized: monoquant's own
+// metadata when present, else what its quantization_config says.
+std::vector<pipeline::ModuleRecord> existing_records(const io::Checkpoint& ck, const std::string& path) {
+  std::map<std::string, pipeline::ModuleRecord> ours;
+  if (const auto it = ck.metadata.find("monoquant"); it != ck.metadata.end()) {
+    const auto info = nlohmann::json::parse(it->second, nullptr, false);
+    if (info.is_object() && info.value("format", std::string()) == "monoquant.model" && info.contains("modules")) {
+      for (const auto& [name, rec] : info["modules"].items()) {
+        pipeline::ModuleRecord r;
+        r.name = name;
+        r.scheme = pipeline::scheme_from_json(rec.at("scheme").dump());
+        r.type = rec.value("type", std::string("Linear"));
+        r.shape = rec.value("shape", Shape{});
+        r.float_dtype = rec.value("float_dtype", std::string("float32"));
+        nlohmann::json extra = rec;
+        for (const char* k : {"type", "scheme", "shape", "float_dtype"}) extra.erase(k);
+        r.extra_json = extra.dump();
+        ours[name] = std::move(r);
+      }
+    }
+  }
+  std::vector<pipeline::ModuleRecord> out;
+  for (const auto& m : pipeline::quantized_modules(ck, pipeline::quantization_config_of(path, ck))) {
+    if (const auto it = ours.find(m.module); it != ours.end()) {
+      out.push_back(it->second);
+      continue;
+    }
+    if (!m.symmetric) throw_unsupported("'" + m.module + "' has asymmetric weights, which --force cannot carry over");
+    pipeline::ModuleRecord r;
+    r.name = m.module;
+    r.scheme.format = m.bits == 4 ? WeightFormat::int4 : WeightFormat::int8;
+    r.scheme.mode = m.activations == "dynamic" ? LinearMode::dynamic_int8
+                    : m.activations == "static" ? LinearMode::static_int8 : LinearMode::weight_only;
+    r.scheme.group_size = m.bits == 4 ? (m.group_size > 0 ? m.group_size : (m.weight_shape.size() == 2 ? m.weight_shape[1] : 0)) : 0;
+    r.scheme.act_symmetric = ck.find(m.module + ".input_zero_point") == nullptr;
+    r.shape = m.weight_shape;
+    out.push_back(std::move(r));
+  }
+  return out;
 }
 
 pipeline::LayerScheme scheme_from(const QuantizeOptions& o) {
@@ -195,9 +237,13 @@ int run_quantize(const QuantizeOptions& o) {
       }
     }
   }
-  if (const std::string why = quantized_evidence(ck, input); !why.empty() && !o.force) {
-    throw_invalid_argument(input + " is already quantized (" + why + "); pass --force to quantize its float tensors again");
+  const std::string evidence = quantized_evidence(ck, input);
+  if (!evidence.empty() && !o.force) {
+    throw_invalid_argument(input + " is already quantized (" + evidence + "); pass --force to quantize its float tensors too");
   }
+  // --force: the input's quantized layers are kept as they are and stay described in the output.
+  const std::vector<pipeline::ModuleRecord> existing = evidence.empty() ? std::vector<pipeline::ModuleRecord>{}
+                                                                        : existing_records(ck, input);
 
   pipeline::PlanRules rules;
   rules.scheme = scheme;
@@ -207,6 +253,7 @@ int run_quantize(const QuantizeOptions& o) {
   rules.min_params = o.min_params;
   rules.quantize_embeddings = o.quantize_embeddings;
   rules.explicit_group_size = o.group_size > 0;
+  for (const auto& r : existing) rules.already_quantized.insert(r.name);
   if (scheme.mode == LinearMode::static_int8) rules.activations = activations_from(o.calibration, scheme.act_symmetric);
   std::vector<pipeline::TensorInfo> infos;
   for (const auto& t : ck.tensors) infos.push_back({t.name, t.dtype, t.shape, std::nullopt});
@@ -248,6 +295,7 @@ int run_quantize(const QuantizeOptions& o) {
     if (exists(input + "/config.json")) w.config_json = read_text(input + "/config.json");
     w.files = companion_files(input);
   }
+  w.extra_records = existing;
   if (o.strict) w.accept = [](const pipeline::QuantizeReport& r) { return r.warnings.empty(); };
   Progress progress(o.quiet || o.json);
   const pipeline::QuantizeReport report = pipeline::quantize_checkpoint(

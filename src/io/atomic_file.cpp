@@ -24,17 +24,19 @@ std::string directory_of(const std::string& path) {
 
 }  // namespace
 
-AtomicFile::AtomicFile(std::string path) : path_(std::move(path)) {
+AtomicFile::AtomicFile(std::string path, std::string temp_dir) : path_(std::move(path)) {
+  if (temp_dir.empty()) temp_dir = directory_of(path_);
 #ifdef O_TMPFILE
-  // An unnamed file in the target's directory: if the process dies (SIGKILL,
-  // a crash, SIGXFSZ) before commit, the kernel frees it and nothing is left.
-  fd_ = ::open(directory_of(path_).c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0644);
+  // An unnamed file: if the process dies (SIGKILL, a crash, SIGXFSZ) before
+  // commit, the kernel frees it and nothing is left.
+  fd_ = ::open(temp_dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0644);
   if (fd_ >= 0) {
     unnamed_ = true;
     return;
   }
 #endif
-  temp_path_ = path_ + ".tmp.XXXXXX";
+  const auto slash = path_.find_last_of('/');
+  temp_path_ = temp_dir + "/" + (slash == std::string::npos ? path_ : path_.substr(slash + 1)) + ".tmp.XXXXXX";
   std::vector<char> name(temp_path_.begin(), temp_path_.end());
   name.push_back('\0');
   fd_ = ::mkstemp(name.data());

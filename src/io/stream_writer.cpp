@@ -85,9 +85,15 @@ CheckpointStreamWriter::CheckpointStreamWriter(std::string path, OutputKind kind
   } else {
     for (std::size_t i = 0; i < specs_.size(); ++i) groups[0].push_back(i);
   }
+  // A directory that does not exist yet is created only at commit; until
+  // then its files live, unnamed, in the parent directory (same filesystem),
+  // so that a killed run leaves not even an empty directory behind.
+  std::string temp_dir;
   if (kind_ == OutputKind::directory && !is_directory(path_)) {
-    if (::mkdir(path_.c_str(), 0755) != 0) throw_io_error(path_ + ": cannot create directory: " + std::strerror(errno));
     created_dir_ = true;
+    const auto slash = path_.find_last_of('/');
+    temp_dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path_.substr(0, slash));
+    if (!is_directory(temp_dir)) throw_io_error(path_ + ": the parent directory " + temp_dir + " does not exist");
   }
   try {
     for (std::size_t k = 0; k < groups.size(); ++k) {
@@ -102,7 +108,7 @@ CheckpointStreamWriter::CheckpointStreamWriter(std::string path, OutputKind kind
       }
       sh.layout = safetensors_layout(part, metadata_);
       const std::string file = kind_ == OutputKind::safetensors ? path_ : path_ + "/" + sh.name;
-      sh.file = std::make_unique<AtomicFile>(file);
+      sh.file = std::make_unique<AtomicFile>(file, temp_dir);
       sh.file->reserve(sh.layout.file_size);
       unsigned char len[8];
       const uint64_t n = sh.layout.header.size();
@@ -113,15 +119,15 @@ CheckpointStreamWriter::CheckpointStreamWriter(std::string path, OutputKind kind
     }
   } catch (...) {
     shards_.clear();
-    if (created_dir_) ::rmdir(path_.c_str());
     throw;
   }
+  temp_dir_ = temp_dir;
 }
 
 CheckpointStreamWriter::~CheckpointStreamWriter() {
   if (committed_) return;
   shards_.clear();  // AtomicFile destructors drop the uncommitted files
-  if (created_dir_) ::rmdir(path_.c_str());
+  if (dir_made_) ::rmdir(path_.c_str());
 }
 
 void CheckpointStreamWriter::write(std::size_t index, const void* data, std::size_t size) {
@@ -179,9 +185,13 @@ void CheckpointStreamWriter::commit() {
       files_["model.safetensors.index.json"] = index.dump(2) + "\n";
     }
     for (const auto& [name, text] : files_) {
-      extra.push_back(std::make_unique<AtomicFile>(path_ + "/" + name));
+      extra.push_back(std::make_unique<AtomicFile>(path_ + "/" + name, temp_dir_));
       extra.back()->write(text.data(), text.size());
       keep.insert(name);
+    }
+    if (created_dir_) {
+      if (::mkdir(path_.c_str(), 0755) != 0) throw_io_error(path_ + ": cannot create directory: " + std::strerror(errno));
+      dir_made_ = true;
     }
   }
   for (auto& sh : shards_) {

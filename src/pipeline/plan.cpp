@@ -210,6 +210,11 @@ Plan make_plan(const std::vector<TensorInfo>& tensors, const PlanRules& rules) {
       e.reason = std::move(why);
       plan.entries.push_back(e);
     };
+    if (const auto dot = t.name.find_last_of('.');
+        dot != std::string::npos && rules.already_quantized.count(t.name.substr(0, dot))) {
+      keep("already quantized (kept as it is)");
+      continue;
+    }
     switch (e.role) {
       case TensorRole::bias: keep("bias (stays float)"); continue;
       case TensorRole::norm: keep("norm (stays float)"); continue;

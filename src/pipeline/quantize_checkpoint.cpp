@@ -238,7 +238,9 @@ QuantizeReport quantize_checkpoint(const io::Checkpoint& input, const Plan& plan
     first_spec.push_back(specs.size());
     for (auto& s : output_specs(e)) specs.push_back(std::move(s));
   }
-  auto writer_ptr = open_quantized_writer(options, std::move(specs), module_records(plan));
+  std::vector<ModuleRecord> records = module_records(plan);
+  records.insert(records.end(), options.extra_records.begin(), options.extra_records.end());
+  auto writer_ptr = open_quantized_writer(options, std::move(specs), records);
   io::CheckpointStreamWriter& writer = *writer_ptr;
   QuantizeReport report;
   report.warnings = plan.warnings;

@@ -13,7 +13,10 @@ namespace monoquant::io {
 
 class AtomicFile {
  public:
-  explicit AtomicFile(std::string path);  // throws io
+  // temp_dir: where the temporary lives until commit (default: the target's
+  // directory, which must then exist; another directory on the same
+  // filesystem lets a writer create the target's directory only at commit).
+  explicit AtomicFile(std::string path, std::string temp_dir = "");  // throws io
   ~AtomicFile();                          // removes the temporary unless committed
   AtomicFile(const AtomicFile&) = delete;
   AtomicFile& operator=(const AtomicFile&) = delete;

@@ -5,8 +5,8 @@
 // one tensor, whatever the checkpoint's size.
 //
 // Nothing is visible until commit(): every file is an AtomicFile (unnamed
-// until commit), and a directory this writer created is removed again if the
-// write fails. `.pt` output (a zip with CRCs) keeps the tensors in memory and
+// until commit), and a directory that does not exist yet is only created at
+// commit (its files wait in the parent directory). `.pt` output (a zip with CRCs) keeps the tensors in memory and
 // is written at commit.
 #pragma once
 
@@ -64,7 +64,9 @@ class CheckpointStreamWriter {
   std::vector<std::vector<std::byte>> held_;  // pytorch output only
   std::map<std::string, std::string> files_;
   uint64_t data_bytes_ = 0;
-  bool created_dir_ = false;
+  bool created_dir_ = false;  // the directory did not exist: made at commit
+  bool dir_made_ = false;
+  std::string temp_dir_;      // where the files wait until commit ("" = their own directory)
   bool committed_ = false;
 };
 

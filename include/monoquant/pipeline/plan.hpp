@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -49,6 +50,7 @@ struct PlanRules {
   bool quantize_embeddings = false;
   bool explicit_group_size = false;                // a group size that does not divide K is then an error
   std::map<std::string, ActivationParams> activations;  // static: module -> parameters
+  std::set<std::string> already_quantized;         // modules whose tensors are kept as they are (--force)
 };
 
 struct PlanEntry {

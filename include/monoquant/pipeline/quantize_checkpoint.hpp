@@ -56,6 +56,7 @@ struct WriteOptions {
   uint64_t max_shard_bytes = 0;
   std::string config_json;                      // directory output: the input's config.json ("" when none)
   std::map<std::string, std::string> files;     // directory output: more files to copy (tokenizer, ...)
+  std::vector<ModuleRecord> extra_records;      // modules the input had already quantized (--force)
   // Called with the finished report before anything becomes visible; false
   // drops the output (--strict refusing warnings).
   std::function<bool(const QuantizeReport&)> accept;
