@@ -541,6 +541,15 @@ def wait_for_quiet(max_load, minutes):
         time.sleep(30)
 
 
+def build_stamp():
+    """The installed monoquant (binary and extension): mtime and size, to notice a reinstall mid-run.
+
+    Other engineers rebuild on this machine; a run that straddles a reinstall mixes two builds."""
+    import glob
+    files = [MONOQUANT] + [Path(p) for p in glob.glob(str(REPO / ".venv/lib/python*/site-packages/monoquant/_core*.so"))]
+    return {str(f): (f.stat().st_mtime, f.stat().st_size) for f in files if f.exists()}
+
+
 def fmt_met(flag):
     return "-" if flag is None else ("yes" if flag else "**NO**")
 
@@ -560,6 +569,8 @@ def build_report(ctx, jobs, runs, cli_reports, checks, compares, llmc_log):
     add(f"load average (1 min): {ctx['load_start']:.2f} at start, {ctx['load_end']:.2f} at end, "
         f"max {ctx['load_max']:.2f} between runs; waited for < {ctx['max_load']}: "
         f"{'yes' if ctx['quiet_ok'] else 'gave up, measured anyway'}")
+    add(f"monoquant: {ctx['version']}, binary built {ctx['built']}"
+        + ("" if ctx["same_build"] else "; **the installed build changed during the run: rerun**"))
     add(f"repetitions: {ctx['reps']} per job, round-robin, medians; peak RSS from "
         f"{'/usr/bin/time -v' if os.path.exists(TIME_BIN) else 'os.wait4 ru_maxrss'}")
     add("")
@@ -725,6 +736,7 @@ def main():
                                                                                           args.wait_minutes)
     subprocess.run(["sh", "-c", 'cat "$@" > /dev/null', "cat"] + [str(s) for s in shards], check=True)
     loads = [load_start]
+    stamp = build_stamp()
     runs = {n: [] for n in jobs}
     cli_reports = {n: [] for n in jobs if n.startswith("mq_")}
     for rep in range(args.reps):
@@ -756,6 +768,12 @@ def main():
             tgt.unlink(missing_ok=True)
         ctx_extra["write_ceiling"] = {"bytes": nbytes, "wall_s": statistics.median(ws)}
     load_end = os.getloadavg()[0]
+    same_build = build_stamp() == stamp
+    version = subprocess.run([str(MONOQUANT), "--version"], capture_output=True, text=True).stdout.strip()
+    built = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(MONOQUANT.stat().st_mtime))
+    head = subprocess.run(["git", "-C", str(REPO), "log", "-1", "--format=%h %cd", "--date=format:%Y-%m-%d %H:%M"],
+                          capture_output=True, text=True).stdout.strip()
+    built += f" (repository HEAD then: {head or 'unknown'})"
 
     outs = {n: out for n, (_, _, out) in jobs.items() if out is not None}
     checks, compares = check_outputs(jobs, outs, llmc_python)
@@ -765,7 +783,7 @@ def main():
 
     ctx = dict(cpu=cpu_model(), nproc=os.cpu_count(), threads=args.threads, model_dir=model_dir, size=size,
                reps=args.reps, load_start=load_start, load_end=load_end, load_max=max(loads),
-               max_load=args.max_load, quiet_ok=quiet_ok, llmc_status=llmc_status, gen_run=gen_run,
+               max_load=args.max_load, quiet_ok=quiet_ok, version=version, built=built, same_build=same_build, llmc_status=llmc_status, gen_run=gen_run,
                **model_facts(model_dir, size), **ctx_extra)
     report = build_report(ctx, jobs, runs, cli_reports, checks, compares,
                           llmc_log if not llmc_python else [])

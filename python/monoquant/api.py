@@ -18,7 +18,6 @@ swap in the quantized module -> report.
 from __future__ import annotations
 
 import copy
-import math
 import os
 import warnings
 from collections.abc import Mapping
@@ -28,7 +27,7 @@ import torch
 from torch import nn
 
 from . import _core, io, ops
-from .calibration import _batch_size, calibrate
+from .calibration import calibrate
 from .errors import InvalidArgumentError, MonoquantError, UnsupportedError
 from .metrics import error_metrics
 from .model_files import fill_float_weights, model_from_directory, replace_module
