@@ -45,6 +45,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -223,7 +224,6 @@ def run_measured(cmd, env=None, quiet=True):
                          stderr=subprocess.PIPE if quiet else None, text=True)
     # Read the pipes in threads so that a chatty child cannot block on a full pipe.
     out, err = [], []
-    import threading
     readers = [threading.Thread(target=lambda: out.append(p.stdout.read()))]
     if quiet:
         readers.append(threading.Thread(target=lambda: err.append(p.stderr.read())))
@@ -278,8 +278,7 @@ r = mq.quantize(src, bits=8, show_progress=False)
 t3 = time.perf_counter()
 r.save({out!r}, max_shard_size=1 << 30)
 t4 = time.perf_counter()
-print(json.dumps({{"import_s": t1 - t0, "load_s": t2 - t1, "quantize_s": t3 - t2, "save_s": t4 - t3,
-                  "quantized": r.report.to_dict()["totals"] if hasattr(r.report, "to_dict") else None}}))
+print(json.dumps({{"import_s": t1 - t0, "load_s": t2 - t1, "quantize_s": t3 - t2, "save_s": t4 - t3}}))
 """
 
 LLMC = r"""
@@ -482,7 +481,7 @@ elif cmd == "compare":
 """
 
 
-def check_outputs(jobs, outs, llmc_python):
+def check_outputs(jobs, outs):
     """Untimed: does every peer's output hold what it should? Returns {job: text}, compare rows."""
     checks, compares = {}, []
     for name, out in outs.items():
@@ -570,7 +569,8 @@ def build_report(ctx, jobs, runs, cli_reports, checks, compares, llmc_log):
         f"max {ctx['load_max']:.2f} between runs; waited for < {ctx['max_load']}: "
         f"{'yes' if ctx['quiet_ok'] else 'gave up, measured anyway'}")
     add(f"monoquant: {ctx['version']}, binary built {ctx['built']}"
-        + ("" if ctx["same_build"] else "; **the installed build changed during the run: rerun**"))
+        + ("" if ctx["same_build"] else f"; **the installed build changed during the run ({ctx['changed_at']}): "
+                                         "rerun**"))
     add(f"repetitions: {ctx['reps']} per job, round-robin, medians; peak RSS from "
         f"{'/usr/bin/time -v' if os.path.exists(TIME_BIN) else 'os.wait4 ru_maxrss'}")
     add("")
@@ -737,6 +737,7 @@ def main():
     subprocess.run(["sh", "-c", 'cat "$@" > /dev/null', "cat"] + [str(s) for s in shards], check=True)
     loads = [load_start]
     stamp = build_stamp()
+    changed_at = []  # where a reinstall of monoquant was first noticed, if any
     runs = {n: [] for n in jobs}
     cli_reports = {n: [] for n in jobs if n.startswith("mq_")}
     for rep in range(args.reps):
@@ -744,6 +745,8 @@ def main():
             if out is not None:
                 shutil.rmtree(out, ignore_errors=True)
             r = run_measured(cmd, env=dict(env, **JOB_ENV.get(name, {})))
+            if build_stamp() != stamp and not changed_at:
+                changed_at.append(f"during or before repetition {rep + 1}, {label}")
             runs[name].append(r)
             loads.append(os.getloadavg()[0])
             if name in cli_reports and r["rc"] == 0:
@@ -768,7 +771,7 @@ def main():
             tgt.unlink(missing_ok=True)
         ctx_extra["write_ceiling"] = {"bytes": nbytes, "wall_s": statistics.median(ws)}
     load_end = os.getloadavg()[0]
-    same_build = build_stamp() == stamp
+    same_build = not changed_at and build_stamp() == stamp
     version = subprocess.run([str(MONOQUANT), "--version"], capture_output=True, text=True).stdout.strip()
     built = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(MONOQUANT.stat().st_mtime))
     head = subprocess.run(["git", "-C", str(REPO), "log", "-1", "--format=%h %cd", "--date=format:%Y-%m-%d %H:%M"],
@@ -776,14 +779,15 @@ def main():
     built += f" (repository HEAD then: {head or 'unknown'})"
 
     outs = {n: out for n, (_, _, out) in jobs.items() if out is not None}
-    checks, compares = check_outputs(jobs, outs, llmc_python)
+    checks, compares = check_outputs(jobs, outs)
     for out in outs.values():
         shutil.rmtree(out, ignore_errors=True)
     shutil.rmtree(SHM / "monoquant-cli-bench-out", ignore_errors=True)
 
     ctx = dict(cpu=cpu_model(), nproc=os.cpu_count(), threads=args.threads, model_dir=model_dir, size=size,
                reps=args.reps, load_start=load_start, load_end=load_end, load_max=max(loads),
-               max_load=args.max_load, quiet_ok=quiet_ok, version=version, built=built, same_build=same_build, llmc_status=llmc_status, gen_run=gen_run,
+               max_load=args.max_load, quiet_ok=quiet_ok, version=version, built=built, same_build=same_build,
+               changed_at=changed_at[0] if changed_at else "after the last run", llmc_status=llmc_status, gen_run=gen_run,
                **model_facts(model_dir, size), **ctx_extra)
     report = build_report(ctx, jobs, runs, cli_reports, checks, compares,
                           llmc_log if not llmc_python else [])

@@ -26,6 +26,9 @@ class Buffer {
 
  private:
   struct Free {
+    Free() noexcept : mapped(0) {}
+    explicit Free(std::size_t bytes) noexcept : mapped(bytes) {}
+    std::size_t mapped;  // bytes of a private mapping (large buffers); 0: from malloc
     void operator()(std::byte* p) const noexcept;
   };
   std::unique_ptr<std::byte[], Free> data_;

@@ -121,8 +121,9 @@ def _sqnr_warnings(layers: List[LayerReport]) -> List[str]:
             worst = min(group, key=lambda l: l.sqnr_db)
             names = ", ".join(f"{l.name!r} ({l.sqnr_db:.1f} dB)" for l in group[:4])
             more = f" and {len(group) - 4} more" if len(group) > 4 else ""
-            out.append(f"{len(group)} layers with {text}: {names}{more}; worst {worst.name!r}. Consider skip=[...], "
-                       f"scale_method='mse', a smaller group_size or more bits")
+            int4 = any(l.scheme.startswith("W4") for l in group)
+            tips = "skip=[...] for them" + (", a smaller group_size or bits=8" if int4 else ", or bits=16")
+            out.append(f"{len(group)} layers with {text}: {names}{more}; worst {worst.name!r}. Consider {tips}")
     return out
 
 

@@ -2,6 +2,8 @@
 // inspect, validate and compare in check.cpp), exit codes in exit_codes.hpp.
 #include <CLI/CLI.hpp>
 
+#include <malloc.h>
+
 #include <cstdio>
 #include <exception>
 #include <string>
@@ -25,6 +27,11 @@ namespace {
 
 int main(int argc, char** argv) {
   using namespace monoquant;
+  // A fixed mmap threshold: glibc otherwise raises it after each large free,
+  // so the per-tensor buffers of a checkpoint run (a few MiB each) would come
+  // from the heap and stay resident after they are freed, and peak memory
+  // would grow tensor after tensor instead of staying at one tensor's work.
+  mallopt(M_MMAP_THRESHOLD, 256 * 1024);
   CLI::App app{"monoquant: quantize PyTorch checkpoints to int8, int4, float16 and bfloat16"};
   app.set_version_flag("--version", std::string("monoquant ") + version);
   int threads = 0;

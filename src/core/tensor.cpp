@@ -1,4 +1,6 @@
 #include "monoquant/tensor.hpp"
+#include "monoquant/thread_pool.hpp"
+#include <bit>
 
 #include <cstring>
 #include <limits>
@@ -125,6 +127,19 @@ Tensor to_contiguous_f32(const TensorView& view) {
   float* dst = out.as<float>();
   if (view.dtype == DType::f32 && view.is_contiguous()) {
     std::memcpy(dst, view.data, static_cast<std::size_t>(n) * 4);
+    return out;
+  }
+  // Contiguous 16-bit floats (the usual checkpoint weights): one tight loop,
+  // not the general odometer below (which costs ~10 ns per element).
+  if ((view.dtype == DType::bf16 || view.dtype == DType::f16) && view.is_contiguous()) {
+    const bool bf16 = view.dtype == DType::bf16;
+    parallel_for(n, int64_t{1} << 16, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        uint16_t h;
+        std::memcpy(&h, view.data + 2 * i, 2);
+        dst[i] = bf16 ? std::bit_cast<float>(static_cast<uint32_t>(h) << 16) : f16_bits_to_f32(h);
+      }
+    });
     return out;
   }
   const std::size_t elem = static_cast<std::size_t>(bits_of(view.dtype) / 8);

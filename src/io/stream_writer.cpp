@@ -58,7 +58,7 @@ OutputKind output_kind_for_path(const std::string& path) {
 CheckpointStreamWriter::CheckpointStreamWriter(std::string path, OutputKind kind, std::vector<TensorSpec> specs,
                                                std::map<std::string, std::string> metadata, uint64_t max_shard_bytes)
     : path_(std::move(path)), kind_(kind), specs_(std::move(specs)), metadata_(std::move(metadata)) {
-  written_.assign(specs_.size(), false);
+  written_.assign(specs_.size(), 0);
   where_.assign(specs_.size(), {0, 0});
   std::vector<uint64_t> sizes(specs_.size());
   for (std::size_t i = 0; i < specs_.size(); ++i) {
@@ -131,23 +131,37 @@ CheckpointStreamWriter::~CheckpointStreamWriter() {
 }
 
 void CheckpointStreamWriter::write(std::size_t index, const void* data, std::size_t size) {
+  if (index < specs_.size() && written_[index]) {
+    throw_invalid_argument("stream writer: tensor '" + specs_[index].name + "' written twice");
+  }
+  if (index < specs_.size()) {
+    const TensorSpec& s = specs_[index];
+    const uint64_t want = checked_nbytes(s.dtype, s.shape, s.name);
+    if (size != want) {
+      throw_invalid_argument("stream writer: tensor '" + s.name + "' needs " + std::to_string(want) + " bytes, got " +
+                             std::to_string(size));
+    }
+  }
+  write_part(index, 0, data, size);
+}
+
+void CheckpointStreamWriter::write_part(std::size_t index, uint64_t offset, const void* data, std::size_t size) {
   if (index >= specs_.size()) throw_invalid_argument("stream writer: no tensor #" + std::to_string(index));
   const TensorSpec& s = specs_[index];
-  const uint64_t want = checked_nbytes(s.dtype, s.shape, s.name);
-  if (size != want) {
-    throw_invalid_argument("stream writer: tensor '" + s.name + "' needs " + std::to_string(want) + " bytes, got " +
-                           std::to_string(size));
+  const uint64_t total = checked_nbytes(s.dtype, s.shape, s.name);
+  if (offset > total || size > total - offset || written_[index] + size > total) {
+    throw_invalid_argument("stream writer: " + std::to_string(size) + " bytes at " + std::to_string(offset) +
+                           " do not fit tensor '" + s.name + "' (" + std::to_string(total) + " bytes)");
   }
-  if (written_[index]) throw_invalid_argument("stream writer: tensor '" + s.name + "' written twice");
   if (kind_ == OutputKind::pytorch) {
-    const auto* p = static_cast<const std::byte*>(data);
-    held_[index].assign(p, p + size);
+    if (held_[index].size() != total) held_[index].resize(total);
+    if (size) std::memcpy(held_[index].data() + offset, data, size);
   } else {
     const auto [k, pos] = where_[index];
     Shard& sh = shards_[k];
-    if (size) sh.file->write_at(sh.layout.offsets[pos], data, size);
+    if (size) sh.file->write_at(sh.layout.offsets[pos] + offset, data, size);
   }
-  written_[index] = true;
+  written_[index] += size;
 }
 
 void CheckpointStreamWriter::add_file(const std::string& name, const std::string& contents) {
@@ -158,12 +172,15 @@ void CheckpointStreamWriter::add_file(const std::string& name, const std::string
 
 void CheckpointStreamWriter::commit() {
   for (std::size_t i = 0; i < specs_.size(); ++i) {
-    if (!written_[i]) throw_invalid_argument("stream writer: tensor '" + specs_[i].name + "' was never written");
+    if (written_[i] != checked_nbytes(specs_[i].dtype, specs_[i].shape, specs_[i].name)) {
+      throw_invalid_argument("stream writer: tensor '" + specs_[i].name + "' was not written in full");
+    }
   }
   if (kind_ == OutputKind::pytorch) {
     std::vector<TensorToWrite> tensors;
     for (std::size_t i = 0; i < specs_.size(); ++i) {
-      tensors.push_back(TensorToWrite{specs_[i].name, specs_[i].dtype, specs_[i].shape, held_[i].data()});
+      tensors.push_back(TensorToWrite{specs_[i].name, specs_[i].dtype, specs_[i].shape,
+                                      held_[i].empty() ? nullptr : held_[i].data()});
     }
     write_pt(path_, tensors, metadata_);
     committed_ = true;

@@ -1,13 +1,17 @@
 #include "monoquant/pipeline/compressed_layout.hpp"
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <cstring>
 
 #include "monoquant/error.hpp"
 #include "monoquant/float_cast.hpp"
 #include "monoquant/half.hpp"
 #include "monoquant/metrics.hpp"
+#include "monoquant/thread_pool.hpp"
 #include "monoquant/weight_quantizer.hpp"
+#include "quant/kernels.hpp"
 
 namespace monoquant::pipeline {
 namespace {
@@ -146,52 +150,184 @@ std::vector<Tensor> compressed_tensors_from_codes(const PlanEntry& e, const Tens
   return out;
 }
 
-EntryOutputs produce_outputs(const PlanEntry& e, const io::TensorRecord& in) {
-  EntryOutputs out;
-  auto own = [&](Tensor t) {
-    out.owned.push_back(std::move(t));
-    const Tensor& o = out.owned.back();
-    out.bytes.emplace_back(o.data(), o.nbytes());
-  };
+namespace {
+
+constexpr int64_t kBlockElements = int64_t{1} << 20;  // 4 MiB of float32 rows per block
+
+// Rows [r0, r0 + rows) of the input as float32: in place for float32 input,
+// else converted into scratch.
+const float* float_rows(const io::TensorRecord& in, int64_t r0, int64_t rows, int64_t k, Scratch& scratch,
+                        Tensor& strided_copy) {
+  if (!in.is_contiguous()) {
+    if (strided_copy.numel() == 0) strided_copy = to_contiguous_f32(in.view());
+    return strided_copy.as<float>() + r0 * k;
+  }
+  if (in.dtype == FileDType::f32) return reinterpret_cast<const float*>(in.data()) + r0 * k;
+  const int64_t n = rows * k;
+  if (scratch.floats.size() < static_cast<std::size_t>(n) * 4) scratch.floats = Buffer(static_cast<std::size_t>(n) * 4);
+  float* f = scratch.floats.as<float>();
+  if (in.dtype == FileDType::f16 || in.dtype == FileDType::bf16) {
+    const auto* h = reinterpret_cast<const uint16_t*>(in.data()) + r0 * k;
+    const auto& kt = kernels::active_kernels();
+    const bool f16 = in.dtype == FileDType::f16;
+    parallel_for(n, int64_t{1} << 15, [&](int64_t b, int64_t e) {
+      if (f16) kt.f16_to_f32(h + b, e - b, f + b);
+      else kt.bf16_to_f32(h + b, e - b, f + b);
+    });
+  } else {  // float64
+    const Tensor t = to_contiguous_f32(TensorView(in.data() + static_cast<std::size_t>(r0 * k) * 8, DType::f64, {rows, k}));
+    std::memcpy(f, t.data(), t.nbytes());
+  }
+  return f;
+}
+
+std::byte* scratch_bytes(Scratch& s, std::size_t n) {
+  if (s.bytes.size() < n) s.bytes = Buffer(n);
+  return s.bytes.data();
+}
+
+double sqnr_from(double ref, double err) {
+  if (err == 0) return std::numeric_limits<double>::infinity();
+  if (ref == 0) return -std::numeric_limits<double>::infinity();
+  return 10.0 * std::log10(ref / err);
+}
+
+}  // namespace
+
+EntryStats stream_outputs(const PlanEntry& e, const io::TensorRecord& in, Scratch& scratch, const PartSink& sink) {
+  EntryStats stats;
   if (!e.quantize) {
     if (in.is_contiguous()) {
-      out.bytes.emplace_back(in.data(), in.nbytes());
+      sink(0, 0, in.data(), in.nbytes());
     } else {
-      own(contiguous_bytes(in));
+      const Tensor c = contiguous_bytes(in);
+      sink(0, 0, c.data(), c.nbytes());
     }
-    out.weight_bytes = in.nbytes();
-    return out;
+    stats.weight_bytes = in.nbytes();
+    return stats;
   }
   const LayerScheme& s = e.scheme;
   const int64_t n = e.rows(), k = e.cols();
-  // The weight as the matrix [N, K] the kernels multiply (conv weights flattened).
-  Tensor contiguous;
-  TensorView w;
-  if (in.is_contiguous()) {
-    w = TensorView(in.data(), core_of(in.dtype), Shape{n, k});
-  } else {
-    contiguous = to_contiguous_f32(in.view());
-    w = TensorView(contiguous.data(), DType::f32, Shape{n, k});
-  }
+  const int64_t block = std::max<int64_t>(1, kBlockElements / std::max<int64_t>(k, 1));
+  const FileDType sd = scale_dtype_for(e.dtype);
+  const DType sd_core = *io::to_core(sd);
+  const auto& kt = kernels::active_kernels();
+  Tensor strided_copy;
+  double ref = 0, err = 0;
   try {
     if (s.is_half()) {
-      Tensor h = cast_to_half(TensorView(w.data, w.dtype, e.shape), s.format == WeightFormat::f16 ? DType::f16 : DType::bf16,
-                              OverflowPolicy::error);
-      const Tensor back = half_to_f32(h.view());
-      out.sqnr_db = compare(w, TensorView(back.data(), DType::f32, Shape{n, k})).sqnr_db;
-      out.weight_bytes = h.nbytes();
-      own(std::move(h));
-      return out;
+      const DType target = s.format == WeightFormat::f16 ? DType::f16 : DType::bf16;
+      for (int64_t r0 = 0; r0 < n; r0 += block) {
+        const int64_t rows = std::min(block, n - r0);
+        const float* x = float_rows(in, r0, rows, k, scratch, strided_copy);
+        const TensorView xv(x, DType::f32, {rows, k});
+        const Tensor h = cast_to_half(xv, target, OverflowPolicy::error);
+        const ErrorMetrics m = compare(xv, half_to_f32(h.view()).view());
+        ref += m.reference_energy;
+        err += m.error_energy;
+        sink(0, static_cast<uint64_t>(r0 * k) * 2, h.data(), h.nbytes());
+      }
+      stats.sqnr_db = sqnr_from(ref, err);
+      stats.weight_bytes = static_cast<uint64_t>(n * k) * 2;
+      return stats;
     }
-    const FileDType sd = scale_dtype_for(e.dtype);
-    QuantizedTensor q = quantize_weight(w, s.weight_spec(), s.scale_method, *io::to_core(sd));
-    out.sqnr_db = compare(w, dequantize(q).view()).sqnr_db;
-    for (Tensor& t : compressed_tensors_from_codes(e, q.codes.view(), q.scales.view())) own(std::move(t));
-    out.weight_bytes = q.codes.nbytes() + static_cast<uint64_t>(q.scales.numel()) * io::element_size(sd);
-  } catch (const Error& err) {
-    if (err.kind() == ErrorKind::invalid_argument) throw_invalid_argument("tensor '" + e.tensor + "': " + err.what());
+    const QuantSpec spec = s.weight_spec();
+    const bool int4 = s.format == WeightFormat::int4;
+    const int64_t groups = int4 ? k / s.group_size : 1;
+    const bool packed = s.ct_format() == "pack-quantized";
+    const int64_t per_word = 32 / s.bits();
+    const int64_t words = (k + per_word - 1) / per_word;          // packed outputs: int32 words per row
+    const int64_t row_out = packed ? words * 4 : k;                // bytes per row on disk
+    Tensor scales(DType::f32, {n, groups});
+    std::vector<int8_t> unpacked(static_cast<std::size_t>(int4 ? k : 0));
+    for (int64_t r0 = 0; r0 < n; r0 += block) {
+      const int64_t rows = std::min(block, n - r0);
+      const float* x = float_rows(in, r0, rows, k, scratch, strided_copy);
+      const QuantizedTensor q = quantize_weight(TensorView(x, DType::f32, {rows, k}), spec, s.scale_method, sd_core);
+      const float* qs = q.scales.as<float>();
+      std::memcpy(scales.as<float>() + r0 * groups, qs, static_cast<std::size_t>(rows * groups) * 4);
+      // Error energies, from the codes (no dequantized copy).
+      for (int64_t r = 0; r < rows; ++r) {
+        if (int4) {
+          kt.unpack_i4(reinterpret_cast<const uint8_t*>(q.codes.data()) + r * ((k + 1) / 2), k, unpacked.data());
+          for (int64_t g = 0; g < groups; ++g) {
+            kt.error_energy_i8(x + r * k + g * s.group_size, unpacked.data() + g * s.group_size, s.group_size,
+                               qs[r * groups + g], 0, &ref, &err);
+          }
+        } else {
+          kt.error_energy_i8(x + r * k, q.codes.as<int8_t>() + r * k, k, qs[r], 0, &ref, &err);
+        }
+      }
+      // The codes in their on-disk form.
+      const auto* codes = reinterpret_cast<const uint8_t*>(q.codes.data());
+      if (!packed) {
+        sink(0, static_cast<uint64_t>(r0 * k), codes, static_cast<std::size_t>(rows * k));
+        continue;
+      }
+      std::byte* out = scratch_bytes(scratch, static_cast<std::size_t>(rows * row_out));
+      std::memset(out, 0, static_cast<std::size_t>(rows * row_out));
+      const int64_t row_in = int4 ? (k + 1) / 2 : k;
+      for (int64_t r = 0; r < rows; ++r) {
+        auto* dst = reinterpret_cast<uint8_t*>(out + r * row_out);
+        const uint8_t* src = codes + r * row_in;
+        if (int4) {
+          std::memcpy(dst, src, static_cast<std::size_t>(row_in));  // two codes per byte, +8: the word's bit order
+        } else {
+          for (int64_t i = 0; i < k; ++i) dst[i] = static_cast<uint8_t>(static_cast<int8_t>(src[i]) + 128);
+        }
+      }
+      sink(0, static_cast<uint64_t>(r0 * row_out), out, static_cast<std::size_t>(rows * row_out));
+    }
+    const Tensor stored = store_scales(scales, sd, {n, groups});
+    sink(1, 0, stored.data(), stored.nbytes());
+    std::size_t next = 2;
+    if (packed) {
+      const int64_t shape[2] = {n, k};
+      sink(next++, 0, shape, sizeof shape);
+    }
+    if (s.mode == LinearMode::static_int8) {
+      Tensor a(DType::f32, {1});
+      a.as<float>()[0] = round_scale_up(e.activation.scale, sd_core);
+      const Tensor as = store_scales(a, sd, {1});
+      sink(next++, 0, as.data(), as.nbytes());
+      if (!s.act_symmetric) {
+        const auto z = static_cast<int8_t>(e.activation.zero_point);
+        sink(next++, 0, &z, 1);
+      }
+    }
+    stats.sqnr_db = sqnr_from(ref, err);
+    stats.weight_bytes = static_cast<uint64_t>(n) * static_cast<uint64_t>(int4 ? (k + 1) / 2 : k) +
+                         static_cast<uint64_t>(n * groups) * io::element_size(sd);
+  } catch (const Error& er) {
+    if (er.kind() == ErrorKind::invalid_argument) throw_invalid_argument("tensor '" + e.tensor + "': " + er.what());
     throw;
   }
+  return stats;
+}
+
+EntryOutputs produce_outputs(const PlanEntry& e, const io::TensorRecord& in) {
+  Scratch scratch;
+  return produce_outputs(e, in, scratch);
+}
+
+EntryOutputs produce_outputs(const PlanEntry& e, const io::TensorRecord& in, Scratch& scratch) {
+  EntryOutputs out;
+  if (!e.quantize && in.is_contiguous()) {  // the input's own bytes, no copy
+    out.bytes.emplace_back(in.data(), in.nbytes());
+    out.weight_bytes = in.nbytes();
+    return out;
+  }
+  for (const auto& spec : output_specs(e)) {
+    const auto core = io::to_core(spec.dtype);
+    out.owned.push_back(core ? Tensor(*core, spec.shape)
+                             : Tensor(DType::u8, {static_cast<int64_t>(io::checked_nbytes(spec.dtype, spec.shape, spec.name))}));
+    out.bytes.emplace_back(out.owned.back().data(), out.owned.back().nbytes());
+  }
+  const EntryStats st = stream_outputs(e, in, scratch, [&](std::size_t j, uint64_t offset, const void* data, std::size_t size) {
+    std::memcpy(static_cast<std::byte*>(const_cast<void*>(out.bytes[j].first)) + offset, data, size);
+  });
+  out.sqnr_db = st.sqnr_db;
+  out.weight_bytes = st.weight_bytes;
   return out;
 }
 

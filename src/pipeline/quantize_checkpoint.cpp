@@ -39,13 +39,34 @@ std::string human(uint64_t n) {
   return buf;
 }
 
-// One warning per severity, naming the first few layers (as the Python API does).
-void add_sqnr_warnings(QuantizeReport& report) {
+// What to try for tensors whose weight SQNR is low, from their schemes.
+std::string remedies(const std::vector<const PlanEntry*>& hit) {
+  bool int4 = false, absmax4 = false, coarse = false;
+  for (const PlanEntry* e : hit) {
+    if (e->scheme.format != WeightFormat::int4) continue;
+    int4 = true;
+    absmax4 = absmax4 || e->scheme.scale_method == ScaleMethod::absmax;
+    coarse = coarse || e->scheme.group_size > 32;
+  }
+  std::string out = "consider --skip for them";
+  if (absmax4) out += ", --scale-method mse";
+  if (coarse) out += ", a smaller --group-size";
+  out += int4 ? ", or --bits 8" : ", or --bits 16";
+  return out;
+}
+
+// One warning per severity, naming the first few tensors (as the Python API does).
+void add_sqnr_warnings(QuantizeReport& report, const Plan& plan) {
   for (const bool critical : {true, false}) {
     std::vector<const TensorReport*> hit;
-    for (const auto& t : report.tensors) {
+    std::vector<const PlanEntry*> entries;
+    for (std::size_t i = 0; i < report.tensors.size(); ++i) {
+      const TensorReport& t = report.tensors[i];
       if (!t.quantized) continue;
-      if (critical ? t.sqnr_db < kSqnrCriticalDb : (t.sqnr_db >= kSqnrCriticalDb && t.sqnr_db < kSqnrWarnDb)) hit.push_back(&t);
+      if (critical ? t.sqnr_db < kSqnrCriticalDb : (t.sqnr_db >= kSqnrCriticalDb && t.sqnr_db < kSqnrWarnDb)) {
+        hit.push_back(&t);
+        entries.push_back(&plan.entries[i]);
+      }
     }
     if (hit.empty()) continue;
     char buf[64];
@@ -57,8 +78,7 @@ void add_sqnr_warnings(QuantizeReport& report) {
       msg += (i ? ", '" : "'") + hit[i]->name + "'" + buf;
     }
     if (hit.size() > 4) msg += " and " + std::to_string(hit.size() - 4) + " more";
-    msg += "; consider --skip, --scale-method mse, a smaller --group-size or more bits";
-    report.warnings.push_back(msg);
+    report.warnings.push_back(msg + "; " + remedies(entries));
   }
 }
 
@@ -243,6 +263,7 @@ QuantizeReport quantize_checkpoint(const io::Checkpoint& input, const Plan& plan
   auto writer_ptr = open_quantized_writer(options, std::move(specs), records);
   io::CheckpointStreamWriter& writer = *writer_ptr;
   QuantizeReport report;
+  Scratch scratch;
   report.warnings = plan.warnings;
   report.notes = plan.notes;
   for (std::size_t i = 0; i < plan.entries.size(); ++i) {
@@ -250,8 +271,9 @@ QuantizeReport quantize_checkpoint(const io::Checkpoint& input, const Plan& plan
     const io::TensorRecord& r = input.tensors[i];
     if (r.name != e.tensor) throw_invalid_argument("the plan does not describe this checkpoint (order)");
     const auto t0 = std::chrono::steady_clock::now();
-    const EntryOutputs out = produce_outputs(e, r);
-    for (std::size_t j = 0; j < out.bytes.size(); ++j) writer.write(first_spec[i] + j, out.bytes[j].first, out.bytes[j].second);
+    const EntryStats out = stream_outputs(e, r, scratch, [&](std::size_t j, uint64_t offset, const void* data, std::size_t size) {
+      writer.write_part(first_spec[i] + j, offset, data, size);
+    });
     TensorReport t;
     t.name = e.tensor;
     t.role = std::string(name_of(e.role));
@@ -268,7 +290,7 @@ QuantizeReport quantize_checkpoint(const io::Checkpoint& input, const Plan& plan
     if (progress) progress(i, plan.entries.size(), t);
     report.tensors.push_back(std::move(t));
   }
-  add_sqnr_warnings(report);
+  add_sqnr_warnings(report, plan);
   report.file_bytes_after = writer.data_bytes();
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   report.peak_rss_bytes = peak_rss_bytes();

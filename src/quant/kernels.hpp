@@ -32,6 +32,12 @@ struct QuantKernels {
   void (*f16_to_f32)(const uint16_t* h, int64_t n, float* x);
   void (*f32_to_bf16)(const float* x, int64_t n, float clamp, uint16_t* b);
   void (*bf16_to_f32)(const uint16_t* b, int64_t n, float* x);
+  // The energies behind a weight's SQNR without materializing the
+  // dequantized span: xx += sum x^2, ee += sum (x - (q - zero_point) * scale)^2.
+  // Summed in float within the span (optimized tables may sum in another
+  // order: equal to the reference within float rounding, not bit for bit).
+  void (*error_energy_i8)(const float* x, const int8_t* q, int64_t n, float scale, int32_t zero_point, double* xx,
+                          double* ee);
 };
 
 const QuantKernels& reference_kernels();

@@ -187,11 +187,43 @@ void bf16_to_f32(const uint16_t* b, int64_t n, float* x) {
   ref().bf16_to_f32(b + i, n - i, x + i);
 }
 
+// Two independent accumulators per energy, 8 lanes each, summed at the end.
+void error_energy_i8(const float* x, const int8_t* q, int64_t n, float scale, int32_t zero_point, double* xx,
+                     double* ee) {
+  const __m256 s = _mm256_set1_ps(scale);
+  const __m256i zp = _mm256_set1_epi32(zero_point);
+  __m256 ax0 = _mm256_setzero_ps(), ax1 = _mm256_setzero_ps(), ae0 = _mm256_setzero_ps(), ae1 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m128i qq = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q + i));
+    const __m256 w0 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_cvtepi8_epi32(qq), zp)), s);
+    const __m256 w1 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_cvtepi8_epi32(_mm_srli_si128(qq, 8)), zp)), s);
+    const __m256 x0 = _mm256_loadu_ps(x + i), x1 = _mm256_loadu_ps(x + i + 8);
+    const __m256 d0 = _mm256_sub_ps(x0, w0), d1 = _mm256_sub_ps(x1, w1);
+    ax0 = _mm256_fmadd_ps(x0, x0, ax0);
+    ax1 = _mm256_fmadd_ps(x1, x1, ax1);
+    ae0 = _mm256_fmadd_ps(d0, d0, ae0);
+    ae1 = _mm256_fmadd_ps(d1, d1, ae1);
+  }
+  alignas(32) float lx[8], le[8];
+  _mm256_store_ps(lx, _mm256_add_ps(ax0, ax1));
+  _mm256_store_ps(le, _mm256_add_ps(ae0, ae1));
+  double sx = 0, se = 0;
+  for (int j = 0; j < 8; ++j) {
+    sx += lx[j];
+    se += le[j];
+  }
+  *xx += sx;
+  *ee += se;
+  ref().error_energy_i8(x + i, q + i, n - i, scale, zero_point, xx, ee);
+}
+
 }  // namespace
 
 const QuantKernels& avx2_kernels() {
   static const QuantKernels table{absmax_bits, minmax,     quantize_i8, dequantize_i8, pack_i4,
-                                  unpack_i4,   f32_to_f16, f16_to_f32,  f32_to_bf16,   bf16_to_f32};
+                                  unpack_i4,   f32_to_f16, f16_to_f32,  f32_to_bf16,   bf16_to_f32,
+                                  error_energy_i8};
   return table;
 }
 

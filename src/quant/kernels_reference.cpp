@@ -72,11 +72,24 @@ void bf16_to_f32(const uint16_t* b, int64_t n, float* x) {
   for (int64_t i = 0; i < n; ++i) x[i] = bf16_bits_to_f32(b[i]);
 }
 
+void error_energy_i8(const float* x, const int8_t* q, int64_t n, float scale, int32_t zero_point, double* xx,
+                     double* ee) {
+  float sx = 0.0f, se = 0.0f;
+  for (int64_t i = 0; i < n; ++i) {
+    const float d = x[i] - static_cast<float>(q[i] - zero_point) * scale;
+    sx += x[i] * x[i];
+    se += d * d;
+  }
+  *xx += sx;
+  *ee += se;
+}
+
 }  // namespace
 
 const QuantKernels& reference_kernels() {
   static const QuantKernels table{absmax_bits, minmax,     quantize_i8, dequantize_i8, pack_i4,
-                                  unpack_i4,   f32_to_f16, f16_to_f32,  f32_to_bf16,   bf16_to_f32};
+                                  unpack_i4,   f32_to_f16, f16_to_f32,  f32_to_bf16,   bf16_to_f32,
+                                  error_energy_i8};
   return table;
 }
 

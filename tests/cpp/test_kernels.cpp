@@ -309,6 +309,39 @@ TEST(Kernels, DequantizeI8MatchesReferenceAndFormula) {
   }
 }
 
+// The SQNR energies: the reference against a double oracle, the AVX2 table
+// against the reference (float sums in another order: relative 1e-5).
+TEST(Kernels, ErrorEnergyI8MatchesOracle) {
+  std::mt19937 gen(mqtest::kSeed + 17);
+  for (int64_t n : test_lengths()) {
+    for (int off = 0; off < 3; ++off) {
+      const float scale = 0.013f;
+      const int32_t zp = static_cast<int32_t>(gen() % 21) - 10;
+      std::vector<int8_t> qbuf(static_cast<std::size_t>(n + off));
+      for (auto& v : qbuf) v = static_cast<int8_t>(gen());
+      const auto xs = mqtest::normal_floats(gen, static_cast<std::size_t>(n + off));
+      const int8_t* q = qbuf.data() + off;
+      const float* x = xs.data() + off;
+      double want_x = 0, want_e = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        const double d = double{x[i]} - double(q[i] - zp) * scale;
+        want_x += double{x[i]} * x[i];
+        want_e += d * d;
+      }
+      double rx = 1.5, re = 2.5;  // accumulates onto what is there
+      ref().error_energy_i8(x, q, n, scale, zp, &rx, &re);
+      ASSERT_NEAR(rx - 1.5, want_x, 1e-5 * want_x + 1e-9) << n;
+      ASSERT_NEAR(re - 2.5, want_e, 1e-5 * want_e + 1e-9) << n;
+      if (mqtest::have_avx2()) {
+        double ax = 1.5, ae = 2.5;
+        simd().error_energy_i8(x, q, n, scale, zp, &ax, &ae);
+        ASSERT_NEAR(ax, rx, 1e-5 * rx) << "n=" << n << " off=" << off;
+        ASSERT_NEAR(ae, re, 1e-5 * re) << "n=" << n << " off=" << off;
+      }
+    }
+  }
+}
+
 // ------------------------------------------------------------ int4 packing
 
 TEST(Kernels, PackUnpackI4MatchReferenceAndLayout) {

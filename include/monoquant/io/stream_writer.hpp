@@ -40,6 +40,9 @@ class CheckpointStreamWriter {
   const std::vector<TensorSpec>& specs() const { return specs_; }
   // Writes spec `index`'s bytes (exactly its size, row-major). Each spec once.
   void write(std::size_t index, const void* data, std::size_t size);
+  // Writes part of spec `index`: `size` bytes at byte `offset` within it.
+  // The parts of a spec must not overlap; together they must cover it.
+  void write_part(std::size_t index, uint64_t offset, const void* data, std::size_t size);
   // A text file (config.json, ...) written into a directory output at commit.
   void add_file(const std::string& name, const std::string& contents);
   // Checks every spec was written, then makes everything visible.
@@ -60,7 +63,7 @@ class CheckpointStreamWriter {
   std::map<std::string, std::string> metadata_;
   std::vector<Shard> shards_;
   std::vector<std::pair<std::size_t, std::size_t>> where_;  // spec -> (shard, position in shard)
-  std::vector<bool> written_;
+  std::vector<uint64_t> written_;  // bytes written per spec
   std::vector<std::vector<std::byte>> held_;  // pytorch output only
   std::map<std::string, std::string> files_;
   uint64_t data_bytes_ = 0;

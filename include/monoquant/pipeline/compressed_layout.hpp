@@ -6,9 +6,11 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <utility>
 #include <vector>
 
+#include "monoquant/buffer.hpp"
 #include "monoquant/io/checkpoint.hpp"
 #include "monoquant/io/safetensors.hpp"
 #include "monoquant/pipeline/plan.hpp"
@@ -34,9 +36,33 @@ struct EntryOutputs {
 // dtype), in output_specs order. Also what the Python modules save.
 std::vector<Tensor> compressed_tensors_from_codes(const PlanEntry& entry, const TensorView& codes, const TensorView& scales);
 
+// Where an entry's bytes go as they are produced: (output index in
+// output_specs order, byte offset within that tensor, data, size).
+using PartSink = std::function<void(std::size_t, uint64_t, const void*, std::size_t)>;
+
+struct EntryStats {
+  double sqnr_db = 0;         // weight SQNR (quantized entries)
+  uint64_t weight_bytes = 0;  // codes + scales as stored (quantized entries), else the tensor's bytes
+};
+
+// Memory reused from one tensor to the next (the float32 copy of a 16-bit
+// weight): fresh pages cost a fault and a clear each, which on a checkpoint
+// adds up to as much time as quantizing.
+struct Scratch {
+  Buffer floats;  // a block of rows as float32
+  Buffer bytes;   // a block of codes in their on-disk form
+};
+
+// Produces the entry's outputs a block of rows at a time (a few MiB), so that
+// memory stays at one block whatever the tensor's size; every output byte is
+// handed to `sink` exactly once. Codes are those of quantizing the whole
+// tensor at once (rows are independent for per-channel and per-group scales).
+EntryStats stream_outputs(const PlanEntry& entry, const io::TensorRecord& input, Scratch& scratch, const PartSink& sink);
+
 // Quantizes (or passes through) the entry's tensor. `input` must be the
 // record the entry was planned from. Throws invalid_argument naming the
 // tensor on NaN/Inf weights or a scale that does not fit its dtype.
+EntryOutputs produce_outputs(const PlanEntry& entry, const io::TensorRecord& input, Scratch& scratch);
 EntryOutputs produce_outputs(const PlanEntry& entry, const io::TensorRecord& input);
 
 }  // namespace monoquant::pipeline
