@@ -453,6 +453,7 @@ def quantize(
         config["source"] = path
         if os.path.isdir(path) and os.path.exists(os.path.join(path, "config.json")):
             model = _model_with_weights(path)
+            inplace = True  # the model is ours: no copy (validate() then compares no outputs)
         else:
             model = io.load_state_dict(path)
     kwargs = dict(skip=skip, include=include, quality_defaults=quality_defaults, explicit_group=explicit_group,

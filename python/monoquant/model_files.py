@@ -157,7 +157,10 @@ def read_metadata(path) -> Tuple[Optional[Dict[str, Any]], Optional[Dict[str, An
 
 
 def model_from_directory(path) -> nn.Module:
-    """A transformers model built from ``path/config.json`` (its ``architectures[0]``), untrained weights."""
+    """A transformers model built from ``path/config.json`` (its ``architectures[0]``) in the config's dtype,
+    its weights not initialized (they are loaded next; the checkpoint must hold every one)."""
+    import contextlib
+
     import transformers  # a directory with a transformers config needs transformers
 
     config = transformers.AutoConfig.from_pretrained(os.fspath(path))
@@ -165,9 +168,19 @@ def model_from_directory(path) -> nn.Module:
         del config.quantization_config  # build the float skeleton; monoquant does the quantized part
     archs = list(getattr(config, "architectures", None) or [])
     cls = getattr(transformers, archs[0], None) if archs else None
-    if cls is None:
-        return transformers.AutoModel.from_config(config)
-    return cls._from_config(config)
+    dtype = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype, None)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        dtype = None
+    try:  # skip the random initialization (as from_pretrained does): most of the build time
+        from transformers.initialization import no_init_weights
+    except ImportError:
+        no_init_weights = contextlib.nullcontext
+    with no_init_weights():
+        if cls is None:
+            return transformers.AutoModel.from_config(config, dtype=dtype)
+        return cls._from_config(config, dtype=dtype)
 
 
 def _targets_match(target: str, name: str, module: nn.Module) -> bool:
