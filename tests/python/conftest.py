@@ -1,3 +1,7 @@
+import os
+import shutil
+import sys
+
 import pytest
 import torch
 
@@ -5,3 +9,14 @@ import torch
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def cli():
+    """The monoquant binary installed next to this Python (scripts/setup.sh puts it there)."""
+    bindir = os.path.dirname(sys.executable)
+    path = bindir + os.pathsep + os.environ.get("PATH", "")
+    exe = shutil.which("monoquant", path=path)
+    if exe is None:
+        pytest.fail(f"monoquant binary not found on {path!r} (is the package installed into this venv?)")
+    return exe

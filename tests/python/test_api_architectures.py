@@ -42,9 +42,9 @@ import pytest
 import torch
 from torch import nn
 
-transformers = pytest.importorskip("transformers")
+import transformers  # required test dependency
 
-import monoquant  # noqa: E402
+import monoquant
 from monoquant.errors import InvalidArgumentError  # noqa: E402
 from monoquant.modules import QuantConv2d, QuantLinear, QuantModule  # noqa: E402
 

@@ -2,9 +2,7 @@
 
 import os
 import re
-import shutil
 import subprocess
-import sys
 
 import pytest
 
@@ -14,16 +12,6 @@ from monoquant import _core
 # Exit codes documented in src/cli/exit_codes.hpp
 OK, USAGE, UNSUPPORTED = 0, 2, 6
 SUBCOMMANDS = ["quantize", "dequantize", "validate", "compare"]
-
-
-@pytest.fixture(scope="module")
-def cli():
-    bindir = os.path.dirname(sys.executable)
-    path = bindir + os.pathsep + os.environ.get("PATH", "")
-    exe = shutil.which("monoquant", path=path)
-    if exe is None:
-        pytest.fail(f"monoquant binary not found on {path!r} (is the package installed into this venv?)")
-    return exe
 
 
 def run(cli, *args, env_extra=None):

@@ -61,16 +61,6 @@ DYNAMIC = 4e-3
 
 # ---------------------------------------------------------------- running the binary
 
-@pytest.fixture(scope="module")
-def cli():
-    bindir = os.path.dirname(sys.executable)
-    path = bindir + os.pathsep + os.environ.get("PATH", "")
-    exe = shutil.which("monoquant", path=path)
-    if exe is None:
-        pytest.fail(f"monoquant binary not found on {path!r} (is the package installed into this venv?)")
-    return exe
-
-
 def cli_env(extra=None):
     env = dict(os.environ)
     env.pop("MONOQUANT_ISA", None)

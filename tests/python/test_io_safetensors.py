@@ -8,7 +8,7 @@ import struct
 import pytest
 import torch
 
-safetensors_torch = pytest.importorskip("safetensors.torch")
+import safetensors.torch as safetensors_torch
 
 from monoquant import FormatError
 from monoquant import io as mqio
