@@ -15,7 +15,7 @@ is the scheme of static activations (a zero point when False).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 from .errors import InvalidArgumentError, UnsupportedError
 
@@ -73,16 +73,6 @@ class LayerScheme:
         if self.format == "int4":
             name += f"-g{self.group_size}"
         return name
-
-    def ct_format(self) -> Optional[str]:
-        """The compressed-tensors format of this scheme's weights (None: a plain float dtype).
-        Weight-only int weights are pack-quantized (what compressed-tensors picks for them);
-        W8A8 is int-quantized (the name vLLM reads activations for); int4 is always packed."""
-        if self.is_half:
-            return None
-        if self.format == "int8" and self.mode != "weight_only":
-            return "int-quantized"
-        return "pack-quantized"
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)

@@ -44,10 +44,6 @@ class QuantizedWeight:
     scales: Optional[Tensor]     # float32, None for half formats
     group_size: int = 0          # int4 only
 
-    @property
-    def nbytes(self) -> int:
-        return self.codes.numel() * self.codes.element_size() + (0 if self.scales is None else self.scales.numel() * 4)
-
     def equal(self, other: "QuantizedWeight") -> bool:
         """Bit-identical codes and scales."""
         return (self.format == other.format and tuple(self.shape) == tuple(other.shape)
