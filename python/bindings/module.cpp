@@ -20,6 +20,7 @@ void bind_observe(nb::module_& m);
 void bind_linear(nb::module_& m);
 void bind_io(nb::module_& m);
 void bind_pipeline(nb::module_& m);
+void bind_methods(nb::module_& m);
 }
 
 namespace {
@@ -86,4 +87,5 @@ NB_MODULE(_core, m) {
   monoquant::python::bind_linear(m);
   monoquant::python::bind_io(m);
   monoquant::python::bind_pipeline(m);
+  monoquant::python::bind_methods(m);
 }

@@ -26,12 +26,12 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from . import _core, io, ops
+from . import _core, gptq, io, ops
 from .calibration import calibrate
 from .errors import InvalidArgumentError, MonoquantError, UnsupportedError
 from .metrics import error_metrics
 from .model_files import fill_float_weights, model_from_directory, replace_module
-from .modules import QuantConv1d, QuantConv2d, QuantEmbedding, QuantLinear
+from .modules import QuantConv1d, QuantConv2d, QuantEmbedding, QuantLinear, QuantModule
 from .observers import resolve_observer_name
 from .progress import progress, progress_enabled
 from .report import LayerReport, QuantizationReport
@@ -50,7 +50,27 @@ KEPT_SAMPLE_BATCHES = 8
 
 # ---------------------------------------------------------------- arguments
 
-def _resolve_mode(bits, dynamic, weight_only, static, calibration_data) -> str:
+METHODS = ("rtn", "gptq")
+
+
+def _resolve_method(method, bits, calibration_data) -> str:
+    if method is None:
+        return "rtn"
+    if method not in METHODS:
+        raise InvalidArgumentError(f"method must be one of {', '.join(map(repr, METHODS))}, got {method!r}")
+    if method != "rtn":
+        if bits == 16:
+            raise InvalidArgumentError(f"method={method!r} applies to bits=8 and bits=4 (integer weights)")
+        if calibration_data is None:
+            raise InvalidArgumentError(f"method={method!r} chooses the weights from calibration data: pass "
+                                       f"calibration_data=<batches> (what model(...) takes)")
+    return method
+
+
+def _resolve_mode(bits, dynamic, weight_only, static, calibration_data, method: str = "rtn") -> str:
+    if method != "rtn" and not static:
+        # The data choose the weights; activations follow the flags (default: dynamic 8-bit, weight-only 4-bit).
+        calibration_data = None
     if bits not in (4, 8, 16) or isinstance(bits, bool):
         raise InvalidArgumentError(f"bits must be 4, 8 or 16, got {bits!r} (8: int8, 4: int4 packed, "
                                    f"16: float16/bfloat16)")
@@ -69,8 +89,9 @@ def _resolve_mode(bits, dynamic, weight_only, static, calibration_data) -> str:
                                        "activation ranges; or pass dynamic=True (activations per token at run time)")
         return "static"
     if calibration_data is not None:
-        raise InvalidArgumentError(f"calibration_data is only used by static quantization; drop {on[0]}=True to "
-                                   f"quantize statically, or drop calibration_data")
+        raise InvalidArgumentError(f"calibration_data is only used by static quantization and by method='gptq'; "
+                                   f"drop {on[0]}=True to quantize statically, pass method='gptq', or drop "
+                                   f"calibration_data")
     if on:
         return on[0]
     return "dynamic" if bits == 8 else "weight_only"
@@ -258,7 +279,7 @@ def _scheme_for_layer(scheme: LayerScheme, m: nn.Module) -> LayerScheme:
 
 def _quantize_model(model: nn.Module, scheme: LayerScheme, bits: int, *, calibration_data, observer, layer_types,
                     skip, include, num_calibration_samples, inplace, show_progress, explicit_group,
-                    quality_defaults, config) -> QuantizationResult:
+                    quality_defaults, config, method="rtn", gptq_options=None) -> QuantizationResult:
     warns: List[str] = []
     choices, notes = select_layers(model, bits=bits, layer_types=layer_types, skip=skip, include=include,
                                    quality_defaults=quality_defaults)
@@ -273,6 +294,9 @@ def _quantize_model(model: nn.Module, scheme: LayerScheme, bits: int, *, calibra
 
     act: Dict[str, Tuple[float, int]] = {}
     samples: list = []
+    if method != "rtn" and to_quantize and scheme.mode == "static":
+        # Static calibration and GPTQ both pass over the data: hold it once.
+        calibration_data = gptq.materialize(_as_batches(calibration_data), num_calibration_samples)[0]
     if scheme.mode == "static" and to_quantize:
         names = [c.name for c in to_quantize if not isinstance(c.module, nn.Embedding)]
         stats, samples = _calibrate(model, names, calibration_data, observer, num_calibration_samples,
@@ -287,8 +311,11 @@ def _quantize_model(model: nn.Module, scheme: LayerScheme, bits: int, *, calibra
         config["calibration_samples"] = stats.samples
 
     target = model if inplace else copy.deepcopy(model)
-    target_modules = dict(target.named_modules())
     done: Dict[int, nn.Module] = {}
+    if method == "gptq" and to_quantize:
+        _run_gptq(target, to_quantize, scheme, act, calibration_data, num_calibration_samples, gptq_options,
+                  show_progress, done, config, warns)
+    target_modules = dict(target.named_modules())
     layers: List[LayerReport] = []
     items = progress(to_quantize, total=len(to_quantize), desc="quantizing") if show_progress else to_quantize
     quantized_names = set()
@@ -298,6 +325,9 @@ def _quantize_model(model: nn.Module, scheme: LayerScheme, bits: int, *, calibra
         if layer_scheme.mode == "static" and c.name not in act:
             layer_scheme = LayerScheme(format=layer_scheme.format, mode="dynamic", group_size=layer_scheme.group_size,
                                        scale_method=layer_scheme.scale_method)
+        if isinstance(m, QuantModule):  # done by GPTQ
+            quantized_names.add(c.name)
+            continue
         if id(m) not in done:
             q = _quantize_module(c.name, m, layer_scheme, act.get(c.name, (None, 0)))
             replace_module(target, m, q)
@@ -324,6 +354,54 @@ def _quantize_model(model: nn.Module, scheme: LayerScheme, bits: int, *, calibra
         warnings.warn(msg, RuntimeWarning, stacklevel=3)
     return QuantizationResult(target, config, report, warns, float_model=None if inplace else model,
                               sample_batches=samples)
+
+
+def _run_gptq(target: nn.Module, to_quantize: List[LayerChoice], scheme: LayerScheme, act, calibration_data,
+              num_samples, options, show_progress, done: Dict[int, nn.Module], config, warns: List[str]) -> None:
+    """GPTQ for the selected linear layers of `target`, in place (gptq.py); the rest stay for round-to-nearest."""
+    if num_samples is not None and (not isinstance(num_samples, int) or num_samples < 1):
+        raise InvalidArgumentError(f"num_calibration_samples must be a positive integer, got {num_samples!r}")
+    batches, samples = gptq.materialize(_as_batches(calibration_data), num_samples)
+    if samples == 0:
+        raise InvalidArgumentError("calibration_data held no batches")
+    if samples < MIN_CALIBRATION_SAMPLES:
+        warns.append(f"only {samples} calibration samples for GPTQ (fewer than {MIN_CALIBRATION_SAMPLES}): the "
+                     f"Hessians may not represent real inputs")
+    modules = dict(target.named_modules())
+    counts: Dict[int, int] = {}
+    for c in to_quantize:
+        counts[id(c.module)] = counts.get(id(c.module), 0) + 1
+    names = [c.name for c in to_quantize
+             if isinstance(c.module, nn.Linear) or type(c.module).__name__ == "Conv1D"
+             if counts[id(c.module)] == 1]  # a layer shared at several names keeps round-to-nearest
+
+    def swap(name, m, qw, info):
+        layer_scheme = _scheme_for_layer(scheme, m)
+        a = act.get(name)
+        if layer_scheme.mode == "static" and a is None:
+            layer_scheme = LayerScheme(format=layer_scheme.format, mode="dynamic", group_size=layer_scheme.group_size,
+                                       scale_method=layer_scheme.scale_method)
+        q = QuantLinear.from_quantized(m, qw, layer_scheme, *(a if a else (None, 0)))
+        replace_module(target, m, q)
+        done[id(m)] = q
+
+    try:
+        info = gptq.run_gptq(target, names, batches, lambda m: _scheme_for_layer(scheme, m), swap,
+                             dampening=options["dampening"], act_order=options["act_order"],
+                             sequential=options["sequential"], show_progress=show_progress)
+    except MonoquantError:
+        raise
+    except Exception as e:
+        raise InvalidArgumentError(
+            f"a calibration batch did not run through the model: {type(e).__name__}: {e}. Each batch must be what "
+            f"model(...) takes: a tensor, a tuple of positional arguments or a dict of keyword arguments") from e
+    unreached = [n for n in names if n not in info]
+    if unreached:
+        warns.append(f"calibration data never reached {len(unreached)} layers ({', '.join(unreached[:3])}"
+                     f"{'...' if len(unreached) > 3 else ''}): they are rounded to nearest")
+    config["calibration_samples"] = samples
+    config["gptq"]["layers"] = {n: {"error": i["error"], "rtn_error": i["rtn_error"], "tokens": i["tokens"]}
+                                for n, i in info.items()}
 
 
 # ---------------------------------------------------------------- state dicts
@@ -404,6 +482,10 @@ def quantize(
     inplace: bool = False,
     show_progress: Optional[bool] = None,
     quality_defaults: bool = True,
+    method: Optional[str] = None,
+    act_order: bool = False,
+    dampening: float = 0.01,
+    sequential: bool = True,
 ) -> QuantizationResult:
     """Quantize a model, a state dict or a checkpoint path.
 
@@ -433,15 +515,25 @@ def quantize(
         heads; for INT4 also embeddings and layers under 512 parameters).
     inplace: modify ``model`` itself (default: a copy; the input is untouched).
     show_progress: None = a progress bar on a terminal, never when CI is set.
+    method: "rtn" (round to nearest, the default) or "gptq": weights chosen
+        by GPTQ's error feedback from ``calibration_data`` (linear layers; the
+        activation mode still follows dynamic / weight_only / static).
+        ``act_order`` sweeps the inputs by decreasing energy (with groups the
+        file then holds ``weight_g_idx``); ``dampening`` is the fraction of
+        mean(diag H) added to the Hessian's diagonal; ``sequential`` calibrates
+        each block on the already-quantized blocks before it.
     """
     explicit_group = group_size is not None
     group_size = 128 if group_size is None else group_size
-    mode = _resolve_mode(bits, dynamic, weight_only, static, calibration_data)
+    method = _resolve_method(method, bits, calibration_data)
+    mode = _resolve_mode(bits, dynamic, weight_only, static, calibration_data, method)
+    if not (isinstance(dampening, (int, float)) and 0 < float(dampening) < float("inf")):
+        raise InvalidArgumentError(f"dampening must be a number > 0, got {dampening!r}")
     sch = _make_scheme(bits, mode, group_size, scale_method, scheme, dtype)
     if show_progress is None:
         show_progress = progress_enabled()
     config: Dict[str, Any] = {"bits": bits, "mode": mode, "scheme": sch.to_dict(), "label": sch.label,
-                              "observer": observer if mode == "static" else None,
+                              "observer": observer if mode == "static" else None, "method": method,
                               "skip": [str(s) for s in (skip or [])] if not isinstance(skip, (str, type)) else [str(skip)],
                               "include": [str(s) for s in (include or [])] if not isinstance(include, (str, type))
                               else [str(include)]}
@@ -458,11 +550,17 @@ def quantize(
             model = io.load_state_dict(path)
     kwargs = dict(skip=skip, include=include, quality_defaults=quality_defaults, explicit_group=explicit_group,
                   show_progress=show_progress, config=config)
+    if method == "gptq":
+        config["gptq"] = {"act_order": bool(act_order), "dampening": float(dampening), "sequential": bool(sequential)}
     if isinstance(model, nn.Module):
         return _quantize_model(model, sch, bits, calibration_data=calibration_data, observer=observer,
+                               method=method, gptq_options=config.get("gptq"),
                                layer_types=layer_types, num_calibration_samples=num_calibration_samples,
                                inplace=inplace, **kwargs)
     if isinstance(model, Mapping):
+        if method != "rtn":
+            raise InvalidArgumentError(f"method={method!r} runs the model on calibration data: pass the nn.Module "
+                                       f"(or a directory with a transformers config.json), not a state dict")
         return _quantize_state_dict(dict(model), sch, bits, model_config=model_config, layer_types=layer_types,
                                     **kwargs)
     raise InvalidArgumentError(f"quantize takes an nn.Module, a state dict or a checkpoint path, got "

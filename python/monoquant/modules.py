@@ -240,6 +240,17 @@ class QuantLinear(QuantModule):
         return cls(qw, sch, linear.bias, linear.weight.dtype, act_scale or 0.0, act_zero_point,
                    "Conv1D" if source == "Conv1D" else "Linear")
 
+    @classmethod
+    def from_quantized(cls, linear: nn.Module, qw: QuantizedWeight, scheme: LayerScheme,
+                       act_scale: Optional[float] = None, act_zero_point: int = 0) -> "QuantLinear":
+        """A QuantLinear for ``linear`` with codes and scales computed elsewhere (GPTQ), in the canonical
+        form of weights.py, scales already rounded to the weight's scale dtype."""
+        if scheme.mode == "static" and act_scale is None:
+            raise InvalidArgumentError("mode 'static' needs act_scale (and act_zero_point) from calibration")
+        source = type(linear).__name__
+        return cls(qw, scheme, linear.bias, linear.weight.dtype, act_scale or 0.0, act_zero_point,
+                   "Conv1D" if source == "Conv1D" else "Linear")
+
     def _to_float_shape(self, w2d: Tensor) -> Tensor:
         return w2d.t().contiguous() if self.source_type == "Conv1D" else w2d
 

@@ -92,6 +92,181 @@ def calibration_sentences(n: int = 64) -> List[str]:
     return [f"{s} {v} {o} yesterday." for s, v, o in itertools.islice(combos, 0, n * 7, 7)][:n]
 
 
+# Calibration sentences for the weight methods (GPTQ, AWQ): everyday English like HELD_OUT's, in
+# content and wording different from it (no sentence, and no topic sentence, repeats).
+CALIBRATION = [
+    'The bus to the airport runs every twenty minutes on weekdays.',
+    'We picked strawberries at a farm outside the village last June.',
+    'The hospital opened a new wing for children with heart conditions.',
+    'My cousin is learning to play the drums in a garage band.',
+    'The stock market fell sharply after the bank reported heavy losses.',
+    'A thick fog rolled in from the harbour just before dawn.',
+    'The recipe calls for butter, sugar, three eggs and a lemon.',
+    'Our football club signed a young striker from Brazil.',
+    'The library will stay open late during the exam period.',
+    'Scientists measured the melting rate of glaciers in Greenland.',
+    'He fixed the leaking tap with a wrench and some tape.',
+    'The concert was cancelled because the singer lost her voice.',
+    'Children in the village walk two miles to reach the school.',
+    'The council voted to ban cars from the old town centre.',
+    'She ordered a cappuccino and a slice of carrot cake.',
+    'The app crashes whenever I try to upload a photo.',
+    'A herd of elephants crossed the river at sunset.',
+    'The museum displays tools made by farmers a thousand years ago.',
+    'I booked a table for four at the Italian restaurant downtown.',
+    'The airline lost my suitcase on the way back from Tokyo.',
+    'Heavy snow closed the mountain pass for three days.',
+    'The teacher asked the students to write an essay about friendship.',
+    'Our electricity bill doubled over the winter months.',
+    'The detective found a clue hidden under the carpet.',
+    'Farmers are worried that the drought will ruin the harvest.',
+    'The new bridge connects the island to the mainland.',
+    'My sister runs a small bakery that sells sourdough bread.',
+    'The satellite sends back images of storms over the ocean.',
+    'He missed the penalty and the crowd went silent.',
+    'The hotel room had a balcony with a view of the lake.',
+    'Doctors advise eating more vegetables and less processed food.',
+    'The factory will hire two hundred workers next year.',
+    'A rainbow appeared over the hills after the storm.',
+    'The company released a software update to fix security flaws.',
+    'We spent the afternoon building a treehouse in the garden.',
+    'The ancient temple was rebuilt after the earthquake.',
+    'The price of petrol has risen for the fourth week in a row.',
+    'The kitten chased a ball of wool across the kitchen floor.',
+    'The orchestra played a symphony by Beethoven on Saturday night.',
+    'Volunteers cleaned the beach and collected bags of plastic.',
+    'The professor published a book about the history of medicine.',
+    'I forgot my password and had to reset it twice.',
+    'The marathon route passes through the park and along the river.',
+    'Tourists queued for hours to see the famous painting.',
+    'The government promised to build more affordable housing.',
+    'The baby slept through the night for the first time.',
+    'The chess champion won the final game in forty moves.',
+    'Strong winds knocked down trees across the region.',
+    'The startup designs batteries for electric bicycles.',
+    'My grandfather told stories about his years at sea.',
+    'The bakery on the corner sells the best croissants in town.',
+    'Engineers tested the rocket engine in the desert.',
+    'The film tells the story of a girl who dreams of flying.',
+    'We need to buy milk, bread and washing powder.',
+    'The vote was postponed until the next meeting.',
+    'The river is home to otters, herons and kingfishers.',
+    'He painted the fence white and planted roses beside it.',
+    'The hospital is looking for nurses to work night shifts.',
+    'Fans celebrated in the streets after the championship win.',
+    'The phone battery drains quickly when the screen is bright.',
+    'The archaeologists uncovered a Roman coin near the wall.',
+    'She practised her speech in front of the mirror.',
+    'The train was delayed by a signal failure near the station.',
+    'The city is famous for its canals and narrow bridges.',
+    'Our dog barks at every delivery van that passes by.',
+    'The bank raised its interest rate on savings accounts.',
+    'The gardener trimmed the hedges before the summer party.',
+    'A volcano erupted on the island, sending ash into the sky.',
+    'The school choir sang carols at the town hall.',
+    'The report warns that sea levels could rise by a metre.',
+    'I am reading a novel about a family of fishermen.',
+    'The mechanic said the brakes needed to be replaced.',
+    'The festival attracts musicians from all over the world.',
+    'Parents complained about the long queues at the clinic.',
+    'The athlete broke the national record in the high jump.',
+    'Clouds gathered over the valley and thunder rumbled.',
+    'The website offers free courses in programming and design.',
+    'We watched the fireworks from the roof of our building.',
+    'The minister resigned after the scandal became public.',
+    'A pod of dolphins swam alongside our boat.',
+    'The soup needs more salt and a little pepper.',
+    'The police closed the road after a lorry overturned.',
+    'The astronaut described the view of Earth from orbit.',
+    'Local shops struggle to compete with online retailers.',
+    'The twins celebrated their birthday with a picnic in the park.',
+    'The hurricane is expected to make landfall on Thursday.',
+    'Our neighbour grows tomatoes and peppers in his greenhouse.',
+    'The court ruled that the contract was not valid.',
+    'The students built a robot that can sort recycling.',
+    'The café serves breakfast until eleven in the morning.',
+    'The violinist performed without any sheet music.',
+    'The printer jammed just before the important meeting.',
+    'Migrating geese fly south when the days grow shorter.',
+    'The theatre is staging a new version of an old comedy.',
+    'Rents in the capital have risen faster than wages.',
+    'The climbers reached the summit after six hours.',
+    'The vaccine was tested on thousands of volunteers.',
+    'He apologised to his friend for forgetting her birthday.',
+    'The fishing boats returned to port before the storm.',
+    'The new law requires helmets for all cyclists.',
+    'My laptop overheats when I play video games.',
+    'The zoo welcomed a baby giraffe this spring.',
+    'The journalist interviewed survivors of the flood.',
+    'The village holds a market every Saturday morning.',
+    'The bridge was painted red to make it visible in fog.',
+    'The scientists sequenced the genome of a rare orchid.',
+    'She knitted a scarf for each of her grandchildren.',
+    'The stadium holds more than sixty thousand people.',
+    'The printer on our floor only prints in black and white.',
+    'The ferry to the island leaves twice a day in summer.',
+    'The committee will announce the winner next month.',
+    'A fox sneaked into the garden and stole a chicken.',
+    'The company plans to open offices in three new countries.',
+    'The patient recovered quickly after the operation.',
+    'We hiked along the coast and watched the waves crash.',
+    'The chef prepared a dish of grilled fish and rice.',
+    'The power cut lasted for most of the evening.',
+    'The exhibition shows photographs of daily life in the fifties.',
+    'The referee stopped the match because of the lightning.',
+    'The students protested against the rise in tuition fees.',
+    'The museum shop sells postcards and small sculptures.',
+    'A strong coffee helps me wake up in the morning.',
+    'The planet has two moons and a thin atmosphere.',
+    'The kids played hide and seek in the old barn.',
+    'The mayor opened the new swimming pool on Monday.',
+    'My brother works as an electrician in the city.',
+    'The lake froze early this year, and skaters came from miles around.',
+    'Her email arrived late at night with the final version of the plan.',
+]
+
+# Real English prose for calibrating weight methods (GPTQ, AWQ): the docstrings of Python's own
+# standard library, read at run time (nothing to download), technical where HELD_OUT is everyday.
+_DOC_MODULES = ["argparse", "asyncio", "calendar", "collections", "csv", "datetime", "decimal", "difflib", "email",
+                "fractions", "functools", "gzip", "heapq", "html", "http.client", "imaplib", "inspect", "ipaddress",
+                "json", "logging", "mailbox", "math", "mimetypes", "os", "pathlib", "pickle", "pprint", "queue",
+                "random", "re", "sched", "shutil", "smtplib", "socket", "sqlite3", "statistics", "string",
+                "subprocess", "tarfile", "tempfile", "textwrap", "threading", "timeit", "unittest", "urllib.parse",
+                "uuid", "wave", "zipfile"]
+
+
+def _doc_sentences() -> List[str]:
+    import importlib
+    import inspect
+    import re
+    out = []
+    for name in _DOC_MODULES:
+        try:
+            mod = importlib.import_module(name)
+        except ImportError:
+            continue
+        docs = [inspect.getdoc(mod) or ""]
+        for attr in sorted(vars(mod)):
+            obj = getattr(mod, attr)
+            if not attr.startswith("_") and (inspect.isclass(obj) or inspect.isfunction(obj)):
+                docs.append(inspect.getdoc(obj) or "")
+        for doc in docs:
+            for para in doc.split("\n\n"):
+                if ">>>" in para or "::" in para or para.strip().startswith(("-", "*", "|")):
+                    continue
+                for s in re.split(r"(?<=[.!?])\s+", " ".join(para.split())):
+                    if 40 <= len(s) <= 300 and s[0].isupper() and s.endswith("."):
+                        out.append(s)
+    return list(dict.fromkeys(out))
+
+
+def calibration_passages(n: int = 128, sentences_per_passage: int = 4) -> List[str]:
+    """n passages of consecutive standard-library docstring sentences (about 80 tokens each)."""
+    s = _doc_sentences()
+    step = max(1, len(s) // n)
+    return [" ".join(s[i * step: i * step + sentences_per_passage]) for i in range(n)]
+
+
 def load():
     tok = transformers.AutoTokenizer.from_pretrained(MODEL_DIR)
     model = transformers.AutoModel.from_pretrained(MODEL_DIR).eval()
