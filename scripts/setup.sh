@@ -16,7 +16,7 @@ BUILD_DIR=${MONOQUANT_BUILD_DIR:-build/python}
 say() { printf '== setup: %s\n' "$*" >&2; }
 
 # --- system packages ---------------------------------------------------------
-apt_packages=(g++ make git libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev libopenblas-serial-dev)
+apt_packages=(g++ make git libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev libopenblas-pthread-dev)
 # Python's venv module and headers: only from apt when this python3 lacks them.
 if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then apt_packages+=(python3-venv); fi
 if [ ! -f "$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["include"])' 2>/dev/null)/Python.h" ]; then

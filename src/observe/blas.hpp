@@ -5,12 +5,29 @@
 #pragma once
 
 #include <cstddef>
+#include <mutex>
 
 namespace monoquant {
 
 // Called before the first BLAS call: OpenBLAS runs single-threaded, and the
 // library's threads split the work.
 void blas_use_one_thread();
+
+// Held around every BLAS call made from a parallel loop. The threaded
+// OpenBLAS build is safe to call from several threads at once and the lock is
+// then empty; a sequential build (USE_THREAD=0, as Debian's
+// libopenblas0-serial) shares one work buffer between callers unless built
+// with USE_LOCKING, so there its calls take turns.
+class BlasLock {
+ public:
+  BlasLock();
+  ~BlasLock();
+  BlasLock(const BlasLock&) = delete;
+  BlasLock& operator=(const BlasLock&) = delete;
+
+ private:
+  bool locked_;
+};
 
 }  // namespace monoquant
 

@@ -93,6 +93,7 @@ double hessian_error(const TensorView& weight, const TensorView& approx, const T
     for (int64_t i = 0; i < rows * K; ++i) {
       d[i] = static_cast<double>(w.as<float>()[r0 * K + i]) - static_cast<double>(a.as<float>()[r0 * K + i]);
     }
+    const BlasLock lock;
     cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(rows), static_cast<int>(K),
                 static_cast<int>(K), 1.0, d.data(), static_cast<int>(K), H, static_cast<int>(K), 0.0, dh.data(),
                 static_cast<int>(K));
@@ -213,6 +214,7 @@ GptqResult gptq_quantize(const TensorView& weight, const TensorView& hessian, co
         }
       }
       if (i2 < K) {  // the lazy update: later columns get the whole block's errors at once
+        const BlasLock lock;
         cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(rows), static_cast<int>(K - i2),
                     static_cast<int>(count), -1.0, err.data(), static_cast<int>(B), U.data() + i1 * K + i2,
                     static_cast<int>(K), 1.0, w.data() + i2, static_cast<int>(K));

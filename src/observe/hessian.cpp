@@ -5,7 +5,6 @@
 #include <cblas.h>
 
 #include <cmath>
-#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -20,12 +19,6 @@ namespace monoquant {
 namespace {
 constexpr int64_t kTile = 128;
 }  // namespace
-
-void blas_use_one_thread() {
-  // Debian's libopenblas may be the pthread build: parallelism is ours.
-  static std::once_flag once;
-  std::call_once(once, [] { openblas_set_num_threads(1); });
-}
 
 HessianAccumulator::HessianAccumulator(int64_t features) : k_(features) {
   if (features < 1) throw_invalid_argument("HessianAccumulator: features must be >= 1, got " + std::to_string(features));
@@ -60,6 +53,7 @@ void HessianAccumulator::add(const TensorView& x) {
       const int64_t i0 = work[t].first * kTile, j0 = work[t].second * kTile;
       const int h = static_cast<int>(std::min(kTile, k_ - i0)), w = static_cast<int>(std::min(kTile, k_ - j0));
       float* C = H + i0 * k_ + j0;
+      const BlasLock lock;
       if (i0 == j0) {
         cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, h, R, 1.0f, X + i0, K, 1.0f, C, K);
       } else {
