@@ -26,6 +26,8 @@
 // `group_size` consecutive columns of that order, so groups are no longer
 // contiguous in the weight: g_idx[k] names the group of input column k (the
 // `weight_g_idx` of compressed-tensors) and codes stay in the original order.
+// With static_groups the groups stay the original contiguous runs of K, their
+// scales chosen before the sweep, and the sweep order alone changes (no g_idx).
 #pragma once
 
 #include <cstdint>
@@ -59,6 +61,9 @@ struct GptqOptions {
   double dampening = 0.01;     // fraction of mean(diag H) added to the diagonal
   int64_t block_size = 128;    // columns per lazy update (rounded to a multiple of the group)
   bool act_order = false;
+  // Group scales from the original weight, before the sweep, in the original
+  // column order: with act_order the groups stay contiguous (no g_idx).
+  bool static_groups = false;
   ScaleMethod scale_method = ScaleMethod::absmax;
   DType scale_dtype = DType::f32;
 
@@ -67,7 +72,7 @@ struct GptqOptions {
 
 struct GptqResult {
   QuantizedTensor weight;     // codes in the original column order
-  std::vector<int32_t> g_idx; // per input column, its group; empty unless act_order with groups
+  std::vector<int32_t> g_idx; // per input column, its group; empty unless act_order with groups, not static
   double dampening = 0.0;     // the dampening that made H positive definite (raised if needed)
   // sum over rows of (w - q)^T H (w - q) for the result, and for plain
   // round-to-nearest with the same scale method: the output error GPTQ minimizes.

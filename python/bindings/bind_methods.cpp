@@ -32,7 +32,7 @@ void bind_methods(nb::module_& m) {
   m.def(
       "gptq_quantize",
       [](const AnyArray& weight, const AnyArray& hessian, int bits, int64_t group_size, const std::string& scale_method,
-         const std::string& scale_dtype, double dampening, int64_t block_size, bool act_order) {
+         const std::string& scale_dtype, double dampening, int64_t block_size, bool act_order, bool static_groups) {
         QuantSpec spec;
         spec.bits = bits;
         spec.scheme = Scheme::symmetric;
@@ -43,6 +43,7 @@ void bind_methods(nb::module_& m) {
         o.dampening = dampening;
         o.block_size = block_size;
         o.act_order = act_order;
+        o.static_groups = static_groups;
         o.scale_method = parse_scale_method(scale_method);
         o.scale_dtype = parse_dtype(scale_dtype);
         const TensorView w = to_view(weight, "weight"), h = to_view(hessian, "hessian");
@@ -68,6 +69,7 @@ void bind_methods(nb::module_& m) {
       },
       nb::arg("weight"), nb::arg("hessian"), nb::arg("bits"), nb::arg("group_size"), nb::arg("scale_method"),
       nb::arg("scale_dtype"), nb::arg("dampening") = 0.01, nb::arg("block_size") = 128, nb::arg("act_order") = false,
+      nb::arg("static_groups") = false,
       "GPTQ: codes, scales (and g_idx with act_order and groups) of weight [N, K] under Hessian [K, K]. "
       "group_size 0 = int8 per output channel.");
 

@@ -518,8 +518,9 @@ def quantize(
     method: "rtn" (round to nearest, the default) or "gptq": weights chosen
         by GPTQ's error feedback from ``calibration_data`` (linear layers; the
         activation mode still follows dynamic / weight_only / static).
-        ``act_order`` sweeps the inputs by decreasing energy (with groups the
-        file then holds ``weight_g_idx``); ``dampening`` is the fraction of
+        ``act_order=True`` sweeps the inputs by decreasing energy, groups
+        staying contiguous runs of K with scales from the original weight
+        (llm-compressor's actorder="weight"; files need no g_idx); ``dampening`` is the fraction of
         mean(diag H) added to the Hessian's diagonal; ``sequential`` calibrates
         each block on the already-quantized blocks before it.
     """
@@ -550,6 +551,12 @@ def quantize(
             model = io.load_state_dict(path)
     kwargs = dict(skip=skip, include=include, quality_defaults=quality_defaults, explicit_group=explicit_group,
                   show_progress=show_progress, config=config)
+    if act_order not in (False, True, "weight"):
+        raise UnsupportedError(f"act_order={act_order!r}: monoquant runs act_order=True (= 'weight': contiguous "
+                               f"groups); 'group' ordering, with a weight_g_idx per input, is not supported")
+    if act_order and method != "gptq":
+        raise InvalidArgumentError("act_order applies to method='gptq'")
+    act_order = bool(act_order)
     if method == "gptq":
         config["gptq"] = {"act_order": bool(act_order), "dampening": float(dampening), "sequential": bool(sequential)}
     if isinstance(model, nn.Module):

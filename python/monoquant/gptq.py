@@ -162,8 +162,10 @@ def gptq_weight(m: nn.Module, hessian: torch.Tensor, scheme: LayerScheme, *, dam
     w = _weight_2d(m).to(torch.float32).contiguous()
     n, k = (int(v) for v in w.shape)
     bits, g = (8, 0) if scheme.format == "int8" else (4, scheme.group_size)
+    # Activation order keeps the groups contiguous (llm-compressor's actorder="weight": group scales from the
+    # original weight, only the sweep order changes), so the result runs on the kernels as it is, with no g_idx.
     r = _core.gptq_quantize(w, hessian, bits, g, scheme.scale_method, _DTYPE_NAMES[scale_dtype_for(m.weight.dtype)],
-                            dampening, block_size, act_order)
+                            dampening, block_size, act_order, act_order)
     if bits == 8:
         qw = QuantizedWeight("int8", (n, k), r["codes"], r["scales"].reshape(n, 1), 0)
     else:

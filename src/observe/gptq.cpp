@@ -178,10 +178,19 @@ GptqResult gptq_quantize(const TensorView& weight, const TensorView& hessian, co
   const int64_t groups = K / G;
   Tensor scales(DType::f32, grouped ? Shape{N, groups} : Shape{N});
   float* S = scales.as<float>();
+  const bool static_groups = grouped && options.static_groups;
   if (!grouped) choose_row_scales(W0, N, K, spec.bits, options.scale_method, options.scale_dtype, S);
+  if (static_groups) {
+    std::vector<float> slab(static_cast<std::size_t>(N * G)), col(static_cast<std::size_t>(N));
+    for (int64_t g = 0; g < groups; ++g) {
+      for (int64_t r = 0; r < N; ++r) std::copy(W0 + r * K + g * G, W0 + r * K + (g + 1) * G, slab.data() + r * G);
+      choose_row_scales(slab.data(), N, G, spec.bits, options.scale_method, options.scale_dtype, col.data());
+      for (int64_t r = 0; r < N; ++r) S[r * groups + g] = col[r];
+    }
+  }
   std::vector<int8_t> codes(static_cast<std::size_t>(N * K));  // permuted column order
   // The block holds whole groups, so that a group's columns are all up to date when its scale is chosen.
-  const int64_t B = grouped ? std::max<int64_t>(1, (options.block_size + G - 1) / G) * G : options.block_size;
+  const int64_t B = grouped && !static_groups ? std::max<int64_t>(1, (options.block_size + G - 1) / G) * G : options.block_size;
 
   parallel_for(N, 8, [&](int64_t r0, int64_t r1) {
     const int64_t rows = r1 - r0;
@@ -193,7 +202,7 @@ GptqResult gptq_quantize(const TensorView& weight, const TensorView& hessian, co
     for (int64_t i1 = 0; i1 < K; i1 += B) {
       const int64_t i2 = std::min(K, i1 + B), count = i2 - i1;
       for (int64_t c = i1; c < i2; ++c) {
-        if (grouped && c % G == 0) {
+        if (grouped && !static_groups && c % G == 0) {
           slab.resize(static_cast<std::size_t>(rows * G));
           for (int64_t r = 0; r < rows; ++r)
             for (int64_t j = 0; j < G; ++j) slab[r * G + j] = static_cast<float>(w[r * K + c + j]);
@@ -204,7 +213,7 @@ GptqResult gptq_quantize(const TensorView& weight, const TensorView& hessian, co
         const double d = U[c * K + c];
         const double* urow = U.data() + c * K;
         for (int64_t r = 0; r < rows; ++r) {
-          const float s = grouped ? S[(r0 + r) * groups + c / G] : S[r0 + r];
+          const float s = grouped ? S[(r0 + r) * groups + (static_groups ? perm[c] : c) / G] : S[r0 + r];
           double* wr = w.data() + r * K;
           const int8_t q = round_code(wr[c], s, qmin, qmax);
           codes[(r0 + r) * K + c] = q;
@@ -246,7 +255,7 @@ GptqResult gptq_quantize(const TensorView& weight, const TensorView& hessian, co
       }
     }
   }
-  if (options.act_order && grouped) {
+  if (options.act_order && grouped && !static_groups) {
     out.g_idx.resize(static_cast<std::size_t>(K));
     for (int64_t c = 0; c < K; ++c) out.g_idx[perm[c]] = static_cast<int32_t>(c / G);
   }

@@ -10,13 +10,14 @@ from monoquant import _core
 from monoquant.errors import InvalidArgumentError
 
 
-def reference_gptq(w, h, bits, group, damp=0.01, block=128, act_order=False):
+def reference_gptq(w, h, bits, group, damp=0.01, block=128, act_order=False, static_groups=False):
     """Frantar et al.'s algorithm, dense, in float64 (scales: absmax of the updated group / qmax, in float32)."""
     w = w.double().clone()
     h = h.double().clone()
     n, k = w.shape
     qmax = 127 if bits == 8 else 7
     g = group if group else k
+    w0 = w.float().clone()
     dead = torch.diag(h) == 0
     h[dead, dead] = 1
     perm = torch.argsort(torch.diag(h), descending=True, stable=True) if act_order else torch.arange(k)
@@ -27,16 +28,18 @@ def reference_gptq(w, h, bits, group, damp=0.01, block=128, act_order=False):
     scales = torch.zeros(n, k // g, dtype=torch.float32)
     if not group:
         scales[:, 0] = (w.float().abs().amax(1).double() / qmax).float()
-    block = max(1, -(-block // g)) * g if group else block
+    if group and static_groups:
+        scales = (w0.reshape(n, k // g, g).abs().amax(2).double() / qmax).float()
+    block = max(1, -(-block // g)) * g if group and not static_groups else block
     for i1 in range(0, k, block):
         i2 = min(i1 + block, k)
         w1 = w[:, i1:i2].clone()
         err = torch.zeros_like(w1)
         for i in range(i2 - i1):
             c = i1 + i
-            if group and c % g == 0:
+            if group and not static_groups and c % g == 0:
                 scales[:, c // g] = (w1[:, i:i + g].float().abs().amax(1).double() / qmax).float()
-            s = scales[:, c // g]
+            s = scales[:, (int(perm[c]) if static_groups else c) // g]
             qc = torch.clamp(torch.round(w1[:, i].float() * (1.0 / s)), -qmax, qmax)
             q[:, c] = qc.long()
             e = (w1[:, i] - (qc * s).double()) / u[c, c]
@@ -47,6 +50,8 @@ def reference_gptq(w, h, bits, group, damp=0.01, block=128, act_order=False):
     out[:, perm] = q
     g_idx = torch.empty(k, dtype=torch.int64)
     g_idx[perm] = torch.arange(k) // g
+    if static_groups:
+        g_idx = torch.arange(k) // g
     return out, scales, g_idx
 
 
@@ -80,17 +85,19 @@ def deq(codes, scales, g_idx, group):
     return codes.double() * scales.double()[:, g_idx]
 
 
-@pytest.mark.parametrize("bits,group,act_order", [(4, 64, False), (4, 32, False), (8, 0, False), (4, 64, True),
-                                                  (8, 0, True)])
-def test_gptq_matches_dense_float64_reference(bits, group, act_order):
+@pytest.mark.parametrize("bits,group,act_order,static_groups",
+                         [(4, 64, False, False), (4, 32, False, False), (8, 0, False, False), (4, 64, True, False),
+                          (8, 0, True, False), (4, 32, True, True), (4, 64, False, True)])
+def test_gptq_matches_dense_float64_reference(bits, group, act_order, static_groups):
     w, x = correlated_layer(48, 256)
     acc = hessian_of(x)
     h = acc.hessian()
-    r = _core.gptq_quantize(w, h, bits, group, "absmax", "float32", 0.01, 128, act_order)
-    ref_codes, ref_scales, ref_gidx = reference_gptq(w, h, bits, group, act_order=act_order)
+    r = _core.gptq_quantize(w, h, bits, group, "absmax", "float32", 0.01, 128, act_order, static_groups)
+    ref_codes, ref_scales, ref_gidx = reference_gptq(w, h, bits, group, act_order=act_order,
+                                                     static_groups=static_groups)
     codes = unpack_codes(r, bits, 256)
     g_idx = r["g_idx"].long() if r["g_idx"] is not None else torch.arange(256) // (group or 256)
-    if act_order and group:
+    if act_order and group and not static_groups:
         assert torch.equal(g_idx, ref_gidx)
     else:
         assert r["g_idx"] is None
@@ -179,14 +186,14 @@ def _net_and_data(seed=0):
 
 @pytest.mark.parametrize("bits,kwargs", [(4, dict(weight_only=True, group_size=32)), (8, dict(dynamic=True)),
                                          (8, dict(weight_only=True))])
-@pytest.mark.parametrize("sequential", [True, False])
-def test_model_gptq_beats_round_to_nearest(bits, kwargs, sequential):
+@pytest.mark.parametrize("sequential,act_order", [(True, False), (False, False), (True, True)])
+def test_model_gptq_beats_round_to_nearest(bits, kwargs, sequential, act_order):
     net, data, test = _net_and_data()
     with torch.no_grad():
         ref = net(test)
     rtn = monoquant.quantize(net, bits=bits, include=["out"], show_progress=False, **kwargs)
     gq = monoquant.quantize(net, bits=bits, include=["out"], method="gptq", calibration_data=data,
-                            sequential=sequential, show_progress=False, **kwargs)
+                            sequential=sequential, act_order=act_order, show_progress=False, **kwargs)
     assert all(type(m).__name__ == "QuantLinear" for n, m in gq.model.named_modules() if n in ("inp", "out"))
     with torch.no_grad():
         e_rtn = (rtn.model(test) - ref).pow(2).mean().item()
@@ -214,5 +221,7 @@ def test_model_gptq_needs_calibration_data():
         monoquant.quantize(net, bits=4, method="gptq")
     with pytest.raises(InvalidArgumentError, match="method must be"):
         monoquant.quantize(net, bits=4, method="gtpq", calibration_data=data)
+    with pytest.raises(monoquant.errors.UnsupportedError, match="g_idx"):
+        monoquant.quantize(net, bits=4, method="gptq", calibration_data=data, act_order="group")
     with pytest.raises(InvalidArgumentError, match="did not run through the model"):
         monoquant.quantize(net, bits=4, method="gptq", calibration_data=[torch.randn(4, 3)])
