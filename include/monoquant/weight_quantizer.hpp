@@ -3,7 +3,8 @@
 // what a file holds are the same codes and scales.
 //
 //   1. scales (and zero points) by `method`: absmax/minmax (choose_qparams)
-//      or the MSE clipping search (choose_qparams_mse);
+//      the MSE clipping search (choose_qparams_mse) or HQQ's l_p
+//      half-quadratic solver (choose_qparams_hqq);
 //   2. each scale rounded up to `scale_dtype` (round_scale_up), the dtype the
 //      file stores it in;
 //   3. quantize_with_qparams with exactly those scales.
@@ -15,10 +16,10 @@
 
 namespace monoquant {
 
-enum class ScaleMethod { absmax, mse };
+enum class ScaleMethod { absmax, mse, hqq };
 
 std::string_view name_of(ScaleMethod method);
-ScaleMethod parse_scale_method(std::string_view name);  // "absmax" or "mse"
+ScaleMethod parse_scale_method(std::string_view name);  // "absmax", "mse" or "hqq"
 
 // scale_dtype: f32, f16 or bf16. Throws invalid_argument on NaN/Inf input
 // (naming the flat index) or on a scale that does not fit scale_dtype.

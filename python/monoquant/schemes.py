@@ -21,7 +21,7 @@ from .errors import InvalidArgumentError, UnsupportedError
 
 FORMATS = ("int8", "int4", "float16", "bfloat16")
 MODES = ("weight_only", "dynamic", "static")
-SCALE_METHODS = ("absmax", "mse")
+SCALE_METHODS = ("absmax", "mse", "hqq")
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class LayerScheme:
         if self.mode not in MODES:
             raise InvalidArgumentError(f"unknown mode {self.mode!r}; expected one of {MODES}")
         if self.scale_method not in SCALE_METHODS:
-            raise InvalidArgumentError(f"scale_method must be 'absmax' or 'mse', got {self.scale_method!r}")
+            raise InvalidArgumentError(f"scale_method must be 'absmax', 'mse' or 'hqq', got {self.scale_method!r}")
         if self.is_half and self.mode != "weight_only":
             raise InvalidArgumentError(f"{self.format} weights run with float activations only (weight_only), "
                                        f"not {self.mode!r}")

@@ -123,13 +123,14 @@ def quantize_tensor(
         values beyond the float16 range.
     scale_method (int8/int4): "absmax" (default: the range of each scale cell)
         or "mse" (per cell, the clipping of that range that minimizes the
-        quantization error; see include/monoquant/mse_search.hpp).
+        quantization error; see include/monoquant/mse_search.hpp), or "hqq"
+        (HQQ's half-quadratic l_p solver; include/monoquant/hqq.hpp).
 
     NaN or Inf anywhere in ``t`` raises InvalidArgumentError.
     """
     t = _as_cpu_tensor(t, "t")
-    if scale_method not in ("absmax", "mse"):
-        raise InvalidArgumentError(f"scale_method must be 'absmax' or 'mse', got {scale_method!r}")
+    if scale_method not in ("absmax", "mse", "hqq"):
+        raise InvalidArgumentError(f"scale_method must be 'absmax', 'mse' or 'hqq', got {scale_method!r}")
     if bits == 16 and scale_method != "absmax":
         raise InvalidArgumentError("scale_method only applies to bits=8 and bits=4")
     if bits == 16:

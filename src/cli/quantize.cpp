@@ -179,8 +179,8 @@ CLI::App* add_quantize(CLI::App& app, QuantizeOptions& o) {
   sub->add_option("--scheme", o.scheme, "symmetric|asymmetric (of static activations; weights are symmetric)")
       ->check(CLI::IsMember({"symmetric", "asymmetric"}));
   sub->add_option("--group-size", o.group_size, "int4: elements of K per scale (default 128)")->check(CLI::PositiveNumber);
-  sub->add_option("--scale-method", o.scale_method, "absmax|mse (default mse for --bits 4)")
-      ->check(CLI::IsMember({"absmax", "mse"}));
+  sub->add_option("--scale-method", o.scale_method, "absmax|mse|hqq (default mse for --bits 4)")
+      ->check(CLI::IsMember({"absmax", "mse", "hqq"}));
   sub->add_option("--dtype", o.dtype, "--bits 16: f16|bf16 (default f16)")->check(CLI::IsMember({"f16", "bf16"}));
   sub->add_option("--skip", o.skip, "Keep this module or tensor (NAME or re:REGEX); repeatable");
   sub->add_option("--only", o.only, "Quantize only these (NAME or re:REGEX); repeatable");

@@ -14,6 +14,7 @@
 #include "blas.hpp"
 #include "monoquant/error.hpp"
 #include "monoquant/float_cast.hpp"
+#include "monoquant/hqq.hpp"
 #include "monoquant/mse_search.hpp"
 #include "monoquant/thread_pool.hpp"
 
@@ -64,6 +65,7 @@ void choose_row_scales(const float* x, int64_t rows, int64_t width, int bits, Sc
   const TensorView v(x, DType::f32, {rows, width});
   Tensor scales, zero_points;
   if (method == ScaleMethod::mse) choose_qparams_mse(v, spec, scales, zero_points);
+  else if (method == ScaleMethod::hqq) choose_qparams_hqq(v, spec, scales, zero_points);
   else choose_qparams(v, spec, scales, zero_points);
   for (int64_t r = 0; r < rows; ++r) out[r] = round_scale_up(scales.as<float>()[r], scale_dtype);
 }

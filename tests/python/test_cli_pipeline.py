@@ -363,7 +363,7 @@ def test_static_symmetric_scheme(cli, bert_dir, calib_file, linears, tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore:.*SQNR under 20 dB:RuntimeWarning")  # int4 absmax on a layer near 20 dB
-@pytest.mark.parametrize("method", ["absmax", "mse"])
+@pytest.mark.parametrize("method", ["absmax", "mse", "hqq"])
 def test_scale_method_matches_python_api(cli, bert_dir, float_sd, tmp_path, method):
     out = tmp_path / f"{method}.safetensors"
     ok(cli, "quantize", bert_dir, "-o", out, "--bits", "4", "--group-size", "32", "--scale-method", method)
