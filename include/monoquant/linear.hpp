@@ -1,11 +1,16 @@
 // Quantized linear layers on the CPU: y = x W^T + b with W stored as int8
-// (per output channel), int4 (group-wise along K), float16 or bfloat16.
+// (per output channel, or group-wise along K), int4 (group-wise along K),
+// float16 or bfloat16.
 //
 // Weights are packed once (pack_linear_*) into the layout the kernels read;
 // every call then streams that layout. Modes:
 //   weight_only   float activations; weights are dequantized in registers.
 //   dynamic_int8  activations quantized per row (token) to int8 on the fly,
 //                 symmetric [-127, 127]; int32 accumulation (W8A8, W4A8).
+//                 With LinearOptions::act_group_size = g > 0 (grouped int8
+//                 weights of the same g only): activations quantized per row
+//                 AND per group of g inputs, one int32 dot product per group
+//                 (W8A8 with activation groups, ggml's q8_0 x q8_0).
 //   static_int8   activations quantized with one calibrated scale and zero
 //                 point (int8 codes in [-128, 127]); int8 weights (W8A8), or
 //                 int4 weights with zero point 0 (W4A8).
@@ -20,6 +25,8 @@
 // A 32-byte row of an int8 block is 8 columns x 4 consecutive k: exactly the
 // operand of vpdpbusd / (vpmaddubsw + vpmaddwd), and after a nibble split the
 // int4 chunk becomes two such rows. Padding is zero weight (int4: nibble 8).
+// Grouped int8 (group_size g > 0, K a multiple of g) has the same codes
+// layout; its scales and column sums are [N/8][K/g][8] (like int4's scales).
 #pragma once
 
 #include <cstdint>
@@ -45,18 +52,25 @@ struct PackedLinearWeightView {
   WeightFormat format = WeightFormat::int8;
   int64_t n = 0;           // out_features
   int64_t k = 0;           // in_features
-  int64_t group_size = 0;  // int4 only
+  // int4: the group size (> 0). int8: 0 = one scale per output channel;
+  // g > 0 = grouped int8 (a positive multiple of 8 dividing K). Half: unused.
+  int64_t group_size = 0;
   const void* data = nullptr;
-  // int8: [n_blocks * 8]; int4: [n_blocks][groups][8]; half: unused.
+  // int8: [n_blocks * 8]; grouped int8 and int4: [n_blocks][groups][8];
+  // half: unused.
   const float* scales = nullptr;
-  // int8 only: [n_blocks * 8], sum over k of each column's codes (zero-point
-  // and unsigned-offset compensation).
+  // int8 only: [n_blocks * 8] (grouped: [n_blocks][groups][8]), the sum over
+  // k (of the group) of each column's codes (zero-point and unsigned-offset
+  // compensation).
   const int32_t* sums = nullptr;
 
   int64_t n_blocks() const { return (n + kLinearBlockN - 1) / kLinearBlockN; }
   int64_t k_chunk() const { return format == WeightFormat::int4 ? 8 : 4; }
   int64_t k_padded() const { return (k + k_chunk() - 1) / k_chunk() * k_chunk(); }
-  int64_t groups() const { return format == WeightFormat::int4 ? (k + group_size - 1) / group_size : 1; }
+  bool grouped_int8() const { return format == WeightFormat::int8 && group_size > 0; }
+  int64_t groups() const {
+    return format == WeightFormat::int4 || grouped_int8() ? (k + group_size - 1) / group_size : 1;
+  }
   // Byte sizes of the three arrays.
   std::size_t data_bytes() const;
   std::size_t scales_count() const;
@@ -77,6 +91,11 @@ struct PackedLinearWeight {
 // codes: int8 [N, K] (any strides, full range [-128, 127]); scales: float32
 // [N] or [N, 1], finite and >= 0.
 PackedLinearWeight pack_linear_int8(const TensorView& codes, const TensorView& scales);
+// Grouped int8: codes int8 [N, K] (any strides, full range); scales float32
+// [N, K/group_size], finite and >= 0; group_size a positive multiple of 8
+// (32, 64, 128, ...) that divides K. Format int8 with group_size > 0; runs
+// only in dynamic mode with act_group_size = group_size.
+PackedLinearWeight pack_linear_int8_grouped(const TensorView& codes, const TensorView& scales, int64_t group_size);
 // packed: uint8 (or int4_packed) [N, ceil(K/2)] in the library's int4 layout
 // (low nibble first, nibble = q + 8); scales: float32 [N, ceil(K/group)];
 // group_size a positive multiple of 8. A last group shorter than group_size
@@ -90,6 +109,7 @@ PackedLinearWeight pack_linear_half(const TensorView& weight);
 // built from, bit for bit, so that a quantized layer can be saved without
 // keeping a second copy of its codes.
 //   int8      codes int8 [N, K], scales float32 [N, 1]
+//   int8, g   codes int8 [N, K], scales float32 [N, K/g]   (grouped)
 //   int4      codes uint8 [N, ceil(K/2)] (low nibble first, nibble = q + 8,
 //             an odd K's last high nibble 0), scales float32 [N, ceil(K/g)]
 //   f16/bf16  codes float16/bfloat16 [N, K], scales empty
@@ -103,6 +123,20 @@ struct LinearOptions {
   LinearMode mode = LinearMode::weight_only;
   float act_scale = 0.0f;       // static_int8 only; finite, > 0
   int32_t act_zero_point = 0;   // static_int8 only; in [-128, 127]
+  // 0: activations quantized per row (as above). g > 0: per row and per group
+  // of g inputs; needs mode dynamic_int8 and grouped int8 weights with
+  // group_size g (and grouped int8 weights need it): invalid_argument
+  // otherwise. Each group j of row m gets the per-row rule on its own span:
+  //   sa[m][j] = absmax(x[m, jg .. jg+g)) / 127,
+  //   q = clamp(nearbyint(x * (1 / sa)), -127, 127)   (0 where sa = 0),
+  // and every kernel set computes, bit for bit, per output (m, n):
+  //   acc = 0.0f
+  //   for j = 0, 1, ..., K/g - 1:  acc = fma(float(dot_j), sa[m][j] * sw[n][j], acc)
+  //   y = acc + (bias ? bias[n] : 0.0f)
+  // with dot_j = sum over the group of q * w (exact int32) and
+  // sa[m][j] * sw[n][j] one float multiply. A group holding NaN or Inf has
+  // sa = NaN, which makes the whole output row NaN.
+  int64_t act_group_size = 0;
 };
 
 // x: float32 [M, K] with unit stride along K and row stride ldx >= K;

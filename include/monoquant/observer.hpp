@@ -115,6 +115,7 @@ std::unique_ptr<Observer> load_observer(std::string_view state_json);
 // The library's rule (quant_spec.hpp) from a range to (scale, zero point);
 // the same numbers choose_qparams computes for data with this min and max.
 void qparams_from_range(float lo, float hi, int bits, Scheme scheme, float* scale, int32_t* zero_point);
+void qparams_from_range(float lo, float hi, const QuantSpec& spec, float* scale, int32_t* zero_point);
 
 // torch.ao HistogramObserver's greedy L2 search (_non_linear_param_search)
 // over a histogram of equal-width bins, quantizing onto dst_bins bins.

@@ -21,12 +21,18 @@ struct QuantSpec {
   Granularity granularity = Granularity::per_channel;
   int axis = 0;                    // per_channel: the channel axis (negative counts from the end)
   int64_t group_size = 128;        // per_group: elements per group along the last axis
+  // Symmetric only: compressed-tensors' full-range convention, codes in
+  // [-8, 7] (int4) with scale = absmax / ((qmax - qmin) / 2) = absmax / 7.5,
+  // instead of the restricted [-7, 7] with absmax / 7.
+  bool full_range = false;
 
   // Integer range of the codes. Symmetric drops the most negative value so
-  // that the range is symmetric about 0 ([-127, 127], [-7, 7]); asymmetric
-  // uses the full signed range ([-128, 127], [-8, 7]).
+  // that the range is symmetric about 0 ([-127, 127], [-7, 7]) unless
+  // full_range; asymmetric uses the full signed range ([-128, 127], [-8, 7]).
   int qmin() const;
   int qmax() const;
+  // What a symmetric scale divides absmax by: qmax, or (qmax - qmin) / 2 when full_range.
+  double symmetric_levels() const;
   // Throws invalid_argument naming the bad field.
   void validate() const;
   std::string to_string() const;

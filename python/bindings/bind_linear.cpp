@@ -35,7 +35,8 @@ PackedLinearWeightView make_view(const AnyArray& data, const AnyArray& scales, c
   w.format = parse_weight_format(format);
   w.n = n;
   w.k = k;
-  w.group_size = w.format == WeightFormat::int4 ? group_size : 0;
+  // int4: the group size; int8: 0 (per channel) or g > 0 (grouped); half: unused.
+  w.group_size = w.format == WeightFormat::int4 || w.format == WeightFormat::int8 ? group_size : 0;
   if (n <= 0 || k <= 0) throw_invalid_argument("out_features and in_features must be > 0");
   if (w.format == WeightFormat::int4 && (group_size <= 0 || group_size % 8 != 0)) {
     throw_invalid_argument("int4 group_size must be a positive multiple of 8, got " + std::to_string(group_size));
@@ -53,11 +54,13 @@ PackedLinearWeightView make_view(const AnyArray& data, const AnyArray& scales, c
   return w;
 }
 
-LinearOptions make_options(const std::string& mode, double act_scale, int64_t act_zero_point) {
+LinearOptions make_options(const std::string& mode, double act_scale, int64_t act_zero_point,
+                           int64_t act_group_size) {
   LinearOptions o;
   o.mode = parse_linear_mode(mode);
   o.act_scale = static_cast<float>(act_scale);
   o.act_zero_point = static_cast<int32_t>(act_zero_point);
+  o.act_group_size = act_group_size;
   return o;
 }
 
@@ -101,6 +104,22 @@ void bind_linear(nb::module_& m) {
       },
       nb::arg("packed"), nb::arg("in_features"), nb::arg("scales"), nb::arg("group_size"));
   m.def(
+      "pack_linear_int8_grouped",
+      [](const AnyArray& codes, const AnyArray& scales, int64_t group_size) {
+        const TensorView c = to_view(codes, "codes");
+        const TensorView s = to_view(scales, "scales");
+        PackedLinearWeight p;
+        {
+          nb::gil_scoped_release release;
+          p = pack_linear_int8_grouped(c, s, group_size);
+        }
+        return to_dict(std::move(p));
+      },
+      nb::arg("codes"), nb::arg("scales"), nb::arg("group_size"),
+      "Grouped int8: codes int8 [N, K], scales float32 [N, K/group_size], group_size a multiple of 8 dividing K. "
+      "The packed weight has format 'int8' with this group_size; it runs in mode 'dynamic' with "
+      "act_group_size = group_size.");
+  m.def(
       "pack_linear_half",
       [](const AnyArray& weight) {
         const TensorView v = to_view(weight, "weight");
@@ -134,9 +153,9 @@ void bind_linear(nb::module_& m) {
       "linear",
       [](const AnyArray& x, const AnyArray& data, const AnyArray& scales, const AnyArray& sums,
          std::optional<AnyArray> bias, const std::string& format, int64_t n, int64_t k, int64_t group_size,
-         const std::string& mode, double act_scale, int64_t act_zero_point) {
+         const std::string& mode, double act_scale, int64_t act_zero_point, int64_t act_group_size) {
         const PackedLinearWeightView w = make_view(data, scales, sums, format, n, k, group_size);
-        const LinearOptions o = make_options(mode, act_scale, act_zero_point);
+        const LinearOptions o = make_options(mode, act_scale, act_zero_point, act_group_size);
         const TensorView xv = to_view(x, "x");
         const float* b = bias_ptr(bias, n);
         Tensor out;
@@ -148,15 +167,16 @@ void bind_linear(nb::module_& m) {
       },
       nb::arg("x"), nb::arg("data"), nb::arg("scales"), nb::arg("sums"), nb::arg("bias").none(), nb::arg("format"),
       nb::arg("out_features"), nb::arg("in_features"), nb::arg("group_size"), nb::arg("mode"), nb::arg("act_scale"),
-      nb::arg("act_zero_point"));
+      nb::arg("act_zero_point"), nb::arg("act_group_size") = 0);
   m.def(
       "conv2d",
       [](const AnyArray& x, const AnyArray& data, const AnyArray& scales, const AnyArray& sums,
          std::optional<AnyArray> bias, const std::string& format, int64_t n, int64_t k, int64_t group_size,
          const std::string& mode, double act_scale, int64_t act_zero_point, int64_t kernel_h, int64_t kernel_w,
-         int64_t stride_h, int64_t stride_w, int64_t pad_h, int64_t pad_w, int64_t dilation_h, int64_t dilation_w) {
+         int64_t stride_h, int64_t stride_w, int64_t pad_h, int64_t pad_w, int64_t dilation_h, int64_t dilation_w,
+         int64_t act_group_size) {
         const PackedLinearWeightView w = make_view(data, scales, sums, format, n, k, group_size);
-        const LinearOptions o = make_options(mode, act_scale, act_zero_point);
+        const LinearOptions o = make_options(mode, act_scale, act_zero_point, act_group_size);
         const TensorView xv = to_view(x, "x");
         const float* b = bias_ptr(bias, n);
         Conv2dGeometry g{kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w};
@@ -170,7 +190,7 @@ void bind_linear(nb::module_& m) {
       nb::arg("x"), nb::arg("data"), nb::arg("scales"), nb::arg("sums"), nb::arg("bias").none(), nb::arg("format"),
       nb::arg("out_features"), nb::arg("in_features"), nb::arg("group_size"), nb::arg("mode"), nb::arg("act_scale"),
       nb::arg("act_zero_point"), nb::arg("kernel_h"), nb::arg("kernel_w"), nb::arg("stride_h"), nb::arg("stride_w"),
-      nb::arg("pad_h"), nb::arg("pad_w"), nb::arg("dilation_h"), nb::arg("dilation_w"));
+      nb::arg("pad_h"), nb::arg("pad_w"), nb::arg("dilation_h"), nb::arg("dilation_w"), nb::arg("act_group_size") = 0);
   // The per-call path of monoquant.ops: tensors arrive as addresses that the
   // Python side has already checked (dtype, device, contiguity, sizes), which
   // saves the DLPack round trips (~2 us per tensor) on small layers.
@@ -178,17 +198,17 @@ void bind_linear(nb::module_& m) {
       "linear_raw",
       [](uintptr_t x, int64_t m, uintptr_t y, uintptr_t data, uintptr_t scales, uintptr_t sums, uintptr_t bias,
          const std::string& format, int64_t n, int64_t k, int64_t group_size, const std::string& mode,
-         double act_scale, int64_t act_zero_point) {
+         double act_scale, int64_t act_zero_point, int64_t act_group_size) {
         PackedLinearWeightView w;
         w.format = parse_weight_format(format);
         w.n = n;
         w.k = k;
-        w.group_size = w.format == WeightFormat::int4 ? group_size : 0;
+        w.group_size = w.format == WeightFormat::int4 || w.format == WeightFormat::int8 ? group_size : 0;
         w.data = reinterpret_cast<const void*>(data);
         w.scales = w.scales_count() ? reinterpret_cast<const float*>(scales) : nullptr;
         w.sums = w.sums_count() ? reinterpret_cast<const int32_t*>(sums) : nullptr;
         w.validate();
-        const LinearOptions o = make_options(mode, act_scale, act_zero_point);
+        const LinearOptions o = make_options(mode, act_scale, act_zero_point, act_group_size);
         if (x == 0 || y == 0) throw_invalid_argument("linear_raw: null input or output");
         nb::gil_scoped_release release;
         linear_into(reinterpret_cast<const float*>(x), m, k, w, reinterpret_cast<const float*>(bias), o,
@@ -196,7 +216,7 @@ void bind_linear(nb::module_& m) {
       },
       nb::arg("x"), nb::arg("m"), nb::arg("y"), nb::arg("data"), nb::arg("scales"), nb::arg("sums"), nb::arg("bias"),
       nb::arg("format"), nb::arg("out_features"), nb::arg("in_features"), nb::arg("group_size"), nb::arg("mode"),
-      nb::arg("act_scale"), nb::arg("act_zero_point"));
+      nb::arg("act_scale"), nb::arg("act_zero_point"), nb::arg("act_group_size") = 0);
   m.def("linear_kernel_name", [] { return std::string(linear_kernel_name()); });
   m.def("vnni_available", &vnni_available);
   m.def("set_vnni_enabled", &set_vnni_enabled, nb::arg("enabled"));

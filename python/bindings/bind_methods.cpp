@@ -33,13 +33,14 @@ void bind_methods(nb::module_& m) {
   m.def(
       "gptq_quantize",
       [](const AnyArray& weight, const AnyArray& hessian, int bits, int64_t group_size, const std::string& scale_method,
-         const std::string& scale_dtype, double dampening, int64_t block_size, bool act_order, bool static_groups) {
+         const std::string& scale_dtype, double dampening, int64_t block_size, bool act_order, bool static_groups, bool full_range) {
         QuantSpec spec;
         spec.bits = bits;
         spec.scheme = Scheme::symmetric;
         spec.granularity = group_size > 0 ? Granularity::per_group : Granularity::per_channel;
         spec.axis = 0;
         spec.group_size = group_size > 0 ? group_size : 128;
+        spec.full_range = full_range;
         GptqOptions o;
         o.dampening = dampening;
         o.block_size = block_size;
@@ -70,7 +71,7 @@ void bind_methods(nb::module_& m) {
       },
       nb::arg("weight"), nb::arg("hessian"), nb::arg("bits"), nb::arg("group_size"), nb::arg("scale_method"),
       nb::arg("scale_dtype"), nb::arg("dampening") = 0.01, nb::arg("block_size") = 128, nb::arg("act_order") = false,
-      nb::arg("static_groups") = false,
+      nb::arg("static_groups") = false, nb::arg("full_range") = false,
       "GPTQ: codes, scales (and g_idx with act_order and groups) of weight [N, K] under Hessian [K, K]. "
       "group_size 0 = int8 per output channel.");
 

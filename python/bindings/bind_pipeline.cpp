@@ -26,6 +26,7 @@ LayerScheme scheme_from_dict(const nb::dict& d) {
   s.group_size = nb::cast<int64_t>(d["group_size"]);
   s.scale_method = parse_scale_method(nb::cast<std::string>(d["scale_method"]));
   s.act_symmetric = nb::cast<bool>(d["act_symmetric"]);
+  s.full_range = d.contains("full_range") ? nb::cast<bool>(d["full_range"]) : true;
   return s;
 }
 
@@ -36,6 +37,7 @@ nb::dict scheme_dict(const LayerScheme& s) {
   d["group_size"] = s.group_size;
   d["scale_method"] = std::string(name_of(s.scale_method));
   d["act_symmetric"] = s.act_symmetric;
+  d["full_range"] = s.full_range;
   return d;
 }
 

@@ -57,8 +57,10 @@ void bind_quant(nb::module_& m) {
   m.def(
       "quantize_weight",
       [](const AnyArray& x, int bits, const std::string& scheme, const std::string& granularity, int axis,
-         int64_t group_size, const std::string& scale_method, const std::string& scale_dtype) {
-        const QuantSpec spec = make_spec(bits, scheme, granularity, axis, group_size);
+         int64_t group_size, const std::string& scale_method, const std::string& scale_dtype, bool full_range) {
+        QuantSpec spec = make_spec(bits, scheme, granularity, axis, group_size);
+        spec.full_range = full_range;
+        spec.validate();
         const ScaleMethod method = parse_scale_method(scale_method);
         const DType sd = parse_dtype(scale_dtype);
         const TensorView v = to_view(x, "quantize_weight");
@@ -70,7 +72,7 @@ void bind_quant(nb::module_& m) {
         return to_dict(std::move(q));
       },
       nb::arg("x"), nb::arg("bits"), nb::arg("scheme"), nb::arg("granularity"), nb::arg("axis"), nb::arg("group_size"),
-      nb::arg("scale_method"), nb::arg("scale_dtype"),
+      nb::arg("scale_method"), nb::arg("scale_dtype"), nb::arg("full_range") = false,
       "Quantize a weight for storage: scales by scale_method, rounded up to scale_dtype, then the codes.");
 
   m.def(

@@ -18,6 +18,7 @@ swap in the quantized module -> report.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import warnings
 from collections.abc import Mapping
@@ -97,7 +98,10 @@ def _resolve_mode(bits, dynamic, weight_only, static, calibration_data, method: 
     return "dynamic" if bits == 8 else "weight_only"
 
 
-def _make_scheme(bits, mode, group_size, scale_method, scheme, dtype) -> LayerScheme:
+def _make_scheme(bits, mode, group_size, scale_method, scheme, dtype, int4_range="full") -> LayerScheme:
+    if int4_range not in ("full", "restricted"):
+        raise InvalidArgumentError(f"int4_range must be 'full' ([-8, 7], scale absmax / 7.5) or 'restricted' "
+                                   f"([-7, 7], absmax / 7), got {int4_range!r}")
     if scheme not in (None, "symmetric", "asymmetric", "sym", "asym"):
         raise InvalidArgumentError(f"scheme must be 'symmetric' or 'asymmetric', got {scheme!r}")
     asym = scheme in ("asymmetric", "asym")
@@ -127,7 +131,8 @@ def _make_scheme(bits, mode, group_size, scale_method, scheme, dtype) -> LayerSc
     if not isinstance(group_size, int) or isinstance(group_size, bool):
         raise InvalidArgumentError(f"group_size must be an integer, got {group_size!r}")
     return LayerScheme(format="int8" if bits == 8 else "int4", mode=mode,
-                       group_size=group_size if bits == 4 else 0, scale_method=scale_method, act_symmetric=not asym)
+                       group_size=group_size if bits == 4 else 0, scale_method=scale_method, act_symmetric=not asym,
+                       full_range=int4_range == "full")
 
 
 def _sqnr_warnings(layers: List[LayerReport]) -> List[str]:
@@ -270,8 +275,7 @@ def _check_layers(choices: List[LayerChoice], scheme: LayerScheme, explicit_grou
 def _scheme_for_layer(scheme: LayerScheme, m: nn.Module) -> LayerScheme:
     if isinstance(m, nn.Embedding) and not scheme.is_half and scheme.mode != "weight_only":
         # Embeddings are looked up, not multiplied: their activations are integers.
-        return LayerScheme(format=scheme.format, mode="weight_only", group_size=scheme.group_size,
-                           scale_method=scheme.scale_method)
+        return dataclasses.replace(scheme, mode="weight_only", act_symmetric=True)
     if isinstance(m, nn.Embedding) and scheme.is_half:
         raise InvalidArgumentError("embeddings are quantized to int8 or int4 only")
     return scheme
@@ -323,8 +327,7 @@ def _quantize_model(model: nn.Module, scheme: LayerScheme, bits: int, *, calibra
         m = target_modules[c.name]
         layer_scheme = _scheme_for_layer(scheme, m)
         if layer_scheme.mode == "static" and c.name not in act:
-            layer_scheme = LayerScheme(format=layer_scheme.format, mode="dynamic", group_size=layer_scheme.group_size,
-                                       scale_method=layer_scheme.scale_method)
+            layer_scheme = dataclasses.replace(layer_scheme, mode="dynamic", act_symmetric=True)
         if isinstance(m, QuantModule):  # done by GPTQ
             quantized_names.add(c.name)
             continue
@@ -379,8 +382,7 @@ def _run_gptq(target: nn.Module, to_quantize: List[LayerChoice], scheme: LayerSc
         layer_scheme = _scheme_for_layer(scheme, m)
         a = act.get(name)
         if layer_scheme.mode == "static" and a is None:
-            layer_scheme = LayerScheme(format=layer_scheme.format, mode="dynamic", group_size=layer_scheme.group_size,
-                                       scale_method=layer_scheme.scale_method)
+            layer_scheme = dataclasses.replace(layer_scheme, mode="dynamic", act_symmetric=True)
         q = QuantLinear.from_quantized(m, qw, layer_scheme, *(a if a else (None, 0)))
         replace_module(target, m, q)
         done[id(m)] = q
@@ -486,6 +488,7 @@ def quantize(
     act_order: bool = False,
     dampening: float = 0.01,
     sequential: bool = True,
+    int4_range: str = "full",
 ) -> QuantizationResult:
     """Quantize a model, a state dict or a checkpoint path.
 
@@ -507,7 +510,9 @@ def quantize(
         (a zero point per tensor when asymmetric); weights are always
         symmetric, as the kernels run them. Default: asymmetric activations
         for static INT8, symmetric everywhere else.
-    scale_method: "absmax" or "mse" (default: "mse" for 4 bits, "absmax" for 8).
+    scale_method: "absmax", "mse" or "hqq" (default: "mse" for 4 bits, "absmax" for 8).
+    int4_range: "full" (codes [-8, 7], scale absmax / 7.5: compressed-tensors'
+        convention, the default) or "restricted" ([-7, 7], absmax / 7).
     layer_types: module types to quantize (default nn.Linear, nn.Conv1d,
         nn.Conv2d and transformers' Conv1D; add nn.Embedding for embeddings).
     skip / include: module names, ``"re:<regex>"`` patterns or module types;
@@ -530,7 +535,7 @@ def quantize(
     mode = _resolve_mode(bits, dynamic, weight_only, static, calibration_data, method)
     if not (isinstance(dampening, (int, float)) and 0 < float(dampening) < float("inf")):
         raise InvalidArgumentError(f"dampening must be a number > 0, got {dampening!r}")
-    sch = _make_scheme(bits, mode, group_size, scale_method, scheme, dtype)
+    sch = _make_scheme(bits, mode, group_size, scale_method, scheme, dtype, int4_range)
     if show_progress is None:
         show_progress = progress_enabled()
     config: Dict[str, Any] = {"bits": bits, "mode": mode, "scheme": sch.to_dict(), "label": sch.label,

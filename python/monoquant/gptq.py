@@ -165,7 +165,7 @@ def gptq_weight(m: nn.Module, hessian: torch.Tensor, scheme: LayerScheme, *, dam
     # Activation order keeps the groups contiguous (llm-compressor's actorder="weight": group scales from the
     # original weight, only the sweep order changes), so the result runs on the kernels as it is, with no g_idx.
     r = _core.gptq_quantize(w, hessian, bits, g, scheme.scale_method, _DTYPE_NAMES[scale_dtype_for(m.weight.dtype)],
-                            dampening, block_size, act_order, act_order)
+                            dampening, block_size, act_order, act_order, bits == 4 and scheme.full_range)
     if bits == 8:
         qw = QuantizedWeight("int8", (n, k), r["codes"], r["scales"].reshape(n, 1), 0)
     else:

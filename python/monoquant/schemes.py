@@ -7,8 +7,10 @@ the file format and the report's label all follow.
     LayerScheme(format="int4", mode="dynamic", group_size=128)       W4A8
     LayerScheme(format="float16", mode="weight_only")          FP16 weights
 
-Weights are symmetric (int8 [-127, 127] per output channel, int4 [-7, 7]
-per group along K): the kernels run symmetric weights. ``act_symmetric``
+Weights are symmetric (int8 [-127, 127] per output channel; int4 per group
+along K in [-8, 7] with scale absmax / 7.5, compressed-tensors' convention,
+or [-7, 7] with absmax / 7 when ``full_range`` is False): the kernels run
+symmetric weights. ``act_symmetric``
 is the scheme of static activations (a zero point when False).
 """
 
@@ -31,6 +33,8 @@ class LayerScheme:
     group_size: int = 0          # int4 only: elements of K per scale
     scale_method: str = "absmax"
     act_symmetric: bool = True   # static activations only
+    #: int4 weights in compressed-tensors' full range [-8, 7], scale absmax / 7.5 (False: [-7, 7], absmax / 7)
+    full_range: bool = True
 
     def __post_init__(self):
         if self.format not in FORMATS:
@@ -79,7 +83,8 @@ class LayerScheme:
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "LayerScheme":
-        return cls(**{k: d[k] for k in ("format", "mode", "group_size", "scale_method", "act_symmetric") if k in d})
+        return cls(**{k: d[k] for k in ("format", "mode", "group_size", "scale_method", "act_symmetric",
+                                        "full_range") if k in d})
 
 
 __all__ = ["LayerScheme", "FORMATS", "MODES", "SCALE_METHODS"]

@@ -85,7 +85,7 @@ def quantize_weight(weight: Tensor, scheme: LayerScheme, scale_dtype: torch.dtyp
                                       _DTYPE_NAMES[scale_dtype])
             return QuantizedWeight("int8", (n, k), q["codes"], q["scales"].reshape(n, 1), 0)
         q = _core.quantize_weight(w, 4, "symmetric", "per_group", 0, scheme.group_size, scheme.scale_method,
-                                  _DTYPE_NAMES[scale_dtype])
+                                  _DTYPE_NAMES[scale_dtype], scheme.full_range)
         return QuantizedWeight("int4", (n, k), q["codes"].view(torch.uint8), q["scales"], scheme.group_size)
     except InvalidArgumentError as e:
         raise InvalidArgumentError(f"{name}: {e}") from None

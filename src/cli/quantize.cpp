@@ -113,6 +113,7 @@ pipeline::LayerScheme scheme_from(const QuantizeOptions& o) {
   if (o.bits == 8 && o.group_size) throw_invalid_argument("--group-size applies to --bits 4 (int8 has one scale per output channel)");
   s.scale_method = o.scale_method.empty() ? (o.bits == 4 ? ScaleMethod::mse : ScaleMethod::absmax)
                                           : parse_scale_method(o.scale_method);
+  s.full_range = o.int4_range == "full";
   s.validate();
   return s;
 }
@@ -181,6 +182,10 @@ CLI::App* add_quantize(CLI::App& app, QuantizeOptions& o) {
   sub->add_option("--group-size", o.group_size, "int4: elements of K per scale (default 128)")->check(CLI::PositiveNumber);
   sub->add_option("--scale-method", o.scale_method, "absmax|mse|hqq (default mse for --bits 4)")
       ->check(CLI::IsMember({"absmax", "mse", "hqq"}));
+  sub->add_option("--int4-range", o.int4_range,
+                  "full: codes [-8, 7], scale absmax/7.5 (compressed-tensors' convention, the default); "
+                  "restricted: [-7, 7], absmax/7")
+      ->check(CLI::IsMember({"full", "restricted"}));
   sub->add_option("--dtype", o.dtype, "--bits 16: f16|bf16 (default f16)")->check(CLI::IsMember({"f16", "bf16"}));
   sub->add_option("--skip", o.skip, "Keep this module or tensor (NAME or re:REGEX); repeatable");
   sub->add_option("--only", o.only, "Quantize only these (NAME or re:REGEX); repeatable");

@@ -15,6 +15,7 @@ struct QuantizeOptions {
   std::string scheme;         // "" = default
   int64_t group_size = 0;     // 0 = default (128)
   std::string scale_method;   // "" = default
+  std::string int4_range = "full";  // full: [-8, 7], absmax / 7.5; restricted: [-7, 7], absmax / 7
   std::string dtype;          // bits 16: f16 | bf16
   std::vector<std::string> skip, only, overrides;
   int64_t min_params = -1;

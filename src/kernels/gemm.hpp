@@ -8,6 +8,9 @@
 //   W8A8:  y = fma(float(acc), row_scale * col_scale, bias)
 //   W4A8:  f = sum over groups in order of fma(float(acc_g), scale_g, f);
 //          y = fma(f, row_scale, bias)
+//   W8A8 with activation groups (grouped int8 weights, act_group_size = g):
+//          acc = 0; for groups j in order: acc = fma(float(dot_j), sa_j * sw_j, acc);
+//          y = acc + (bias or 0)
 #pragma once
 
 #include <cstdint>
@@ -29,7 +32,7 @@ struct IntGemmArgs {
   const int8_t* q;  // [m, k_padded] activation codes, padding = zero_point
   int64_t m;
   int32_t zero_point;        // static int8; 0 for dynamic
-  const float* row_scales;   // [m]
+  const float* row_scales;   // [m]; grouped W8A8: [m, groups], one scale per row and group
   const void* prepared;      // [m, k_padded] in the table's prepared form (see below)
   const int32_t* group_sums; // W4A8: [m, groups], sum of q over each group
   const PackedLinearWeightView* w;
@@ -50,6 +53,10 @@ struct LinearKernels {
   // the conversion: n codes with zero point -> prepared.
   int prepared_bytes;
   void (*prepare_i8)(const int8_t* q, int64_t n, int32_t zero_point, void* prepared);
+  // W8A8 with activation groups: grouped int8 weights (w->group_size = g),
+  // activations quantized per row and group (zero_point 0, row_scales
+  // [m, groups]), prepared like gemm_i8's.
+  void (*gemm_i8g)(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end);
 };
 
 const LinearKernels& reference_linear_kernels();

@@ -421,6 +421,60 @@ void gemm_i8(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
   });
 }
 
+// ------------------------------------------------------------ W8A8 with activation groups (vpmaddwd)
+// As i8_tile, with the int32 sums reset per group of g inputs (g / 4 chunks)
+// and folded into a float accumulator per group:
+// f = fma(float(dot_g), s_act(row, g) * s_w(columns, g), f); y = f + bias.
+template <int MR>
+void i8g_tile(const IntGemmArgs& a, int64_t m0, int64_t nb) {
+  const PackedLinearWeightView& w = *a.w;
+  const int64_t kp = w.k_padded(), groups = w.groups(), per_group = w.group_size / 4;
+  const auto* block = static_cast<const int8_t*>(w.data) + nb * B * kp;
+  const auto* act = static_cast<const int16_t*>(a.prepared) + m0 * kp;
+  const float* ws = w.scales + nb * groups * B;
+  const float* as = a.row_scales + m0 * groups;
+  __m256 f[MR];
+  #pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r) f[r] = _mm256_setzero_ps();
+  for (int64_t g = 0; g < groups; ++g) {
+    __m256i lo[MR], hi[MR];
+    #pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r) lo[r] = hi[r] = _mm256_setzero_si256();
+    for (int64_t ch = g * per_group; ch < (g + 1) * per_group; ++ch) {
+      const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + ch * 32));
+      const __m256i wl = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(wv));
+      const __m256i wh = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(wv, 1));
+      #pragma GCC unroll 8
+      for (int r = 0; r < MR; ++r) {
+        const __m256i av = _mm256_set1_epi64x(load_i64(act + r * kp + ch * 4));
+        lo[r] = _mm256_add_epi32(lo[r], _mm256_madd_epi16(wl, av));
+        hi[r] = _mm256_add_epi32(hi[r], _mm256_madd_epi16(wh, av));
+      }
+    }
+    const __m256 sw = _mm256_loadu_ps(ws + g * B);
+    #pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r) {
+      const __m256i dot = _mm256_permute4x64_epi64(_mm256_hadd_epi32(lo[r], hi[r]), 0xD8);
+      f[r] = i8g_fold_group(dot, as[r * groups + g], sw, f[r]);
+    }
+  }
+  const __m256 bias = load_cols(a.bias, nb, w.n);
+  #pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r) store_cols(a.y + (m0 + r) * a.ldy, nb, w.n, _mm256_add_ps(f[r], bias));
+}
+
+void gemm_i8g(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
+  const std::size_t block_bytes = a.w->data_bytes() / static_cast<std::size_t>(a.w->n_blocks());
+  for_tiles<4>(a.m, nb_begin, nb_end, block_bytes, [&](int64_t m0, int rows, int64_t nb) {
+    switch (rows) {
+      case 4: i8g_tile<4>(a, m0, nb); break;
+      case 3: i8g_tile<3>(a, m0, nb); break;
+      case 2: i8g_tile<2>(a, m0, nb); break;
+      default: i8g_tile<1>(a, m0, nb); break;
+    }
+  });
+}
+
 void prepare_i8(const int8_t* q, int64_t n, int32_t zero_point, void* prepared) {
   auto* out = static_cast<int16_t*>(prepared);
   const __m256i zp = _mm256_set1_epi16(static_cast<int16_t>(zero_point));
@@ -496,7 +550,7 @@ void gemm_i4(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
 void avx2_gemm_float(const FloatGemmArgs& a, int64_t nb_begin, int64_t nb_end) { gemm_float(a, nb_begin, nb_end); }
 
 const LinearKernels& avx2_linear_kernels() {
-  static const LinearKernels table{"avx2", gemm_float, gemm_i8, gemm_i4, 2, prepare_i8};
+  static const LinearKernels table{"avx2", gemm_float, gemm_i8, gemm_i4, 2, prepare_i8, gemm_i8g};
   return table;
 }
 

@@ -68,6 +68,13 @@ inline __m256 i4_fold_group(__m256i acc, int32_t act_group_sum, __m256 group_sca
   return _mm256_fmadd_ps(_mm256_cvtepi32_ps(exact), group_scales, f);
 }
 
+// W8A8 with activation groups: one group's exact int32 dot products of 8
+// columns folded into the float accumulator, the reference's roundings:
+// f = fma(float(dot), act_scale * col_scales, f).
+inline __m256 i8g_fold_group(__m256i dot, float act_scale, __m256 col_scales, __m256 f) {
+  return _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_mul_ps(_mm256_set1_ps(act_scale), col_scales), f);
+}
+
 // Output row `row` of block nb: y = f * (the row's activation scale) + bias.
 inline void store_row_scaled(const IntGemmArgs& a, int64_t row, int64_t nb, __m256 f, __m256 bias) {
   store_cols(a.y + row * a.ldy, nb, a.w->n, _mm256_fmadd_ps(f, _mm256_set1_ps(a.row_scales[row]), bias));

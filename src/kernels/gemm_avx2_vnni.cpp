@@ -163,6 +163,130 @@ void gemm_i8(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
   }
 }
 
+// ------------------------------------------------------------ W8A8 with activation groups
+// Activations as u = q + 128 (prepare_u8); per group the offset is removed
+// with that group's packed column sums, dot_g = sum u w - 128 sum_g w, and
+// folded in float: f = fma(float(dot_g), s_act * s_w, f); y = f + bias.
+// Rows [m0, m0 + MR) x blocks [nb, nb + NB).
+template <int MR, int NB>
+void i8g_tile(const IntGemmArgs& a, int64_t m0, int64_t nb) {
+  const PackedLinearWeightView& w = *a.w;
+  const int64_t kp = w.k_padded(), groups = w.groups(), per_group = w.group_size / 4;
+  const auto* b0 = static_cast<const int8_t*>(w.data) + nb * B * kp;
+  const auto* act = static_cast<const uint8_t*>(a.prepared) + m0 * kp;
+  const float* as = a.row_scales + m0 * groups;
+  __m256 f[MR][NB];
+  #pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r)
+    #pragma GCC unroll 4
+    for (int b = 0; b < NB; ++b) f[r][b] = _mm256_setzero_ps();
+  for (int64_t g = 0; g < groups; ++g) {
+    __m256i acc[MR][NB];
+    #pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r)
+      #pragma GCC unroll 4
+      for (int b = 0; b < NB; ++b) acc[r][b] = _mm256_setzero_si256();
+    for (int64_t ch = g * per_group; ch < (g + 1) * per_group; ++ch) {
+      __m256i wv[NB];
+      #pragma GCC unroll 4
+      for (int b = 0; b < NB; ++b) wv[b] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b0 + b * B * kp + ch * 32));
+      #pragma GCC unroll 8
+      for (int r = 0; r < MR; ++r) {
+        const __m256i av = _mm256_set1_epi32(load_i32(act + r * kp + ch * 4));
+        #pragma GCC unroll 4
+        for (int b = 0; b < NB; ++b) dpbusd(acc[r][b], av, wv[b]);
+      }
+    }
+    #pragma GCC unroll 4
+    for (int b = 0; b < NB; ++b) {
+      const int64_t at = ((nb + b) * groups + g) * B;
+      const __m256i offset = _mm256_slli_epi32(load_cols_i32(w.sums + at, 0), 7);
+      const __m256 sw = _mm256_loadu_ps(w.scales + at);
+      #pragma GCC unroll 8
+      for (int r = 0; r < MR; ++r) {
+        f[r][b] = i8g_fold_group(_mm256_sub_epi32(acc[r][b], offset), as[r * groups + g], sw, f[r][b]);
+      }
+    }
+  }
+  #pragma GCC unroll 4
+  for (int b = 0; b < NB; ++b) {
+    const __m256 bias = load_cols(a.bias, nb + b, w.n);
+    #pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r) store_cols(a.y + (m0 + r) * a.ldy, nb + b, w.n, _mm256_add_ps(f[r][b], bias));
+  }
+}
+
+// One row: NB blocks with split even/odd chunk accumulators (2 * NB chains,
+// for vpdpbusd's latency), as i8_row1.
+template <int NB>
+void i8g_row1(const IntGemmArgs& a, int64_t m0, int64_t nb) {
+  const PackedLinearWeightView& w = *a.w;
+  const int64_t kp = w.k_padded(), groups = w.groups(), per_group = w.group_size / 4;
+  const auto* b0 = static_cast<const int8_t*>(w.data) + nb * B * kp;
+  const auto* act = static_cast<const uint8_t*>(a.prepared) + m0 * kp;
+  const float* as = a.row_scales + m0 * groups;
+  __m256 f[NB];
+#pragma GCC unroll 8
+  for (int b = 0; b < NB; ++b) f[b] = _mm256_setzero_ps();
+  for (int64_t g = 0; g < groups; ++g) {
+    __m256i even[NB], odd[NB];
+#pragma GCC unroll 8
+    for (int b = 0; b < NB; ++b) even[b] = odd[b] = _mm256_setzero_si256();
+    // per_group = g / 4 is even (g is a multiple of 8).
+    for (int64_t ch = g * per_group; ch < (g + 1) * per_group; ch += 2) {
+      const __m256i ae = _mm256_set1_epi32(load_i32(act + ch * 4));
+      const __m256i ao = _mm256_set1_epi32(load_i32(act + ch * 4 + 4));
+#pragma GCC unroll 8
+      for (int b = 0; b < NB; ++b) {
+        const int8_t* p = b0 + b * B * kp + ch * 32;
+        dpbusd(even[b], ae, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+        dpbusd(odd[b], ao, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 32)));
+      }
+    }
+    const float sa = as[g];
+#pragma GCC unroll 8
+    for (int b = 0; b < NB; ++b) {
+      const int64_t at = ((nb + b) * groups + g) * B;
+      const __m256i offset = _mm256_slli_epi32(load_cols_i32(w.sums + at, 0), 7);
+      const __m256i dot = _mm256_sub_epi32(_mm256_add_epi32(even[b], odd[b]), offset);
+      f[b] = i8g_fold_group(dot, sa, _mm256_loadu_ps(w.scales + at), f[b]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int b = 0; b < NB; ++b) {
+    store_cols(a.y + m0 * a.ldy, nb + b, w.n, _mm256_add_ps(f[b], load_cols(a.bias, nb + b, w.n)));
+  }
+}
+
+void gemm_i8g(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
+  const std::size_t block_bytes = a.w->data_bytes() / static_cast<std::size_t>(a.w->n_blocks());
+  const int64_t pass = blocks_per_pass(block_bytes);
+  for (int64_t p0 = nb_begin; p0 < nb_end; p0 += pass) {
+    const int64_t p1 = std::min(nb_end, p0 + pass);
+    for (int64_t m0 = 0; m0 < a.m; m0 += 4) {
+      const int rows = static_cast<int>(std::min<int64_t>(4, a.m - m0));
+      if (rows == 1) {
+        int64_t nb = p0;
+        for (; nb + 4 <= p1; nb += 4) i8g_row1<4>(a, m0, nb);
+        for (; nb < p1; ++nb) i8g_row1<1>(a, m0, nb);
+        continue;
+      }
+      for (int64_t nb = p0; nb < p1;) {
+        const bool pair = nb + 1 < p1;
+        switch (rows * 2 + (pair ? 1 : 0)) {
+          case 9: i8g_tile<4, 2>(a, m0, nb); break;
+          case 8: i8g_tile<4, 1>(a, m0, nb); break;
+          case 7: i8g_tile<3, 2>(a, m0, nb); break;
+          case 6: i8g_tile<3, 1>(a, m0, nb); break;
+          case 5: i8g_tile<2, 2>(a, m0, nb); break;
+          default: i8g_tile<2, 1>(a, m0, nb); break;
+        }
+        nb += pair ? 2 : 1;
+      }
+    }
+  }
+}
+
 void prepare_u8(const int8_t* q, int64_t n, int32_t, void* prepared) {
   auto* out = static_cast<uint8_t*>(prepared);
   const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
@@ -230,9 +354,10 @@ void gemm_i4(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
 void avx2_vnni_gemm_i8(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end) { gemm_i8(a, nb_begin, nb_end); }
 void avx2_vnni_gemm_i4(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end) { gemm_i4(a, nb_begin, nb_end); }
 void avx2_vnni_prepare_u8(const int8_t* q, int64_t n, int32_t zp, void* out) { prepare_u8(q, n, zp, out); }
+void avx2_vnni_gemm_i8g(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end) { gemm_i8g(a, nb_begin, nb_end); }
 
 const LinearKernels& avx2_vnni_linear_kernels() {
-  static const LinearKernels table{"avx2_vnni", avx2_gemm_float, gemm_i8, gemm_i4, 1, prepare_u8};
+  static const LinearKernels table{"avx2_vnni", avx2_gemm_float, gemm_i8, gemm_i4, 1, prepare_u8, gemm_i8g};
   return table;
 }
 

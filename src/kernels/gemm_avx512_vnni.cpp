@@ -20,6 +20,7 @@ void avx2_decode_tile(const PackedLinearWeightView& w, int64_t nb, int64_t k0, i
 void avx2_vnni_gemm_i8(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end);
 void avx2_vnni_gemm_i4(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end);
 void avx2_vnni_prepare_u8(const int8_t* q, int64_t n, int32_t zp, void* out);
+void avx2_vnni_gemm_i8g(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end);
 
 namespace {
 
@@ -444,11 +445,107 @@ void gemm_i8(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
   if (groups_end < nb_end) avx2_vnni_gemm_i8(a, groups_end, nb_end);
 }
 
+// ------------------------------------------------------------ W8A8 with activation groups
+// As i8_tile4 (rows [m0, m0 + MR) x blocks [nb, nb + 4), two blocks per zmm),
+// with the int32 sums reset per group and folded per group into float
+// accumulators, 16 lanes at a time: dot_g = sum u w - 128 sum_g w,
+// f = fma(float(dot_g), s_act * s_w, f); y = f + bias per 8-column half.
+// Lane for lane the same roundings as the reference. At most 4 rows: 8 int
+// and 8 float accumulators.
+inline __m512i join_i32(const int32_t* lo, const int32_t* hi) {
+  return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(lo))),
+                            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(hi)), 1);
+}
+
+template <int MR>
+void i8g_tile4(const IntGemmArgs& a, int64_t m0, int64_t nb) {
+  const PackedLinearWeightView& w = *a.w;
+  const int64_t kp = w.k_padded(), stride = B * kp, groups = w.groups(), per_group = w.group_size / 4;
+  const auto* b0 = static_cast<const int8_t*>(w.data) + nb * stride;
+  const auto* act = static_cast<const uint8_t*>(a.prepared) + m0 * kp;
+  const float* as = a.row_scales + m0 * groups;
+  const int64_t gs = groups * B;  // distance between one block's and the next block's group scales
+  const float* ws = w.scales + nb * gs;
+  const int32_t* sums = w.sums + nb * gs;
+  __m512 f01[MR], f23[MR];
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r) f01[r] = f23[r] = _mm512_setzero_ps();
+  for (int64_t g = 0; g < groups; ++g) {
+    __m512i acc0[MR], acc1[MR];
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r) acc0[r] = acc1[r] = _mm512_setzero_si512();
+    for (int64_t ch = g * per_group; ch < (g + 1) * per_group; ++ch) {
+      const int8_t* p = b0 + ch * 32;
+      const __m512i w01 = _mm512_inserti64x4(
+          _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))),
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + stride)), 1);
+      const __m512i w23 = _mm512_inserti64x4(
+          _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 2 * stride))),
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 3 * stride)), 1);
+#pragma GCC unroll 8
+      for (int r = 0; r < MR; ++r) {
+        const __m512i av = _mm512_set1_epi32(load_i32(act + r * kp + ch * 4));
+        dpbusd(acc0[r], av, w01);
+        dpbusd(acc1[r], av, w23);
+      }
+    }
+    const int64_t at = g * B;
+    const __m512i off01 = _mm512_slli_epi32(join_i32(sums + at, sums + gs + at), 7);
+    const __m512i off23 = _mm512_slli_epi32(join_i32(sums + 2 * gs + at, sums + 3 * gs + at), 7);
+    const __m512 sw01 = join(_mm256_loadu_ps(ws + at), _mm256_loadu_ps(ws + gs + at));
+    const __m512 sw23 = join(_mm256_loadu_ps(ws + 2 * gs + at), _mm256_loadu_ps(ws + 3 * gs + at));
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r) {
+      const __m512 sa = _mm512_set1_ps(as[r * groups + g]);
+      f01[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc0[r], off01)), _mm512_mul_ps(sa, sw01), f01[r]);
+      f23[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc1[r], off23)), _mm512_mul_ps(sa, sw23), f23[r]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int b = 0; b < 4; ++b) {
+    const int64_t blk = nb + b;
+    const __m256 bias = load_cols(a.bias, blk, w.n);
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r) {
+      const __m512 both = b < 2 ? f01[r] : f23[r];
+      const __m256 f = (b % 2) ? high_half(both) : _mm512_castps512_ps256(both);
+      store_cols(a.y + (m0 + r) * a.ldy, blk, w.n, _mm256_add_ps(f, bias));
+    }
+  }
+}
+
+void gemm_i8g(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
+  const int64_t groups_end = nb_begin + (nb_end - nb_begin) / 4 * 4;
+  if (a.m < 2 || groups_end == nb_begin) {
+    avx2_vnni_gemm_i8g(a, nb_begin, nb_end);
+    return;
+  }
+  const std::size_t block_bytes = a.w->data_bytes() / static_cast<std::size_t>(a.w->n_blocks());
+  const int64_t pass = std::max<int64_t>(4, blocks_per_pass(block_bytes) / 4 * 4);
+  for (int64_t p0 = nb_begin; p0 < groups_end; p0 += pass) {
+    const int64_t p1 = std::min(groups_end, p0 + pass);
+    // Row tiles of up to 4 rows, evened out (4 + 4 + 3 + 3 + 3 for 17 rows).
+    int64_t tiles = (a.m + 3) / 4;
+    for (int64_t m0 = 0, rows = 0; m0 < a.m; m0 += rows, --tiles) {
+      rows = (a.m - m0 + tiles - 1) / tiles;
+      for (int64_t nb = p0; nb < p1; nb += 4) {
+        switch (rows) {
+          case 4: i8g_tile4<4>(a, m0, nb); break;
+          case 3: i8g_tile4<3>(a, m0, nb); break;
+          case 2: i8g_tile4<2>(a, m0, nb); break;
+          default: i8g_tile4<1>(a, m0, nb); break;
+        }
+      }
+    }
+  }
+  if (groups_end < nb_end) avx2_vnni_gemm_i8g(a, groups_end, nb_end);
+}
+
 }  // namespace
 
 const LinearKernels& avx512_vnni_linear_kernels() {
   static const LinearKernels table{"avx512_vnni", gemm_float, gemm_i8, avx2_vnni_gemm_i4, 1,
-                                   avx2_vnni_prepare_u8};
+                                   avx2_vnni_prepare_u8, gemm_i8g};
   return table;
 }
 

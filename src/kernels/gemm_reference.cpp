@@ -100,10 +100,36 @@ void gemm_i4(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
   }
 }
 
+// W8A8 with activation groups: one exact int32 dot product per group, scaled
+// by (activation scale x weight scale) and accumulated in float with fma over
+// the groups in order; the bias is added last. The defined order of
+// roundings that every optimized table reproduces.
+void gemm_i8g(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
+  const PackedLinearWeightView& w = *a.w;
+  const int64_t kp = w.k_padded(), groups = w.groups(), g = w.group_size;
+  for (int64_t nb = nb_begin; nb < nb_end; ++nb) {
+    const auto* d = static_cast<const int8_t*>(w.data) + nb * B * kp;
+    for (int64_t c = 0; c < B && nb * B + c < w.n; ++c) {
+      const int64_t n = nb * B + c;
+      for (int64_t m = 0; m < a.m; ++m) {
+        const int8_t* q = a.q + m * kp;
+        float acc = 0.0f;
+        for (int64_t j = 0; j < groups; ++j) {
+          int32_t dot = 0;
+          for (int64_t k = j * g; k < (j + 1) * g; ++k) dot += q[k] * d[(k / 4) * B * 4 + c * 4 + k % 4];
+          const float s = a.row_scales[m * groups + j] * w.scales[(nb * groups + j) * B + c];
+          acc = std::fma(static_cast<float>(dot), s, acc);
+        }
+        a.y[m * a.ldy + n] = acc + (a.bias ? a.bias[n] : 0.0f);
+      }
+    }
+  }
+}
+
 }  // namespace
 
 const LinearKernels& reference_linear_kernels() {
-  static const LinearKernels table{"scalar", gemm_float, gemm_i8, gemm_i4, 0, nullptr};
+  static const LinearKernels table{"scalar", gemm_float, gemm_i8, gemm_i4, 0, nullptr, gemm_i8g};
   return table;
 }
 

@@ -128,7 +128,75 @@ void quantize_rows(const float* x, int64_t m, int64_t ldx, int64_t k, int64_t kp
   });
 }
 
+// W8A8 with activation groups: quantize_rows' dynamic rule applied to each
+// group of g inputs of each row on its own (the same absmax_bits and
+// quantize_i8 calls, the same float arithmetic), one scale per row and group
+// in scales[r * groups + j]. k is a multiple of g (and of 8), so kp == k.
+void quantize_rows_grouped(const float* x, int64_t m, int64_t ldx, int64_t k, int64_t g, int64_t groups,
+                           float* scales, int8_t* q, const kernels::LinearKernels* prepare, std::byte* prepared) {
+  const kernels::QuantKernels& qk = kernels::active_kernels();
+  parallel_for(m, std::max<int64_t>(1, 16384 / std::max<int64_t>(k, 1)), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      for (int64_t j = 0; j < groups; ++j) {
+        const float* xg = x + r * ldx + j * g;
+        int8_t* qg = q + r * k + j * g;
+        const uint32_t bits = qk.absmax_bits(xg, g);
+        float scale;
+        if (bits >= 0x7f800000u) {
+          scale = std::numeric_limits<float>::quiet_NaN();
+          std::memset(qg, 0, static_cast<std::size_t>(g));
+        } else {
+          scale = std::bit_cast<float>(bits) / 127.0f;
+          if (scale == 0.0f) {
+            std::memset(qg, 0, static_cast<std::size_t>(g));
+          } else {
+            qk.quantize_i8(xg, g, 1.0f / scale, 0, -127, 127, qg);
+          }
+        }
+        scales[r * groups + j] = scale;
+      }
+      if (prepared) prepare->prepare_i8(q + r * k, k, 0, prepared + r * k * prepare->prepared_bytes);
+    }
+  });
+}
+
+// act_group_size and grouped int8 weights go together, with the same g.
+void check_act_groups(const PackedLinearWeightView& w, const LinearOptions& o) {
+  const int64_t ag = o.act_group_size;
+  if (ag < 0) throw_invalid_argument("act_group_size must be >= 0, got " + std::to_string(ag));
+  if (ag == 0) {
+    if (!w.grouped_int8()) return;
+    const std::string g = std::to_string(w.group_size);
+    if (o.mode == LinearMode::dynamic_int8) {
+      throw_invalid_argument("grouped int8 weights (group_size " + g + ") need act_group_size = " + g +
+                             " in dynamic mode, got act_group_size 0");
+    }
+    throw_unsupported("grouped int8 weights (group_size " + g + ") run only in dynamic mode with act_group_size = " +
+                      g + ", not in " + std::string(name_of(o.mode)) + " mode");
+  }
+  if (o.mode != LinearMode::dynamic_int8) {
+    throw_invalid_argument("act_group_size " + std::to_string(ag) + " needs mode dynamic, got mode " +
+                           std::string(name_of(o.mode)));
+  }
+  if (!w.grouped_int8()) {
+    const std::string got = w.format == WeightFormat::int8   ? std::string("per-channel int8 weights (group_size 0)")
+                            : w.format == WeightFormat::int4 ? "int4 weights (group_size " + std::to_string(w.group_size) + ")"
+                                                             : std::string(name_of(w.format)) + " weights";
+    throw_invalid_argument("act_group_size " + std::to_string(ag) + " needs grouped int8 weights with group_size " +
+                           std::to_string(ag) + ", got " + got);
+  }
+  if (w.group_size != ag) {
+    throw_invalid_argument("act_group_size " + std::to_string(ag) + " does not match the weights' group_size " +
+                           std::to_string(w.group_size));
+  }
+  if (w.k % ag != 0) {
+    throw_invalid_argument("in_features K = " + std::to_string(w.k) + " is not a multiple of act_group_size " +
+                           std::to_string(ag));
+  }
+}
+
 void check_options(const PackedLinearWeightView& w, const LinearOptions& o) {
+  check_act_groups(w, o);
   switch (o.mode) {
     case LinearMode::weight_only: return;
     case LinearMode::dynamic_int8:
@@ -207,9 +275,21 @@ void linear_into(const float* x, int64_t m, int64_t ldx, const PackedLinearWeigh
     for_block_ranges(nblocks, grain, [&](int64_t b0, int64_t b1) { kt.gemm_float(a, b0, b1); });
     return;
   }
+  const auto mu = static_cast<std::size_t>(m);
+  if (options.act_group_size > 0) {
+    // W8A8 with activation groups (check_options: grouped int8 weights, same g).
+    const int64_t groups = w.groups();
+    auto* q = reinterpret_cast<int8_t*>(scratch(mu * static_cast<std::size_t>(kp), 0));
+    auto* scales = reinterpret_cast<float*>(scratch(mu * static_cast<std::size_t>(groups) * sizeof(float), 1));
+    std::byte* prepared =
+        kt.prepared_bytes ? scratch(mu * static_cast<std::size_t>(kp * kt.prepared_bytes), 2) : nullptr;
+    quantize_rows_grouped(x, m, ldx, w.k, w.group_size, groups, scales, q, &kt, prepared);
+    const kernels::IntGemmArgs a{q, m, 0, scales, prepared, nullptr, &w, bias, y, ldy};
+    for_block_ranges(nblocks, grain, [&](int64_t b0, int64_t b1) { kt.gemm_i8g(a, b0, b1); });
+    return;
+  }
   const bool int4 = w.format == WeightFormat::int4;
   const int64_t groups = w.groups();
-  const auto mu = static_cast<std::size_t>(m);
   auto* q = reinterpret_cast<int8_t*>(scratch(mu * static_cast<std::size_t>(kp), 0));
   auto* meta = reinterpret_cast<float*>(scratch(mu * sizeof(float) * (1 + (int4 ? groups : 0)), 1));
   QuantizedRows rows{q, meta, int4 ? reinterpret_cast<int32_t*>(meta + m) : nullptr};

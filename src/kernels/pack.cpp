@@ -90,15 +90,31 @@ std::size_t PackedLinearWeightView::data_bytes() const {
 
 std::size_t PackedLinearWeightView::scales_count() const {
   switch (format) {
-    case WeightFormat::int8: return static_cast<std::size_t>(n_blocks() * B);
+    case WeightFormat::int8:
     case WeightFormat::int4: return static_cast<std::size_t>(n_blocks() * groups() * B);
     default: return 0;
   }
 }
 
 std::size_t PackedLinearWeightView::sums_count() const {
-  return format == WeightFormat::int8 ? static_cast<std::size_t>(n_blocks() * B) : 0;
+  return format == WeightFormat::int8 ? static_cast<std::size_t>(n_blocks() * groups() * B) : 0;
 }
+
+namespace {
+
+// Grouped int8: g a positive multiple of 8 that divides K.
+void check_int8_group(int64_t group_size, int64_t k) {
+  if (group_size <= 0 || group_size % 8 != 0) {
+    throw_invalid_argument("grouped int8 group_size must be a positive multiple of 8 (32, 64, 128, ...), got " +
+                           std::to_string(group_size));
+  }
+  if (k % group_size != 0) {
+    throw_invalid_argument("grouped int8 weights need in_features K a multiple of group_size: K = " +
+                           std::to_string(k) + " is not a multiple of group_size " + std::to_string(group_size));
+  }
+}
+
+}  // namespace
 
 void PackedLinearWeightView::validate() const {
   if (n <= 0 || k <= 0) {
@@ -109,6 +125,7 @@ void PackedLinearWeightView::validate() const {
     throw_invalid_argument("int4 group_size must be a positive multiple of 8 (32, 64, 128, ...), got " +
                            std::to_string(group_size));
   }
+  if (format == WeightFormat::int8 && group_size != 0) check_int8_group(group_size, k);
   if (data == nullptr) throw_invalid_argument("packed linear weight has no data");
   if (scales_count() && scales == nullptr) throw_invalid_argument("packed linear weight has no scales");
   if (sums_count() && sums == nullptr) throw_invalid_argument("packed int8 linear weight has no column sums");
@@ -176,6 +193,44 @@ PackedLinearWeight pack_linear_int8(const TensorView& codes, const TensorView& s
       sum += q;
     }
     sums[r] = sum;
+  }
+  return p;
+}
+
+PackedLinearWeight pack_linear_int8_grouped(const TensorView& codes, const TensorView& scales, int64_t group_size) {
+  require_2d(codes, "int8 weight codes");
+  if (codes.dtype != DType::i8) throw_invalid_argument("int8 weight codes must have dtype int8");
+  const int64_t n = codes.shape[0], k = codes.shape[1];
+  if (n == 0 || k == 0) throw_invalid_argument("linear weight must not be empty, got shape " + shape_to_string(codes.shape));
+  check_int8_group(group_size, k);
+  const int64_t groups = k / group_size;
+  scales.validate("grouped int8 weight scales");
+  if (scales.dtype != DType::f32 || scales.dim() != 2 || scales.shape[0] != n || scales.shape[1] != groups) {
+    throw_invalid_argument("grouped int8 weight scales must be float32 [N, K/group_size] = [" + std::to_string(n) +
+                           ", " + std::to_string(groups) + "], got shape " + shape_to_string(scales.shape));
+  }
+  PackedLinearWeight p = allocate(WeightFormat::int8, n, k, group_size);
+  const PackedLinearWeightView v = p.view();
+  const int64_t kp = v.k_padded();
+  auto* out = p.data.as<int8_t>();
+  auto* sums = p.sums.as<int32_t>();
+  auto* sc = p.scales.as<float>();
+  for (int64_t r = 0; r < n; ++r) {
+    int8_t* block = out + (r / B) * B * kp;
+    const int64_t c = r % B;
+    for (int64_t g = 0; g < groups; ++g) {
+      const float s = scale_at(scales, r, g);
+      check_scale(s, r, "grouped int8 weight scales");
+      const int64_t at_g = ((r / B) * groups + g) * B + c;
+      sc[at_g] = s;
+      int32_t sum = 0;
+      for (int64_t i = g * group_size; i < (g + 1) * group_size; ++i) {
+        const auto q = static_cast<int8_t>(*at(codes, r, i, 1));
+        block[(i / 4) * (B * 4) + c * 4 + i % 4] = q;
+        sum += q;
+      }
+      sums[at_g] = sum;
+    }
   }
   return p;
 }
@@ -263,14 +318,18 @@ UnpackedLinearWeight unpack_linear(const PackedLinearWeightView& w) {
   UnpackedLinearWeight u;
   switch (w.format) {
     case WeightFormat::int8: {
+      // Per channel: scales [N, 1]; grouped: [N, K/g] from [N/8][groups][8].
+      const int64_t groups = w.groups();
       u.codes = Tensor(DType::i8, {n, k});
-      u.scales = Tensor(DType::f32, {n, 1});
+      u.scales = Tensor(DType::f32, {n, groups});
       const auto* d = static_cast<const int8_t*>(w.data);
       for (int64_t r = 0; r < n; ++r) {
         const int8_t* block = d + (r / B) * B * kp;
         int8_t* row = u.codes.as<int8_t>() + r * k;
         for (int64_t i = 0; i < k; ++i) row[i] = block[(i / 4) * (B * 4) + (r % B) * 4 + i % 4];
-        u.scales.as<float>()[r] = w.scales[r];
+        for (int64_t g = 0; g < groups; ++g) {
+          u.scales.as<float>()[r * groups + g] = w.scales[((r / B) * groups + g) * B + r % B];
+        }
       }
       break;
     }

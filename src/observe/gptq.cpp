@@ -55,11 +55,9 @@ bool inverse_cholesky(const std::vector<double>& H, int64_t K, double damp, std:
 
 // Scales of `rows` rows of `width` values (row stride `width`) by `method`,
 // one per row, rounded up to the stored dtype.
-void choose_row_scales(const float* x, int64_t rows, int64_t width, int bits, ScaleMethod method, DType scale_dtype,
-                       float* out) {
-  QuantSpec spec;
-  spec.bits = bits;
-  spec.scheme = Scheme::symmetric;
+void choose_row_scales(const float* x, int64_t rows, int64_t width, const QuantSpec& weight_spec, ScaleMethod method,
+                       DType scale_dtype, float* out) {
+  QuantSpec spec = weight_spec;
   spec.granularity = Granularity::per_group;
   spec.group_size = width;
   const TensorView v(x, DType::f32, {rows, width});
@@ -181,12 +179,12 @@ GptqResult gptq_quantize(const TensorView& weight, const TensorView& hessian, co
   Tensor scales(DType::f32, grouped ? Shape{N, groups} : Shape{N});
   float* S = scales.as<float>();
   const bool static_groups = grouped && options.static_groups;
-  if (!grouped) choose_row_scales(W0, N, K, spec.bits, options.scale_method, options.scale_dtype, S);
+  if (!grouped) choose_row_scales(W0, N, K, spec, options.scale_method, options.scale_dtype, S);
   if (static_groups) {
     std::vector<float> slab(static_cast<std::size_t>(N * G)), col(static_cast<std::size_t>(N));
     for (int64_t g = 0; g < groups; ++g) {
       for (int64_t r = 0; r < N; ++r) std::copy(W0 + r * K + g * G, W0 + r * K + (g + 1) * G, slab.data() + r * G);
-      choose_row_scales(slab.data(), N, G, spec.bits, options.scale_method, options.scale_dtype, col.data());
+      choose_row_scales(slab.data(), N, G, spec, options.scale_method, options.scale_dtype, col.data());
       for (int64_t r = 0; r < N; ++r) S[r * groups + g] = col[r];
     }
   }
@@ -208,7 +206,7 @@ GptqResult gptq_quantize(const TensorView& weight, const TensorView& hessian, co
           slab.resize(static_cast<std::size_t>(rows * G));
           for (int64_t r = 0; r < rows; ++r)
             for (int64_t j = 0; j < G; ++j) slab[r * G + j] = static_cast<float>(w[r * K + c + j]);
-          choose_row_scales(slab.data(), rows, G, spec.bits, options.scale_method, options.scale_dtype,
+          choose_row_scales(slab.data(), rows, G, spec, options.scale_method, options.scale_dtype,
                             slab_scales.data());
           for (int64_t r = 0; r < rows; ++r) S[(r0 + r) * groups + c / G] = slab_scales[r];
         }

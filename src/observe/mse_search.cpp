@@ -118,7 +118,7 @@ class CellSearch {
   Candidate at_ratio(double r) const {
     float s = 1;
     int32_t zp = 0;
-    qparams_from_range(static_cast<float>(r * lo_), static_cast<float>(r * hi_), spec_.bits, spec_.scheme, &s, &zp);
+    qparams_from_range(static_cast<float>(r * lo_), static_cast<float>(r * hi_), spec_, &s, &zp);
     return evaluate(s, zp);
   }
 

@@ -37,13 +37,18 @@ void qparams_from_range(float lo_f, float hi_f, int bits, Scheme scheme, float* 
   QuantSpec spec;
   spec.bits = bits;
   spec.scheme = scheme;
+  qparams_from_range(lo_f, hi_f, spec, scale, zero_point);
+}
+
+void qparams_from_range(float lo_f, float hi_f, const QuantSpec& spec, float* scale, int32_t* zero_point) {
   spec.validate();
+  const Scheme scheme = spec.scheme;
   const int qmin = spec.qmin(), qmax = spec.qmax();
   // Same arithmetic as choose_qparams (src/quant/affine.cpp): the range
   // always includes 0, computed in double, rounded to float once.
   const double lo = std::min(0.0, static_cast<double>(lo_f));
   const double hi = std::max(0.0, static_cast<double>(hi_f));
-  const double sc = scheme == Scheme::symmetric ? std::max(-lo, hi) / qmax : (hi - lo) / (qmax - qmin);
+  const double sc = scheme == Scheme::symmetric ? std::max(-lo, hi) / spec.symmetric_levels() : (hi - lo) / (qmax - qmin);
   float s = sc == 0.0 ? 1.0f : static_cast<float>(sc);
   s = std::max(s, FLT_MIN);
   int32_t zp = 0;

@@ -35,6 +35,7 @@ QuantSpec LayerScheme::weight_spec() const {
   if (format == WeightFormat::int4) {
     s.granularity = Granularity::per_group;
     s.group_size = group_size;
+    s.full_range = full_range;
   } else {
     s.granularity = Granularity::per_channel;
     s.axis = 0;

@@ -213,7 +213,7 @@ void qparams_from_stats(const Stats& s, const QuantSpec& spec, float* scale, int
   double sc;
   int32_t zp = 0;
   if (spec.scheme == Scheme::symmetric) {
-    sc = static_cast<double>(std::bit_cast<float>(s.absmax_bits)) / qmax;
+    sc = static_cast<double>(std::bit_cast<float>(s.absmax_bits)) / spec.symmetric_levels();
   } else {
     // The float range always includes 0 so that 0 is exactly representable.
     const double lo = std::min(0.0, static_cast<double>(s.min));

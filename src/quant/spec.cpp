@@ -31,12 +31,19 @@ Granularity parse_granularity(std::string_view name) {
 
 int QuantSpec::qmin() const {
   const int lowest = -(1 << (bits - 1));
-  return scheme == Scheme::symmetric ? lowest + 1 : lowest;
+  return scheme == Scheme::symmetric && !full_range ? lowest + 1 : lowest;
 }
+
+double QuantSpec::symmetric_levels() const { return full_range ? (qmax() - qmin()) / 2.0 : qmax(); }
 
 int QuantSpec::qmax() const { return (1 << (bits - 1)) - 1; }
 
 void QuantSpec::validate() const {
+  if (full_range && scheme != Scheme::symmetric) throw_invalid_argument("full_range applies to symmetric quantization");
+  if (full_range && bits == 8) {
+    // vpmaddubsw pairs (255 x -128) x 2 overflow int16: the int8 kernels take [-127, 127].
+    throw_invalid_argument("full_range ([-128, 127]) is for int4 weights only; int8 symmetric codes are [-127, 127]");
+  }
   if (bits != 8 && bits != 4) {
     throw_invalid_argument("integer quantization supports bits=8 or bits=4, got bits=" + std::to_string(bits) +
                            " (use the float16/bfloat16 cast for 16 bits)");
@@ -51,6 +58,7 @@ std::string QuantSpec::to_string() const {
                   std::string(name_of(granularity));
   if (granularity == Granularity::per_channel) s += " axis=" + std::to_string(axis);
   if (granularity == Granularity::per_group) s += " group_size=" + std::to_string(group_size);
+  if (full_range) s += " full_range";
   return s;
 }
 

@@ -1075,3 +1075,33 @@ def test_full_disk_is_io_error_and_leaves_nothing(cli, big_checkpoint, tmp_path,
     assert r.returncode == IO, (r.returncode, r.stderr)
     assert str(out) in r.stderr and "File too large" in r.stderr
     assert listing(outdir) == [], listing(outdir)
+
+
+@pytest.mark.filterwarnings("ignore:.*SQNR under 20 dB:RuntimeWarning")
+@pytest.mark.parametrize("int4_range", ["full", "restricted"])
+def test_int4_range_cli_matches_python_api(cli, bert_dir, float_sd, tmp_path, int4_range):
+    out = tmp_path / f"{int4_range}.safetensors"
+    ok(cli, "quantize", bert_dir, "-o", out, "--bits", "4", "--group-size", "32", "--int4-range", int4_range)
+    t = load_st(out)
+    api = monoquant.quantize(dict(float_sd), bits=4, group_size=32, int4_range=int4_range,
+                             show_progress=False).model
+    assert set(t) == set(api)
+    for k in t:
+        assert torch.equal(t[k], api[k]), k
+
+
+def test_int4_range_codes_and_scales(float_sd):
+    """full: codes reach -8 and scale = absmax / 7.5 (compressed-tensors' rule); restricted: [-7, 7], absmax / 7."""
+    from monoquant.weights import from_compressed
+    key = next(k for k in float_sd if k.endswith("intermediate.dense.weight"))
+    w = float_sd[key].float()
+    prefix = key[: -len(".weight")]
+    for rng, lo, levels in (("full", -8, 7.5), ("restricted", -7, 7.0)):
+        sd = monoquant.quantize({key: w}, bits=4, group_size=32, scale_method="absmax", int4_range=rng,
+                                show_progress=False).model
+        qw = from_compressed(sd, prefix, {"num_bits": 4, "strategy": "group", "group_size": 32})
+        expect = (w.reshape(w.shape[0], -1, 32).abs().amax(-1).double() / levels).float()
+        assert torch.equal(qw.scales, expect)
+        u = qw.codes
+        codes = torch.stack([(u & 15).long() - 8, (u >> 4).long() - 8], -1).reshape(w.shape[0], -1)
+        assert int(codes.min()) == lo and int(codes.max()) == 7

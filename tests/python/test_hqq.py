@@ -58,7 +58,7 @@ def test_hqq_through_the_api_and_the_rule():
                              show_progress=False)
     assert res.model[0].scheme.scale_method == "hqq"
     assert torch.equal(res.model[0].quantized_weight().scales, _core.quantize_weight(
-        w, 4, "symmetric", "per_group", 0, 32, "hqq", "float32")["scales"])
+        w, 4, "symmetric", "per_group", 0, 32, "hqq", "float32", True)["scales"])
 
 
 def test_hqq_bad_options():

@@ -127,7 +127,7 @@ def test_one_set_of_codes_run_save_load(tmp_path):
     r = mq.quantize(model, bits=4, weight_only=True, group_size=32)
     lin = r.model[0]
     qw = lin.quantized_weight()
-    direct = mq._core.quantize_weight(model[0].weight.detach(), 4, "symmetric", "per_group", 0, 32, "mse", "float16")
+    direct = mq._core.quantize_weight(model[0].weight.detach(), 4, "symmetric", "per_group", 0, 32, "mse", "float16", True)
     assert torch.equal(qw.codes, direct["codes"].view(torch.uint8))
     assert torch.equal(qw.scales, direct["scales"])
     path = tmp_path / "m.safetensors"

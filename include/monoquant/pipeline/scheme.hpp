@@ -26,6 +26,9 @@ struct LayerScheme {
   int64_t group_size = 0;  // int4 only
   ScaleMethod scale_method = ScaleMethod::absmax;
   bool act_symmetric = true;
+  // int4 weights (also those an override turns to int4) in compressed-tensors'
+  // full range [-8, 7], scale absmax / 7.5; false: [-7, 7], absmax / 7.
+  bool full_range = true;
 
   int bits() const;  // 8, 4 or 16
   bool is_half() const { return format == WeightFormat::f16 || format == WeightFormat::bf16; }
