@@ -27,7 +27,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from . import _core, gptq, io, ops
+from . import _core, gptq, io, ops, smoothing
 from .calibration import calibrate
 from .errors import InvalidArgumentError, MonoquantError, UnsupportedError
 from .metrics import error_metrics
@@ -68,7 +68,12 @@ def _resolve_method(method, bits, calibration_data) -> str:
     return method
 
 
-def _resolve_mode(bits, dynamic, weight_only, static, calibration_data, method: str = "rtn") -> str:
+def _resolve_mode(bits, dynamic, weight_only, static, calibration_data, method: str = "rtn",
+                  smoothquant=None) -> str:
+    if smoothquant is not None and calibration_data is None:
+        raise InvalidArgumentError("smoothquant chooses its factors from activations: pass calibration_data=<batches>")
+    if smoothquant is not None and method == "rtn" and (dynamic or weight_only):
+        calibration_data = None  # the data go to the smoothing; activations follow the flag
     if method != "rtn" and not static:
         # The data choose the weights; activations follow the flags (default: dynamic 8-bit, weight-only 4-bit).
         calibration_data = None
@@ -283,7 +288,8 @@ def _scheme_for_layer(scheme: LayerScheme, m: nn.Module) -> LayerScheme:
 
 def _quantize_model(model: nn.Module, scheme: LayerScheme, bits: int, *, calibration_data, observer, layer_types,
                     skip, include, num_calibration_samples, inplace, show_progress, explicit_group,
-                    quality_defaults, config, method="rtn", gptq_options=None) -> QuantizationResult:
+                    quality_defaults, config, method="rtn", gptq_options=None,
+                    smoothquant=None) -> QuantizationResult:
     warns: List[str] = []
     choices, notes = select_layers(model, bits=bits, layer_types=layer_types, skip=skip, include=include,
                                    quality_defaults=quality_defaults)
@@ -296,15 +302,50 @@ def _quantize_model(model: nn.Module, scheme: LayerScheme, bits: int, *, calibra
         warns.append("no layer was selected for quantization; see result.report for the reasons")
     float_bytes = _tensor_bytes(model.state_dict().values())
 
+    passes = (method != "rtn") + (smoothquant is not None) + (scheme.mode == "static")
+    if passes > 1 and to_quantize:
+        # Smoothing, static calibration and GPTQ each pass over the data: hold it once.
+        calibration_data = gptq.materialize(_as_batches(calibration_data), num_calibration_samples)[0]
+    target = None
+    smoothing_done = None
+    original_weights: Dict[str, torch.Tensor] = {}
+    if smoothquant is not None and to_quantize:
+        target = model if inplace else copy.deepcopy(model)
+        batches = calibration_data if isinstance(calibration_data, list) else \
+            gptq.materialize(_as_batches(calibration_data), num_calibration_samples)[0]
+        tmods = dict(target.named_modules())
+        if inplace:  # the report compares with the float weights the user gave
+            original_weights = {c.name: tmods[c.name].weight.detach().clone() for c in to_quantize}
+        try:
+            smoothing_done = smoothing.smooth(target, [c.name for c in to_quantize], batches, smoothquant)
+        except MonoquantError:
+            raise
+        except Exception as e:
+            raise InvalidArgumentError(f"a calibration batch did not run through the model: {type(e).__name__}: "
+                                       f"{e}") from e
+        config["smoothquant"] = {"alpha": float(smoothquant), "folded": sorted(smoothing_done.folded),
+                                 "in_module": sorted(smoothing_done.inverse)}
+    try:
+        return _quantize_calibrated(model, target, scheme, choices, to_quantize, notes, warns, float_bytes,
+                                    calibration_data=calibration_data, observer=observer,
+                                    num_calibration_samples=num_calibration_samples, inplace=inplace,
+                                    show_progress=show_progress, config=config, method=method,
+                                    gptq_options=gptq_options, smoothing_done=smoothing_done,
+                                    original_weights=original_weights)
+    finally:
+        if smoothing_done is not None:
+            smoothing_done.remove_hooks()
+
+
+def _quantize_calibrated(model, target, scheme, choices, to_quantize, notes, warns, float_bytes, *,
+                         calibration_data, observer, num_calibration_samples, inplace, show_progress, config, method,
+                         gptq_options, smoothing_done, original_weights) -> QuantizationResult:
     act: Dict[str, Tuple[float, int]] = {}
     samples: list = []
-    if method != "rtn" and to_quantize and scheme.mode == "static":
-        # Static calibration and GPTQ both pass over the data: hold it once.
-        calibration_data = gptq.materialize(_as_batches(calibration_data), num_calibration_samples)[0]
     if scheme.mode == "static" and to_quantize:
         names = [c.name for c in to_quantize if not isinstance(c.module, nn.Embedding)]
-        stats, samples = _calibrate(model, names, calibration_data, observer, num_calibration_samples,
-                                    show_progress, warns)
+        stats, samples = _calibrate(model if target is None else target, names, calibration_data, observer,
+                                    num_calibration_samples, show_progress, warns)
         for n in names:
             obs = stats[n]["input"]
             if obs.count == 0:
@@ -314,11 +355,13 @@ def _quantize_model(model: nn.Module, scheme: LayerScheme, bits: int, *, calibra
             act[n] = (float(s), 0 if z is None else int(z))
         config["calibration_samples"] = stats.samples
 
-    target = model if inplace else copy.deepcopy(model)
+    if target is None:
+        target = model if inplace else copy.deepcopy(model)
+    smooth_inv = smoothing_done.inverse if smoothing_done is not None else {}
     done: Dict[int, nn.Module] = {}
     if method == "gptq" and to_quantize:
         _run_gptq(target, to_quantize, scheme, act, calibration_data, num_calibration_samples, gptq_options,
-                  show_progress, done, config, warns)
+                  show_progress, done, config, warns, smooth_inv)
     target_modules = dict(target.named_modules())
     layers: List[LayerReport] = []
     items = progress(to_quantize, total=len(to_quantize), desc="quantizing") if show_progress else to_quantize
@@ -333,6 +376,8 @@ def _quantize_model(model: nn.Module, scheme: LayerScheme, bits: int, *, calibra
             continue
         if id(m) not in done:
             q = _quantize_module(c.name, m, layer_scheme, act.get(c.name, (None, 0)))
+            if c.name in smooth_inv:
+                q.input_smooth = smooth_inv[c.name]
             replace_module(target, m, q)
             done[id(m)] = q
         quantized_names.add(c.name)
@@ -345,7 +390,7 @@ def _quantize_model(model: nn.Module, scheme: LayerScheme, bits: int, *, calibra
         before = w.numel() * w.element_size() if w is not None else 0
         if c.name in quantized_names:
             q = qnamed[c.name]
-            em = error_metrics(c.module.weight.detach().float(), q.dequantized_weight())
+            em = error_metrics(original_weights.get(c.name, c.module.weight).detach().float(), q.dequantized_weight())
             layers.append(LayerReport(c.name, type(c.module).__name__, shape, q.scheme.label, True, c.reason, before,
                                       q.weight_nbytes, em.sqnr_db,
                                       "lookup" if isinstance(q, QuantEmbedding) else kernel))
@@ -360,7 +405,8 @@ def _quantize_model(model: nn.Module, scheme: LayerScheme, bits: int, *, calibra
 
 
 def _run_gptq(target: nn.Module, to_quantize: List[LayerChoice], scheme: LayerScheme, act, calibration_data,
-              num_samples, options, show_progress, done: Dict[int, nn.Module], config, warns: List[str]) -> None:
+              num_samples, options, show_progress, done: Dict[int, nn.Module], config, warns: List[str],
+              smooth_inv: Dict[str, torch.Tensor]) -> None:
     """GPTQ for the selected linear layers of `target`, in place (gptq.py); the rest stay for round-to-nearest."""
     if num_samples is not None and (not isinstance(num_samples, int) or num_samples < 1):
         raise InvalidArgumentError(f"num_calibration_samples must be a positive integer, got {num_samples!r}")
@@ -384,6 +430,8 @@ def _run_gptq(target: nn.Module, to_quantize: List[LayerChoice], scheme: LayerSc
         if layer_scheme.mode == "static" and a is None:
             layer_scheme = dataclasses.replace(layer_scheme, mode="dynamic", act_symmetric=True)
         q = QuantLinear.from_quantized(m, qw, layer_scheme, *(a if a else (None, 0)))
+        if name in smooth_inv:
+            q.input_smooth = smooth_inv[name]
         replace_module(target, m, q)
         done[id(m)] = q
 
@@ -489,6 +537,7 @@ def quantize(
     dampening: float = 0.01,
     sequential: bool = True,
     int4_range: str = "full",
+    smoothquant: Optional[float] = None,
 ) -> QuantizationResult:
     """Quantize a model, a state dict or a checkpoint path.
 
@@ -511,6 +560,11 @@ def quantize(
         symmetric, as the kernels run them. Default: asymmetric activations
         for static INT8, symmetric everywhere else.
     scale_method: "absmax", "mse" or "hqq" (default: "mse" for 4 bits, "absmax" for 8).
+    smoothquant: alpha in (0, 1) (0.5 is SmoothQuant's default): per input
+        channel factors s = max|x|^alpha / max|W|^(1 - alpha) from
+        ``calibration_data`` move activation outliers into the weights, for
+        quantized activations (smoothing.py); folded into a preceding norm
+        where the float model provably stays equal, else applied by the module.
     int4_range: "full" (codes [-8, 7], scale absmax / 7.5: compressed-tensors'
         convention, the default) or "restricted" ([-7, 7], absmax / 7).
     layer_types: module types to quantize (default nn.Linear, nn.Conv1d,
@@ -532,7 +586,10 @@ def quantize(
     explicit_group = group_size is not None
     group_size = 128 if group_size is None else group_size
     method = _resolve_method(method, bits, calibration_data)
-    mode = _resolve_mode(bits, dynamic, weight_only, static, calibration_data, method)
+    mode = _resolve_mode(bits, dynamic, weight_only, static, calibration_data, method, smoothquant)
+    if smoothquant is not None and mode == "weight_only":
+        raise InvalidArgumentError("smoothquant moves activation outliers into the weights for quantized "
+                                   "activations (W8A8, W4A8): use dynamic=True or static quantization")
     if not (isinstance(dampening, (int, float)) and 0 < float(dampening) < float("inf")):
         raise InvalidArgumentError(f"dampening must be a number > 0, got {dampening!r}")
     sch = _make_scheme(bits, mode, group_size, scale_method, scheme, dtype, int4_range)
@@ -566,10 +623,12 @@ def quantize(
         config["gptq"] = {"act_order": bool(act_order), "dampening": float(dampening), "sequential": bool(sequential)}
     if isinstance(model, nn.Module):
         return _quantize_model(model, sch, bits, calibration_data=calibration_data, observer=observer,
-                               method=method, gptq_options=config.get("gptq"),
+                               method=method, gptq_options=config.get("gptq"), smoothquant=smoothquant,
                                layer_types=layer_types, num_calibration_samples=num_calibration_samples,
                                inplace=inplace, **kwargs)
     if isinstance(model, Mapping):
+        if smoothquant is not None:
+            raise InvalidArgumentError("smoothquant runs the model on calibration data: pass the nn.Module")
         if method != "rtn":
             raise InvalidArgumentError(f"method={method!r} runs the model on calibration data: pass the nn.Module "
                                        f"(or a directory with a transformers config.json), not a state dict")

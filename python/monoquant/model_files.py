@@ -122,6 +122,13 @@ def save_model(model: nn.Module, path, max_shard_size: Optional[int] = None) -> 
     records = {n: module_record(m) for n, m in quantized_modules(model).items()}
     if not records:
         raise InvalidArgumentError("the model has no monoquant quantized modules to save")
+    smoothed = [n for n, m in quantized_modules(model).items() if getattr(m, "input_smooth", None) is not None]
+    if smoothed:
+        import warnings
+        warnings.warn(f"{len(smoothed)} layers (e.g. {smoothed[0]!r}) multiply their input by SmoothQuant factors "
+                      f"that could not be folded into the model; the file keeps them as '<layer>.input_smooth', "
+                      f"which monoquant.load applies and other compressed-tensors readers (transformers, vLLM) "
+                      f"do not: load it with monoquant", RuntimeWarning, stacklevel=3)
     extra = []
     gen = getattr(model, "generation_config", None)
     if gen is not None and callable(getattr(gen, "save_pretrained", None)) and \
@@ -257,7 +264,14 @@ def _build(name: str, skeleton: nn.Module, qw: QuantizedWeight, scheme: LayerSch
             return quant_type(qw, scheme, bias, skeleton.in_channels, *quant_type._geometry(skeleton), float_dtype,
                               act_scale, act_zp)
     if isinstance(skeleton, nn.Linear) or kind in ("Linear", "Conv1D"):
-        return QuantLinear(qw, scheme, bias, float_dtype, act_scale, act_zp, "Conv1D" if kind == "Conv1D" else "Linear")
+        q = QuantLinear(qw, scheme, bias, float_dtype, act_scale, act_zp, "Conv1D" if kind == "Conv1D" else "Linear")
+        if p + "input_smooth" in tensors:
+            smooth = tensors[p + "input_smooth"].to(torch.float32).contiguous()
+            if tuple(smooth.shape) != (qw.shape[1],) or not bool(torch.isfinite(smooth).all()):
+                raise FormatError(f"{name}: input_smooth must be {qw.shape[1]} finite values, got "
+                                  f"{tuple(smooth.shape)}")
+            q.input_smooth = smooth
+        return q
     raise UnsupportedError(f"{name}: no quantized module for {type(skeleton).__name__}")
 
 

@@ -75,6 +75,9 @@ class QuantModule(nn.Module):
                                                          str(self.scale_dtype).removeprefix("torch."))[0])
         self._set_weight(qw)
         self.register_buffer("bias", None if bias is None else bias.detach().to(torch.float32).contiguous())
+        # SmoothQuant factors 1 / s the input is multiplied by (smoothing.py); None: none. Saved by
+        # compressed_tensors() as "input_smooth", which only monoquant's loader applies.
+        self.register_buffer("input_smooth", None, persistent=False)
 
     # -- the weight ------------------------------------------------------------------
 
@@ -109,8 +112,12 @@ class QuantModule(nn.Module):
         return unpack(self.packed_weight)
 
     def dequantized_weight(self) -> Tensor:
-        """The weight as float32, in the float module's own shape."""
-        return self._to_float_shape(self.quantized_weight().dequantize())
+        """The weight as float32, in the float module's own shape (with any smoothing factors applied: the
+        float weight this module computes with)."""
+        w = self.quantized_weight().dequantize()
+        if self.input_smooth is not None:
+            w = w * self.input_smooth.unsqueeze(0)
+        return self._to_float_shape(w)
 
     def _to_float_shape(self, w2d: Tensor) -> Tensor:
         return w2d
@@ -141,6 +148,8 @@ class QuantModule(nn.Module):
         out = to_compressed(prefix, qw, self.scheme, self.float_dtype, self.act_scale, self.act_zero_point)
         if self.bias is not None:
             out[(prefix + "." if prefix else "") + "bias"] = self.bias.to(self.float_dtype)
+        if self.input_smooth is not None:
+            out[(prefix + "." if prefix else "") + "input_smooth"] = self.input_smooth
         return out
 
     def _save_to_state_dict(self, destination, prefix, keep_vars):
@@ -156,11 +165,11 @@ class QuantModule(nn.Module):
                               error_msgs):
         mine = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)
                 and "." not in k[len(prefix):]}
-        expected = set(self.compressed_tensors("").keys())
+        expected = set(self.compressed_tensors("").keys()) - {"input_smooth"}
         for key in sorted(expected - set(mine)):
             missing_keys.append(prefix + key)
         if strict:
-            unexpected_keys.extend(prefix + k for k in sorted(set(mine) - expected))
+            unexpected_keys.extend(prefix + k for k in sorted(set(mine) - expected - {"input_smooth"}))
         if expected - set(mine):
             return
         try:
@@ -182,6 +191,8 @@ class QuantModule(nn.Module):
                 self.act_zero_point = int(mine["input_zero_point"].reshape(-1)[0])
             if "bias" in mine:
                 self.bias = mine["bias"].detach().to(torch.float32).contiguous().clone()
+            self.input_smooth = (mine["input_smooth"].detach().to(torch.float32).contiguous().clone()
+                                 if "input_smooth" in mine else None)
         except MonoquantError as e:
             error_msgs.append(str(e))
 
@@ -256,6 +267,8 @@ class QuantLinear(QuantModule):
 
     def forward(self, x: Tensor) -> Tensor:
         s = self.scheme
+        if self.input_smooth is not None:
+            x = x * self.input_smooth.to(x.dtype)
         if ops._eager(x):
             return ops._linear_eager(x, self._cached_packed(), self.bias, s.mode, self.act_scale, self.act_zero_point)
         return ops.linear(x, self.packed_weight, self.bias, s.mode, self.act_scale, self.act_zero_point)
