@@ -103,7 +103,16 @@ def _resolve_mode(bits, dynamic, weight_only, static, calibration_data, method: 
     return "dynamic" if bits == 8 else "weight_only"
 
 
-def _make_scheme(bits, mode, group_size, scale_method, scheme, dtype, int4_range="full") -> LayerScheme:
+def _make_scheme(bits, mode, group_size, scale_method, scheme, dtype, int4_range="full",
+                 act_group_size=None) -> LayerScheme:
+    if act_group_size is not None:
+        if bits != 8 or mode != "dynamic":
+            raise InvalidArgumentError("act_group_size applies to bits=8 with dynamic activations (W8A8: weights and "
+                                       "activations quantized in groups along K)")
+        if not isinstance(act_group_size, int) or isinstance(act_group_size, bool) or act_group_size <= 0 \
+                or act_group_size % 8:
+            raise InvalidArgumentError(f"act_group_size must be a positive multiple of 8 (32, 64, 128), got "
+                                       f"{act_group_size!r}")
     if int4_range not in ("full", "restricted"):
         raise InvalidArgumentError(f"int4_range must be 'full' ([-8, 7], scale absmax / 7.5) or 'restricted' "
                                    f"([-7, 7], absmax / 7), got {int4_range!r}")
@@ -136,7 +145,8 @@ def _make_scheme(bits, mode, group_size, scale_method, scheme, dtype, int4_range
     if not isinstance(group_size, int) or isinstance(group_size, bool):
         raise InvalidArgumentError(f"group_size must be an integer, got {group_size!r}")
     return LayerScheme(format="int8" if bits == 8 else "int4", mode=mode,
-                       group_size=group_size if bits == 4 else 0, scale_method=scale_method, act_symmetric=not asym,
+                       group_size=group_size if bits == 4 else (act_group_size or 0), scale_method=scale_method,
+                       act_symmetric=not asym,
                        full_range=int4_range == "full")
 
 
@@ -264,7 +274,7 @@ def _check_layers(choices: List[LayerChoice], scheme: LayerScheme, explicit_grou
             raise InvalidArgumentError(f"layer {c.name!r} ({type(c.module).__name__}) has a non-finite weight "
                                        f"(NaN or Inf at flat index {bad}); fix the model or skip=[{c.name!r}]")
         layer_scheme = _scheme_for_layer(scheme, c.module)
-        if layer_scheme.format == "int4":
+        if layer_scheme.group_size and not layer_scheme.is_half:
             k = _layer_k(c.module)
             if k % layer_scheme.group_size:
                 msg = (f"layer {c.name!r} has K = {k} inputs, not a multiple of group_size {layer_scheme.group_size} "
@@ -280,7 +290,8 @@ def _check_layers(choices: List[LayerChoice], scheme: LayerScheme, explicit_grou
 def _scheme_for_layer(scheme: LayerScheme, m: nn.Module) -> LayerScheme:
     if isinstance(m, nn.Embedding) and not scheme.is_half and scheme.mode != "weight_only":
         # Embeddings are looked up, not multiplied: their activations are integers.
-        return dataclasses.replace(scheme, mode="weight_only", act_symmetric=True)
+        return dataclasses.replace(scheme, mode="weight_only", act_symmetric=True,
+                                   group_size=scheme.group_size if scheme.format == "int4" else 0)
     if isinstance(m, nn.Embedding) and scheme.is_half:
         raise InvalidArgumentError("embeddings are quantized to int8 or int4 only")
     return scheme
@@ -538,6 +549,7 @@ def quantize(
     sequential: bool = True,
     int4_range: str = "full",
     smoothquant: Optional[float] = None,
+    act_group_size: Optional[int] = None,
 ) -> QuantizationResult:
     """Quantize a model, a state dict or a checkpoint path.
 
@@ -565,6 +577,10 @@ def quantize(
         ``calibration_data`` move activation outliers into the weights, for
         quantized activations (smoothing.py); folded into a preceding norm
         where the float model provably stays equal, else applied by the module.
+    act_group_size: with bits=8, dynamic=True: weights (scale per output
+        channel per group) and activations (per token per group) both in
+        groups of this many along K, integer dot products per group summed
+        in float: llama.cpp's Q8_0 idea (32, 64, 128, ...).
     int4_range: "full" (codes [-8, 7], scale absmax / 7.5: compressed-tensors'
         convention, the default) or "restricted" ([-7, 7], absmax / 7).
     layer_types: module types to quantize (default nn.Linear, nn.Conv1d,
@@ -583,7 +599,7 @@ def quantize(
         mean(diag H) added to the Hessian's diagonal; ``sequential`` calibrates
         each block on the already-quantized blocks before it.
     """
-    explicit_group = group_size is not None
+    explicit_group = group_size is not None or act_group_size is not None
     group_size = 128 if group_size is None else group_size
     method = _resolve_method(method, bits, calibration_data)
     mode = _resolve_mode(bits, dynamic, weight_only, static, calibration_data, method, smoothquant)
@@ -592,7 +608,7 @@ def quantize(
                                    "activations (W8A8, W4A8): use dynamic=True or static quantization")
     if not (isinstance(dampening, (int, float)) and 0 < float(dampening) < float("inf")):
         raise InvalidArgumentError(f"dampening must be a number > 0, got {dampening!r}")
-    sch = _make_scheme(bits, mode, group_size, scale_method, scheme, dtype, int4_range)
+    sch = _make_scheme(bits, mode, group_size, scale_method, scheme, dtype, int4_range, act_group_size)
     if show_progress is None:
         show_progress = progress_enabled()
     config: Dict[str, Any] = {"bits": bits, "mode": mode, "scheme": sch.to_dict(), "label": sch.label,

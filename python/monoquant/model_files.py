@@ -228,8 +228,15 @@ def _scheme_for(qw: QuantizedWeight, act: Optional[Dict], name: str) -> LayerSch
                                f"supported (int8 only)")
     dynamic = act.get("dynamic") in (True, "true")
     strategy = act.get("strategy")
+    if dynamic and strategy == "group":
+        g = int(act.get("group_size") or 0)
+        if qw.format != "int8" or g != qw.group_size:
+            raise UnsupportedError(f"{name}: activation groups of {g} run with int8 weights in the same groups "
+                                   f"(the weights here: {qw.format}, group {qw.group_size})")
+        return LayerScheme(format="int8", mode="dynamic", group_size=g)
     if dynamic and strategy not in ("token", None):
-        raise UnsupportedError(f"{name}: dynamic activations per {strategy!r}; monoquant quantizes per token")
+        raise UnsupportedError(f"{name}: dynamic activations per {strategy!r}; monoquant quantizes per token or "
+                               f"per group")
     if not dynamic and strategy not in ("tensor", None):
         raise UnsupportedError(f"{name}: static activations per {strategy!r}; monoquant takes one scale per tensor")
     if dynamic and not act.get("symmetric", True):
@@ -344,7 +351,7 @@ def load(path, model: Optional[nn.Module] = None) -> nn.Module:
                 qw = half_weight_from_float_shape(w, scheme.format, rec.get("type", ""), tuple(rec["shape"]))
             else:
                 qw = from_compressed(tensors, name, {"num_bits": scheme.bits, "symmetric": True, "type": "int",
-                                                     "strategy": "group" if scheme.format == "int4" else "channel",
+                                                     "strategy": "group" if scheme.group_size else "channel",
                                                      "group_size": scheme.group_size or None})
             module = _build(name, skeleton, qw, scheme, tensors, rec.get("type"))
         else:

@@ -52,6 +52,10 @@ def _scheme_of(mode: str, format: str, group_size: int, scheme: Optional[LayerSc
     return LayerScheme(format=format, mode=mode, group_size=group_size if format == "int4" else 0)
 
 
+def _ct_strategy(s: LayerScheme) -> str:
+    return "group" if s.group_size else "channel"
+
+
 class QuantModule(nn.Module):
     """What every quantized module shares: the scheme, the packed weight, the
     canonical state dict, static activation parameters and dtype handling."""
@@ -158,8 +162,7 @@ class QuantModule(nn.Module):
     def _ct_args(self) -> dict:
         s = self.scheme
         return {"num_bits": s.bits, "symmetric": True, "type": "int",
-                "strategy": "group" if s.format == "int4" else "channel",
-                "group_size": s.group_size if s.format == "int4" else None}
+                "strategy": _ct_strategy(s), "group_size": s.group_size or None}
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                               error_msgs):
@@ -181,7 +184,7 @@ class QuantModule(nn.Module):
             if tuple(qw.shape) != tuple(self._weight_shape):
                 raise InvalidArgumentError(f"{prefix}weight has shape {tuple(qw.shape)}, this module "
                                            f"{tuple(self._weight_shape)}")
-            if qw.format == "int4" and qw.group_size != self.group_size:
+            if qw.group_size != self.group_size:
                 raise InvalidArgumentError(f"{prefix}weight has group size {qw.group_size}, this module "
                                            f"{self.group_size}")
             self._set_weight(qw)

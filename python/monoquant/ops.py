@@ -82,6 +82,18 @@ def pack_int8(codes: Tensor, scales: Tensor) -> PackedLinearWeight:
     return _packed(d, "int8", codes.shape[0], codes.shape[1])
 
 
+def pack_int8_grouped(codes: Tensor, scales: Tensor, group_size: int) -> PackedLinearWeight:
+    """int8 codes [N, K] with scales [N, K / group_size]: weights for W8A8 with activation groups (the
+    activations are then quantized per token and per group of ``group_size`` along K)."""
+    d = _core.pack_linear_int8_grouped(codes, scales, int(group_size))
+    return _packed(d, "int8", codes.shape[0], codes.shape[1], group_size)
+
+
+def _act_group(format: str, group_size: int) -> int:
+    """Grouped int8 weights always run with activations quantized in the same groups."""
+    return int(group_size) if format == "int8" else 0
+
+
 def pack_int4(packed: Tensor, in_features: int, scales: Tensor, group_size: int) -> PackedLinearWeight:
     """Pack int4 codes in monoquant's row layout (uint8 ``[out, ceil(in/2)]``,
     low nibble first, nibble = q + 8) with group scales ``[out, ceil(in/g)]``;
@@ -137,6 +149,12 @@ def _packed_sizes(format: str, n: int, k: int, group_size: int) -> Tuple[int, in
     chunk = 8 if format == "int4" else 4
     rows = (n + 7) // 8 * 8 * ((k + chunk - 1) // chunk * chunk)
     if format == "int8":
+        if group_size > 0:  # activation groups: scales and column sums per group of K
+            if group_size % 8 or k % group_size:
+                raise InvalidArgumentError(f"grouped int8 needs a group_size that is a multiple of 8 and divides "
+                                           f"K = {k}, got {group_size}")
+            per = (n + 7) // 8 * 8 * (k // group_size)
+            return rows, per, per
         return rows, (n + 7) // 8 * 8, (n + 7) // 8 * 8
     if format == "int4":
         if group_size <= 0 or group_size % 8:
@@ -178,7 +196,7 @@ def _linear_impl(x: Tensor, data: Tensor, scales: Tensor, sums: Tensor, bias: Op
     if m:
         _core.linear_raw(xf.data_ptr(), m, y.data_ptr(), data.data_ptr(), scales.data_ptr(), sums.data_ptr(),
                          0 if b is None else b.data_ptr(), format, n, k, int(group_size), mode, float(act_scale),
-                         int(act_zero_point))
+                         int(act_zero_point), _act_group(format, group_size))
     return y if x.dtype == torch.float32 else y.to(x.dtype)
 
 
@@ -200,7 +218,8 @@ def _linear_eager(x: Tensor, w: "PackedLinearWeight", bias: Optional[Tensor], mo
     y = x.new_empty((m, n)) if x.dim() == 2 else x.new_empty((*x.shape[:-1], n))
     if m:
         _core.linear_raw(x.data_ptr(), m, y.data_ptr(), data, scales, sums, 0 if bias is None else bias.data_ptr(),
-                         w.format, n, k, w.group_size, mode, act_scale, act_zero_point)
+                         w.format, n, k, w.group_size, mode, act_scale, act_zero_point,
+                         _act_group(w.format, w.group_size))
     return y
 
 
@@ -225,7 +244,8 @@ def _conv2d_op(x: Tensor, data: Tensor, scales: Tensor, sums: Tensor, bias: Opti
     b = None if bias is None else _as_f32(bias)
     kh, kw, sh, sw, ph, pw, dh, dw = (int(v) for v in geometry)
     y = _core.conv2d(xf, data, scales, sums, b, format, out_channels, in_features, group_size, mode,
-                     float(act_scale), int(act_zero_point), kh, kw, sh, sw, ph, pw, dh, dw)
+                     float(act_scale), int(act_zero_point), kh, kw, sh, sw, ph, pw, dh, dw,
+                     act_group_size=_act_group(format, group_size))
     return y if x.dtype == torch.float32 else y.to(x.dtype)
 
 

@@ -30,7 +30,7 @@ SCALE_METHODS = ("absmax", "mse", "hqq")
 class LayerScheme:
     format: str
     mode: str = "weight_only"
-    group_size: int = 0          # int4 only: elements of K per scale
+    group_size: int = 0          # int4; int8 dynamic with activation groups: elements of K per scale
     scale_method: str = "absmax"
     act_symmetric: bool = True   # static activations only
     #: int4 weights in compressed-tensors' full range [-8, 7], scale absmax / 7.5 (False: [-7, 7], absmax / 7)
@@ -46,6 +46,13 @@ class LayerScheme:
         if self.is_half and self.mode != "weight_only":
             raise InvalidArgumentError(f"{self.format} weights run with float activations only (weight_only), "
                                        f"not {self.mode!r}")
+        if self.format == "int8" and self.group_size:
+            if self.mode != "dynamic":
+                raise UnsupportedError("int8 weights in groups run with activation groups, which are dynamic (per "
+                                       "token): use dynamic mode, or group_size 0 (one scale per output channel)")
+            if self.group_size < 0 or self.group_size % 8:
+                raise InvalidArgumentError(f"act_group_size must be a positive multiple of 8 (32, 64, 128), got "
+                                           f"{self.group_size}")
         if self.format == "int4" and (self.group_size <= 0 or self.group_size % 8):
             raise InvalidArgumentError(f"int4 group_size must be a positive multiple of 8 (32, 64, 128, ...), "
                                        f"got {self.group_size}")
@@ -74,7 +81,7 @@ class LayerScheme:
         name = f"W{self.bits}{act}"
         if self.mode != "weight_only":
             name += "-" + self.mode
-        if self.format == "int4":
+        if self.group_size:
             name += f"-g{self.group_size}"
         return name
 

@@ -58,6 +58,9 @@ class QuantizedWeight:
         n, k = self.shape
         if self.format in ("float16", "bfloat16"):
             return _core.half_to_float(self.codes)
+        if self.format == "int8" and self.group_size:
+            return _core.dequantize(self.codes, self.scales.contiguous(), None, [n, k], 8, "symmetric", "per_group",
+                                    0, self.group_size)
         if self.format == "int8":
             return _core.dequantize(self.codes, self.scales.reshape(n).contiguous(), None, [n, k], 8, "symmetric",
                                     "per_channel", 0, 0)
@@ -80,6 +83,10 @@ def quantize_weight(weight: Tensor, scheme: LayerScheme, scale_dtype: torch.dtyp
         if scheme.is_half:
             target = torch.float16 if scheme.format == "float16" else torch.bfloat16
             return QuantizedWeight(scheme.format, (n, k), _core.cast_to_half(w, _DTYPE_NAMES[target], "error"), None)
+        if scheme.format == "int8" and scheme.group_size:  # W8A8 with activation groups
+            q = _core.quantize_weight(w, 8, "symmetric", "per_group", 0, scheme.group_size, scheme.scale_method,
+                                      _DTYPE_NAMES[scale_dtype])
+            return QuantizedWeight("int8", (n, k), q["codes"], q["scales"].reshape(n, -1), scheme.group_size)
         if scheme.format == "int8":
             q = _core.quantize_weight(w, 8, "symmetric", "per_channel", 0, 0, scheme.scale_method,
                                       _DTYPE_NAMES[scale_dtype])
@@ -92,6 +99,8 @@ def quantize_weight(weight: Tensor, scheme: LayerScheme, scale_dtype: torch.dtyp
 
 
 def pack(qw: QuantizedWeight) -> ops.PackedLinearWeight:
+    if qw.format == "int8" and qw.group_size:
+        return ops.pack_int8_grouped(qw.codes, qw.scales, qw.group_size)
     if qw.format == "int8":
         return ops.pack_int8(qw.codes, qw.scales)
     if qw.format == "int4":
@@ -190,15 +199,14 @@ def from_compressed(tensors: Dict[str, Tensor], prefix: str, args: Dict, name: s
     if strategy != "group":
         raise UnsupportedError(f"{what}: weight strategy {strategy!r} is not supported (channel, group, tensor)")
     g = int(args.get("group_size") or 0)
-    if bits == 8:
-        raise UnsupportedError(f"{what}: group-wise 8-bit weights do not run on monoquant's int8 kernels "
-                               f"(one scale per output channel)")
     if g <= 0 or g % 8:
-        raise UnsupportedError(f"{what}: int4 group_size {g} is not a positive multiple of 8")
+        raise UnsupportedError(f"{what}: {bits}-bit group_size {g} is not a positive multiple of 8")
+    if bits == 8 and k % g:
+        raise UnsupportedError(f"{what}: group-wise 8-bit weights need K ({k}) to be a multiple of group_size {g}")
     groups = (k + g - 1) // g
     if scales.numel() != n * groups:
         raise FormatError(f"{what}: weight_scale {tuple(scale_t.shape)} does not fit [{n}, {groups}] groups of {g}")
-    return QuantizedWeight("int4", (n, k), codes, scales.reshape(n, groups).contiguous(), g)
+    return QuantizedWeight("int4" if bits == 4 else "int8", (n, k), codes, scales.reshape(n, groups).contiguous(), g)
 
 
 __all__ = ["QuantizedWeight", "quantize_weight", "pack", "unpack", "to_compressed", "from_compressed",

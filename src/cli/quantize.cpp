@@ -110,7 +110,16 @@ pipeline::LayerScheme scheme_from(const QuantizeOptions& o) {
   // As the Python API: static INT8 activations asymmetric unless asked otherwise.
   s.act_symmetric = o.scheme.empty() ? !(s.mode == LinearMode::static_int8 && o.bits == 8) : o.scheme == "symmetric";
   s.group_size = o.bits == 4 ? (o.group_size ? o.group_size : 128) : 0;
-  if (o.bits == 8 && o.group_size) throw_invalid_argument("--group-size applies to --bits 4 (int8 has one scale per output channel)");
+  if (o.bits == 8 && o.group_size) {
+    throw_invalid_argument("--group-size applies to --bits 4 (int8 has one scale per output channel; "
+                           "--act-group-size quantizes int8 weights and activations in groups)");
+  }
+  if (o.act_group_size) {
+    if (o.bits != 8 || s.mode != LinearMode::dynamic_int8) {
+      throw_invalid_argument("--act-group-size applies to --bits 8 with dynamic activations");
+    }
+    s.group_size = o.act_group_size;
+  }
   s.scale_method = o.scale_method.empty() ? (o.bits == 4 ? ScaleMethod::mse : ScaleMethod::absmax)
                                           : parse_scale_method(o.scale_method);
   s.full_range = o.int4_range == "full";
@@ -182,6 +191,10 @@ CLI::App* add_quantize(CLI::App& app, QuantizeOptions& o) {
   sub->add_option("--group-size", o.group_size, "int4: elements of K per scale (default 128)")->check(CLI::PositiveNumber);
   sub->add_option("--scale-method", o.scale_method, "absmax|mse|hqq (default mse for --bits 4)")
       ->check(CLI::IsMember({"absmax", "mse", "hqq"}));
+  sub->add_option("--act-group-size", o.act_group_size,
+                  "--bits 8 --dynamic: int8 weights and per-token activations both in groups of this many along K "
+                  "(32, 64, 128), integer dots per group (llama.cpp's Q8_0 idea)")
+      ->check(CLI::PositiveNumber);
   sub->add_option("--int4-range", o.int4_range,
                   "full: codes [-8, 7], scale absmax/7.5 (compressed-tensors' convention, the default); "
                   "restricted: [-7, 7], absmax/7")
@@ -257,7 +270,7 @@ int run_quantize(const QuantizeOptions& o) {
   for (const auto& text : o.overrides) rules.overrides.push_back(pipeline::parse_override(text));
   rules.min_params = o.min_params;
   rules.quantize_embeddings = o.quantize_embeddings;
-  rules.explicit_group_size = o.group_size > 0;
+  rules.explicit_group_size = o.group_size > 0 || o.act_group_size > 0;
   for (const auto& r : existing) rules.already_quantized.insert(r.name);
   if (scheme.mode == LinearMode::static_int8) rules.activations = activations_from(o.calibration, scheme.act_symmetric);
   std::vector<pipeline::TensorInfo> infos;

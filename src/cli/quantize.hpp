@@ -14,6 +14,7 @@ struct QuantizeOptions {
   std::string calibration;
   std::string scheme;         // "" = default
   int64_t group_size = 0;     // 0 = default (128)
+  int64_t act_group_size = 0; // --bits 8 --dynamic: weights and activations in groups of K (0 = per channel / token)
   std::string scale_method;   // "" = default
   std::string int4_range = "full";  // full: [-8, 7], absmax / 7.5; restricted: [-7, 7], absmax / 7
   std::string dtype;          // bits 16: f16 | bf16

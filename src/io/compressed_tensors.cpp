@@ -75,14 +75,15 @@ json weight_args(int bits, bool symmetric, int64_t group_size, const char* strat
 
 // 8-bit int input activations: per token at run time (dynamic), or one
 // calibrated scale per tensor (static, stored as <m>.input_scale).
-json input_args(CtActivations kind, bool symmetric) {
-  const bool dynamic = kind == CtActivations::dynamic_per_token;
+json input_args(CtActivations kind, bool symmetric, int64_t group_size) {
+  const bool grouped = kind == CtActivations::dynamic_per_group;
+  const bool dynamic = kind == CtActivations::dynamic_per_token || grouped;
   json a = json::object();
   a["num_bits"] = 8;
   a["type"] = "int";
   a["symmetric"] = dynamic ? true : symmetric;
-  a["group_size"] = nullptr;
-  a["strategy"] = dynamic ? "token" : "tensor";
+  a["group_size"] = grouped ? json(group_size) : json(nullptr);
+  a["strategy"] = grouped ? "group" : dynamic ? "token" : "tensor";
   a["block_structure"] = nullptr;
   a["dynamic"] = dynamic;
   a["actorder"] = nullptr;
@@ -122,7 +123,7 @@ std::string quantization_config_json(const std::vector<CtModuleScheme>& modules,
     scheme["targets"] = json::array();
     scheme["weights"] = weight_args(m.weight_bits, m.weight_symmetric, m.group_size, m.group_size > 0 ? "group" : "channel");
     scheme["input_activations"] =
-        m.activations == CtActivations::none ? json(nullptr) : input_args(m.activations, m.activations_symmetric);
+        m.activations == CtActivations::none ? json(nullptr) : input_args(m.activations, m.activations_symmetric, m.group_size);
     scheme["output_activations"] = nullptr;
     scheme["format"] = m.format;
     const std::string key = scheme.dump();

@@ -86,11 +86,11 @@ std::vector<io::TensorSpec> output_specs(const PlanEntry& e) {
   const std::string fmt = s.ct_format();
   if (fmt == "int-quantized") {
     out.push_back({p + "weight", FileDType::i8, {n, k}});
-    out.push_back({p + "weight_scale", sd, {n, 1}});
+    out.push_back({p + "weight_scale", sd, {n, s.scale_groups(k)}});
   } else {
     const int64_t per_word = 32 / s.bits();
     out.push_back({p + "weight_packed", FileDType::i32, {n, (k + per_word - 1) / per_word}});
-    out.push_back({p + "weight_scale", sd, {n, s.format == WeightFormat::int4 ? k / s.group_size : 1}});
+    out.push_back({p + "weight_scale", sd, {n, s.scale_groups(k)}});
     out.push_back({p + "weight_shape", FileDType::i64, {2}});
   }
   if (s.mode == LinearMode::static_int8) {
@@ -104,7 +104,7 @@ std::vector<Tensor> compressed_tensors_from_codes(const PlanEntry& e, const Tens
   const LayerScheme& s = e.scheme;
   const int64_t n = e.rows(), k = e.cols();
   const FileDType sd = scale_dtype_for(e.dtype);
-  const Shape scale_shape{n, s.format == WeightFormat::int4 ? k / s.group_size : 1};
+  const Shape scale_shape{n, s.scale_groups(k)};
   const int64_t row_bytes = s.format == WeightFormat::int4 ? (k + 1) / 2 : k;
   const int64_t code_count = codes.dtype == DType::int4_packed ? codes.numel() / k * row_bytes : codes.numel();
   if (!e.quantize || s.is_half() || code_count != n * row_bytes || scales.numel() != numel_of(scale_shape) ||
@@ -233,7 +233,7 @@ EntryStats stream_outputs(const PlanEntry& e, const io::TensorRecord& in, Scratc
     }
     const QuantSpec spec = s.weight_spec();
     const bool int4 = s.format == WeightFormat::int4;
-    const int64_t groups = int4 ? k / s.group_size : 1;
+    const int64_t groups = s.scale_groups(k);
     const bool packed = s.ct_format() == "pack-quantized";
     const int64_t per_word = 32 / s.bits();
     const int64_t words = (k + per_word - 1) / per_word;          // packed outputs: int32 words per row
@@ -255,7 +255,11 @@ EntryStats stream_outputs(const PlanEntry& e, const io::TensorRecord& in, Scratc
                                qs[r * groups + g], 0, &ref, &err);
           }
         } else {
-          kt.error_energy_i8(x + r * k, q.codes.as<int8_t>() + r * k, k, qs[r], 0, &ref, &err);
+          const int64_t len = k / groups;
+          for (int64_t g = 0; g < groups; ++g) {
+            kt.error_energy_i8(x + r * k + g * len, q.codes.as<int8_t>() + r * k + g * len, len, qs[r * groups + g], 0,
+                               &ref, &err);
+          }
         }
       }
       // The codes in their on-disk form.

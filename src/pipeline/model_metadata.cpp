@@ -72,10 +72,13 @@ std::map<std::string, std::string> model_metadata(const std::vector<ModuleRecord
     c.module = m.name;
     c.weight_bits = m.scheme.bits();
     c.weight_symmetric = true;
-    c.group_size = m.scheme.format == WeightFormat::int4 ? m.scheme.group_size : -1;
+    c.group_size = m.scheme.group_size > 0 ? m.scheme.group_size : -1;
     c.format = m.scheme.ct_format();
     c.activations = m.scheme.mode == LinearMode::weight_only   ? io::CtActivations::none
-                    : m.scheme.mode == LinearMode::dynamic_int8 ? io::CtActivations::dynamic_per_token
+                    : m.scheme.mode == LinearMode::dynamic_int8
+                        ? (m.scheme.format == WeightFormat::int8 && m.scheme.group_size > 0
+                               ? io::CtActivations::dynamic_per_group
+                               : io::CtActivations::dynamic_per_token)
                                                                 : io::CtActivations::static_per_tensor;
     c.activations_symmetric = m.scheme.act_symmetric;
     ct.push_back(std::move(c));

@@ -253,12 +253,15 @@ Plan make_plan(const std::vector<TensorInfo>& tensors, const PlanRules& rules) {
     for (std::size_t i = 0; i < override_rules.size(); ++i) {
       if (!override_rules[i]->match(e.module, e.tensor).empty()) s = with_bits(rules.scheme, rules.overrides[i].second);
     }
-    if (e.role == TensorRole::embedding && !s.is_half()) s.mode = LinearMode::weight_only;  // looked up, not multiplied
+    if (e.role == TensorRole::embedding && !s.is_half()) {
+      s.mode = LinearMode::weight_only;  // looked up, not multiplied
+      if (s.format == WeightFormat::int8) s.group_size = 0;  // activation groups mean nothing there
+    }
     if (e.role == TensorRole::embedding && s.is_half()) {
       keep("embedding: stored float16/bfloat16 only as a plain cast (not quantized)");
       continue;
     }
-    if (s.format == WeightFormat::int4 && e.cols() % s.group_size != 0) {
+    if (s.group_size > 0 && e.cols() % s.group_size != 0) {
       const std::string msg = "K = " + std::to_string(e.cols()) + " is not a multiple of the group size " +
                               std::to_string(s.group_size) + " (compressed-tensors readers refuse ragged groups)";
       if (rules.explicit_group_size) throw_invalid_argument("tensor '" + e.tensor + "': " + msg + "; " + group_hint(e.cols(), s.group_size, e.module));

@@ -18,7 +18,7 @@ std::string LayerScheme::label() const {
   std::string s = "W" + std::to_string(bits()) + (mode == LinearMode::weight_only ? "A16" : "A8");
   if (mode == LinearMode::dynamic_int8) s += "-dynamic";
   if (mode == LinearMode::static_int8) s += "-static";
-  if (format == WeightFormat::int4) s += "-g" + std::to_string(group_size);
+  if (group_size > 0) s += "-g" + std::to_string(group_size);
   return s;
 }
 
@@ -32,10 +32,10 @@ QuantSpec LayerScheme::weight_spec() const {
   QuantSpec s;
   s.bits = bits();
   s.scheme = Scheme::symmetric;
-  if (format == WeightFormat::int4) {
+  if (group_size > 0) {
     s.granularity = Granularity::per_group;
     s.group_size = group_size;
-    s.full_range = full_range;
+    s.full_range = format == WeightFormat::int4 && full_range;
   } else {
     s.granularity = Granularity::per_channel;
     s.axis = 0;
@@ -50,6 +50,16 @@ void LayerScheme::validate() const {
   if (format == WeightFormat::int4 && (group_size <= 0 || group_size % 8 != 0)) {
     throw_invalid_argument("int4 group size must be a positive multiple of 8 (32, 64, 128, ...), got " +
                            std::to_string(group_size));
+  }
+  if (format == WeightFormat::int8 && group_size != 0) {
+    if (mode != LinearMode::dynamic_int8) {
+      throw_unsupported("int8 weights in groups run with activation groups, which are dynamic (per token): "
+                        "use dynamic mode, or group size 0 (one scale per output channel)");
+    }
+    if (group_size < 0 || group_size % 8 != 0) {
+      throw_invalid_argument("activation group size must be a positive multiple of 8 (32, 64, 128), got " +
+                             std::to_string(group_size));
+    }
   }
   if (format == WeightFormat::int4 && mode == LinearMode::static_int8 && !act_symmetric) {
     throw_unsupported("static activations with int4 weights must be symmetric: the W4A8 kernels take no activation "

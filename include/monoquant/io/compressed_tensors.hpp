@@ -35,7 +35,8 @@ struct CompressedTensors {
 };
 
 // How one quantized module is described in quantization_config.
-enum class CtActivations { none, dynamic_per_token, static_per_tensor };
+// dynamic_per_group: per token and per group of the module's group_size along K (W8A8 with activation groups).
+enum class CtActivations { none, dynamic_per_token, dynamic_per_group, static_per_tensor };
 
 struct CtModuleScheme {
   std::string module;               // "encoder.layer.0.attention.self.query"

@@ -7,6 +7,8 @@
 //   {int8, weight_only}        W8A16
 //   {int4, weight_only, g}     W4A16: int4 in groups of g along K
 //   {int4, dynamic|static, g}  W4A8
+//   {int8, dynamic, g}         W8A8 with activation groups: int8 weights in groups of g
+//                              along K, activations per token and per group of g
 //   {f16|bf16, weight_only}    FP16 / BF16 weights
 // Weights are symmetric (the kernels run symmetric weights); act_symmetric is
 // the scheme of static activations.
@@ -23,7 +25,7 @@ namespace monoquant::pipeline {
 struct LayerScheme {
   WeightFormat format = WeightFormat::int8;
   LinearMode mode = LinearMode::dynamic_int8;
-  int64_t group_size = 0;  // int4 only
+  int64_t group_size = 0;  // int4; int8 dynamic with activation groups; else 0
   ScaleMethod scale_method = ScaleMethod::absmax;
   bool act_symmetric = true;
   // int4 weights (also those an override turns to int4) in compressed-tensors'
@@ -31,6 +33,8 @@ struct LayerScheme {
   bool full_range = true;
 
   int bits() const;  // 8, 4 or 16
+  // Scales per row of K: K / group_size when grouped, else 1.
+  int64_t scale_groups(int64_t k) const { return group_size > 0 ? k / group_size : 1; }
   bool is_half() const { return format == WeightFormat::f16 || format == WeightFormat::bf16; }
   // "W8A8-dynamic", "W4A16-g128", "FP16", ...
   std::string label() const;
