@@ -27,7 +27,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from . import _core, gptq, io, ops, smoothing
+from . import _core, awq, gptq, io, ops, smoothing
 from .calibration import calibrate
 from .errors import InvalidArgumentError, MonoquantError, UnsupportedError
 from .metrics import error_metrics
@@ -51,7 +51,7 @@ KEPT_SAMPLE_BATCHES = 8
 
 # ---------------------------------------------------------------- arguments
 
-METHODS = ("rtn", "gptq")
+METHODS = ("rtn", "gptq", "awq")
 
 
 def _resolve_method(method, bits, calibration_data) -> str:
@@ -313,14 +313,16 @@ def _quantize_model(model: nn.Module, scheme: LayerScheme, bits: int, *, calibra
         warns.append("no layer was selected for quantization; see result.report for the reasons")
     float_bytes = _tensor_bytes(model.state_dict().values())
 
-    passes = (method != "rtn") + (smoothquant is not None) + (scheme.mode == "static")
+    passes = (method == "gptq") + (smoothquant is not None or method == "awq") + (scheme.mode == "static")
     if passes > 1 and to_quantize:
         # Smoothing, static calibration and GPTQ each pass over the data: hold it once.
         calibration_data = gptq.materialize(_as_batches(calibration_data), num_calibration_samples)[0]
     target = None
     smoothing_done = None
     original_weights: Dict[str, torch.Tensor] = {}
-    if smoothquant is not None and to_quantize:
+    if (smoothquant is not None or method == "awq") and to_quantize:
+        if smoothquant is not None and method == "awq":
+            raise InvalidArgumentError("choose one of smoothquant= and method='awq': both scale the input channels")
         target = model if inplace else copy.deepcopy(model)
         batches = calibration_data if isinstance(calibration_data, list) else \
             gptq.materialize(_as_batches(calibration_data), num_calibration_samples)[0]
@@ -328,14 +330,19 @@ def _quantize_model(model: nn.Module, scheme: LayerScheme, bits: int, *, calibra
         if inplace:  # the report compares with the float weights the user gave
             original_weights = {c.name: tmods[c.name].weight.detach().clone() for c in to_quantize}
         try:
-            smoothing_done = smoothing.smooth(target, [c.name for c in to_quantize], batches, smoothquant)
+            factors = smoothing.smoothquant_factors(smoothquant) if smoothquant is not None else \
+                awq.awq_factors(lambda m: _scheme_for_layer(scheme, m))
+            smoothing_done = smoothing.smooth(target, [c.name for c in to_quantize], batches, factors,
+                                              hessian=method == "awq")
         except MonoquantError:
             raise
         except Exception as e:
             raise InvalidArgumentError(f"a calibration batch did not run through the model: {type(e).__name__}: "
                                        f"{e}") from e
-        config["smoothquant"] = {"alpha": float(smoothquant), "folded": sorted(smoothing_done.folded),
-                                 "in_module": sorted(smoothing_done.inverse)}
+        config["smoothquant" if smoothquant is not None else "awq"] = {
+            **({"alpha": float(smoothquant)} if smoothquant is not None else {}),
+            "folded": sorted(smoothing_done.folded), "in_module": sorted(smoothing_done.inverse),
+            "scaled": sorted(smoothing_done.factors)}
     try:
         return _quantize_calibrated(model, target, scheme, choices, to_quantize, notes, warns, float_bytes,
                                     calibration_data=calibration_data, observer=observer,
@@ -590,9 +597,11 @@ def quantize(
         heads; for INT4 also embeddings and layers under 512 parameters).
     inplace: modify ``model`` itself (default: a copy; the input is untouched).
     show_progress: None = a progress bar on a terminal, never when CI is set.
-    method: "rtn" (round to nearest, the default) or "gptq": weights chosen
-        by GPTQ's error feedback from ``calibration_data`` (linear layers; the
-        activation mode still follows dynamic / weight_only / static).
+    method: "rtn" (round to nearest, the default), "gptq" (weights chosen
+        by GPTQ's error feedback from ``calibration_data``) or "awq"
+        (activation-aware per-channel scaling searched on ``calibration_data``,
+        then round to nearest; awq.py). Linear layers; the activation mode
+        still follows dynamic / weight_only / static.
         ``act_order=True`` sweeps the inputs by decreasing energy, groups
         staying contiguous runs of K with scales from the original weight
         (llm-compressor's actorder="weight"; files need no g_idx); ``dampening`` is the fraction of

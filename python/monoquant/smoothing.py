@@ -22,11 +22,12 @@ smoothed inputs and the float model stays equal to the original.
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
+from . import _core
 from .calibration import _run
 from .errors import InvalidArgumentError
 from .gptq import _input_of, _weight_2d, plan_stages
@@ -39,17 +40,38 @@ def _is_norm(m: nn.Module) -> bool:
     return isinstance(m, nn.LayerNorm) or type(m).__name__.endswith("RMSNorm")
 
 
-def _channel_absmax(model: nn.Module, names: Sequence[str], batches: list) -> Dict[str, torch.Tensor]:
+class ChannelStats:
+    """Per input channel statistics of one layer's inputs: max |x|, mean |x|, and (when asked) the
+    Hessian X^T X accumulated in C++."""
+
+    def __init__(self, k: int, hessian: bool):
+        self.absmax = torch.zeros(k)
+        self.abs_sum = torch.zeros(k, dtype=torch.float64)
+        self.rows = 0
+        self.acc = _core.HessianAccumulator(k) if hessian else None
+
+    @property
+    def abs_mean(self) -> torch.Tensor:
+        return (self.abs_sum / max(self.rows, 1)).float()
+
+
+def _channel_stats(model: nn.Module, names: Sequence[str], batches: list, hessian: bool) -> Dict[str, ChannelStats]:
     modules = dict(model.named_modules())
-    out: Dict[str, torch.Tensor] = {}
+    out: Dict[str, ChannelStats] = {}
 
     def hook_for(name):
         def hook(module, args):
             x = _input_of(args)
             if x is None:
                 return
-            a = x.detach().reshape(-1, x.shape[-1]).abs().amax(0).float()
-            out[name] = a if name not in out else torch.maximum(out[name], a)
+            x2 = x.detach().reshape(-1, x.shape[-1]).float()
+            st = out.setdefault(name, ChannelStats(x2.shape[1], hessian))
+            a = x2.abs()
+            st.absmax = torch.maximum(st.absmax, a.amax(0))
+            st.abs_sum += a.sum(0, dtype=torch.float64)
+            st.rows += x2.shape[0]
+            if st.acc is not None:
+                st.acc.add(x2.contiguous())
         return hook
 
     handles = [modules[n].register_forward_pre_hook(hook_for(n)) for n in names]
@@ -115,6 +137,7 @@ class Smoothing:
     def __init__(self):
         self.inverse: Dict[str, torch.Tensor] = {}   # layer -> 1 / s, applied by the module
         self.folded: Dict[str, str] = {}             # layer -> norm it was folded into
+        self.factors: Dict[str, torch.Tensor] = {}   # layer -> s
         self._handles = []
 
     def remove_hooks(self) -> None:
@@ -123,13 +146,25 @@ class Smoothing:
         self._handles = []
 
 
-def smooth(model: nn.Module, names: Sequence[str], batches: list, alpha: float,
-           reference: Optional[nn.Module] = None) -> Smoothing:
-    """Smooth the linear layers `names` of `model` in place. `reference` (default: `model` before any
-    change) gives the float outputs a fold must reproduce."""
+def smoothquant_factors(alpha: float) -> Callable:
+    """SmoothQuant's rule: s = max|x|^alpha / max|W|^(1 - alpha), the weights' max over every layer that
+    reads this input."""
     if not (isinstance(alpha, (int, float)) and 0.0 < float(alpha) < 1.0):
         raise InvalidArgumentError(f"smoothquant takes the migration strength alpha in (0, 1), e.g. 0.5, "
                                    f"got {alpha!r}")
+
+    def factors(layers: List[nn.Module], stats: ChannelStats) -> Optional[torch.Tensor]:
+        a = stats.absmax.clamp_min(1e-5)
+        w = torch.stack([_weight_2d(m).float().abs().amax(0) for m in layers]).amax(0).clamp_min(1e-5)
+        return (a.pow(alpha) / w.pow(1.0 - alpha)).clamp_min(1e-5)
+    return factors
+
+
+def smooth(model: nn.Module, names: Sequence[str], batches: list, factors: Callable, *, hessian: bool = False,
+           reference: Optional[nn.Module] = None) -> Smoothing:
+    """Smooth the linear layers `names` of `model` in place, with s = factors(layers, stats) per group of
+    layers reading one input (None: leave the group alone). `reference` (default: `model` before any
+    change) gives the float outputs a fold must reproduce; `hessian` collects X^T X into the stats."""
     modules = dict(model.named_modules())
     names = [n for n in names if isinstance(modules[n], nn.Linear) or type(modules[n]).__name__ == "Conv1D"]
     result = Smoothing()
@@ -137,17 +172,18 @@ def smooth(model: nn.Module, names: Sequence[str], batches: list, alpha: float,
         return result
     check_batches = batches[:2]
     expected = _outputs(reference if reference is not None else model, check_batches)
-    absmax = _channel_absmax(model, names, batches)
+    stats = _channel_stats(model, names, batches, hessian)
     _, shares = plan_stages(model, names, batches[0])
     producers = _producers(model, names, batches[0])
     groups: Dict[str, List[str]] = {}
     for n in names:
-        if n in absmax:
+        if n in stats:
             groups.setdefault(shares.get(n, n), []).append(n)
     for leader, layers in groups.items():
-        a = absmax[leader].clamp_min(1e-5)
-        w = torch.stack([_weight_2d(modules[n]).float().abs().amax(0) for n in layers]).amax(0).clamp_min(1e-5)
-        s = (a.pow(alpha) / w.pow(1.0 - alpha)).clamp_min(1e-5)
+        s = factors([modules[n] for n in layers], stats[leader])
+        if s is None:
+            continue
+        result.factors.update({n: s for n in layers})
         with torch.no_grad():
             for n in layers:
                 _scale_inputs(modules[n], s)
@@ -194,4 +230,4 @@ def _pre_hook(inv: torch.Tensor):
     return hook
 
 
-__all__ = ["smooth", "Smoothing", "FOLD_TOLERANCE"]
+__all__ = ["smooth", "smoothquant_factors", "Smoothing", "ChannelStats", "FOLD_TOLERANCE"]

@@ -57,7 +57,7 @@ def test_smoothed_float_model_equals_the_original(make, folds):
     data = _ids()
     ref = _out(model, data)
     target = copy.deepcopy(model)
-    sm = smoothing.smooth(target, _linears(target), data, 0.5)
+    sm = smoothing.smooth(target, _linears(target), data, smoothing.smoothquant_factors(0.5))
     got = _out(target, data)
     assert torch.allclose(got, ref, rtol=1e-4, atol=1e-4 * ref.abs().max().item())
     if folds:  # pre-norm: the norms before q/k/v and the MLP take the factors
@@ -133,3 +133,24 @@ def test_smoothquant_bad_arguments():
         monoquant.quantize(net, bits=8, weight_only=True, calibration_data=data, smoothquant=0.5)
     with pytest.raises(InvalidArgumentError, match=r"\(0, 1\)"):
         monoquant.quantize(net, bits=8, dynamic=True, calibration_data=data, smoothquant=1.5)
+
+
+def test_awq_lowers_weight_only_error():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, 64)).eval()
+    boost = torch.ones(256)
+    boost[[3, 100, 200]] = 30.0
+    data = [torch.randn(32, 256) * boost for _ in range(8)]
+    test = torch.randn(256, 256) * boost
+    with torch.no_grad():
+        ref = net(test)
+    kw = dict(bits=4, weight_only=True, group_size=128, show_progress=False)
+    rtn = monoquant.quantize(net, **kw)
+    awq = monoquant.quantize(net, method="awq", calibration_data=data, **kw)
+    with torch.no_grad():
+        e_rtn = (rtn.model(test) - ref).pow(2).mean().item()
+        e_awq = (awq.model(test) - ref).pow(2).mean().item()
+    assert e_awq < e_rtn, (e_awq, e_rtn)
+    assert awq.config["awq"]["scaled"]  # a layer where no scale helps is left alone; here one is not
+    with pytest.raises(InvalidArgumentError, match="one of smoothquant"):
+        monoquant.quantize(net, bits=8, dynamic=True, method="awq", smoothquant=0.5, calibration_data=data)
