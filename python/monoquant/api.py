@@ -320,15 +320,15 @@ def _quantize_model(model: nn.Module, scheme: LayerScheme, bits: int, *, calibra
     target = None
     smoothing_done = None
     original_weights: Dict[str, torch.Tensor] = {}
+    if inplace and method != "rtn" or smoothquant is not None:
+        # These change the float layers' weights before the swap: the report compares with the user's.
+        original_weights = {c.name: c.module.weight.detach().clone() for c in to_quantize} if inplace else {}
     if (smoothquant is not None or method == "awq") and to_quantize:
         if smoothquant is not None and method == "awq":
             raise InvalidArgumentError("choose one of smoothquant= and method='awq': both scale the input channels")
         target = model if inplace else copy.deepcopy(model)
         batches = calibration_data if isinstance(calibration_data, list) else \
             gptq.materialize(_as_batches(calibration_data), num_calibration_samples)[0]
-        tmods = dict(target.named_modules())
-        if inplace:  # the report compares with the float weights the user gave
-            original_weights = {c.name: tmods[c.name].weight.detach().clone() for c in to_quantize}
         try:
             factors = smoothing.smoothquant_factors(smoothquant) if smoothquant is not None else \
                 awq.awq_factors(lambda m: _scheme_for_layer(scheme, m))

@@ -13,8 +13,11 @@ include/monoquant/gptq.hpp). This file only walks the model:
    the model — whose earlier stages are already quantized — up to the end of
    the stage, where a hook stops the forward pass. Forward pre-hooks add each
    layer's inputs to its Hessian as they stream by; no activation is kept.
-   Then the stage's layers are quantized by GPTQ and swapped in, so the next
-   stage calibrates on what the quantized model really computes.
+   Then the stage's layers are quantized by GPTQ and their float weights
+   replaced by the dequantized result, so the next stage calibrates on the
+   quantized weights (run by torch's GEMM, which is fast at calibration batch
+   sizes; activation quantization, in the A8 modes, is not simulated). The
+   quantized modules are swapped in at the end.
    ``sequential=False`` collects every Hessian in one pass of the float model.
 """
 
@@ -191,6 +194,7 @@ def run_gptq(model: nn.Module, names: Sequence[str], batches: list, scheme_for: 
             layers = [n for _, s in stages for n in s]
             stages = [(None, layers)]
         info: Dict[str, Dict] = {}
+        results: List[Tuple[str, nn.Module, QuantizedWeight, Dict]] = []
         bar = progress(stages, total=len(stages), desc="GPTQ") if show_progress else stages
         for block, layer_names in bar:
             layers = {n: modules[n] for n in layer_names}
@@ -203,7 +207,13 @@ def run_gptq(model: nn.Module, names: Sequence[str], batches: list, scheme_for: 
                                           block_size=block_size, act_order=act_order)
                 figures["tokens"] = acc[leader].rows
                 info[n] = figures
-                swap(n, layers[n], qw, figures)
+                results.append((n, layers[n], qw, figures))
+            for _, m, qw, _ in results[-len(layer_names):]:  # later stages see this stage's quantized weights
+                deq = qw.dequantize()
+                with torch.no_grad():
+                    m.weight.copy_((deq.t() if type(m).__name__ == "Conv1D" else deq).to(m.weight.dtype))
+        for n, m, qw, figures in results:
+            swap(n, m, qw, figures)
         return info
     finally:
         model.train(was_training)
