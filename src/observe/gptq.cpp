@@ -32,27 +32,36 @@ void GptqOptions::validate() const {
 
 namespace {
 
-// Upper Cholesky factor U of (H + damp I)^-1, row-major, so that
-// (H + damp I)^-1 = U^T U. Returns false when H + damp I is not positive definite.
+// Upper Cholesky factor U of (P H P^T + damp I)^-1, row-major, so that the
+// inverse is U^T U, where P puts the columns in sweep order (perm) and a zero
+// diagonal entry (an input the calibration never reached) counts as 1.
+// Returns false when the matrix is not positive definite.
 //
 // With J the order-reversing permutation and M the lower Cholesky factor of
 // J H J (= M M^T): H^-1 = (J M^-T J)(J M^-1 J), and U = J M^-1 J is upper
-// triangular. One factorisation and one triangular inverse: half the work of
-// factor, invert (dpotri) and factor again.
-bool inverse_cholesky(const std::vector<double>& H, int64_t K, double damp, std::vector<double>& U) {
-  std::vector<double> a(static_cast<std::size_t>(K * K));
-  for (int64_t i = 0; i < K; ++i)
-    for (int64_t j = 0; j < K; ++j) a[i * K + j] = H[(K - 1 - i) * K + (K - 1 - j)];
-  for (int64_t i = 0; i < K; ++i) a[i * K + i] += damp;
+// triangular. One factorisation and one triangular inverse (half the work of
+// factor, invert and factor again), all in one K x K buffer.
+bool inverse_cholesky(const double* H, const std::vector<int64_t>& perm, int64_t K, double damp,
+                      std::vector<double>& a) {
+  a.resize(static_cast<std::size_t>(K * K));
+  for (int64_t i = 0; i < K; ++i) {
+    const int64_t pi = perm[K - 1 - i];
+    for (int64_t j = 0; j < K; ++j) a[i * K + j] = H[pi * K + perm[K - 1 - j]];
+    if (a[i * K + i] == 0.0) a[i * K + i] = 1.0;
+    a[i * K + i] += damp;
+  }
   const int n = static_cast<int>(K);
   int info = 0;
   dpotrf_("L", &n, a.data(), &n, &info, 1);  // column-major: M(i, j), i >= j, at a[i + j K]
   if (info != 0) return false;
   dtrtri_("L", "N", &n, a.data(), &n, &info, 1, 1);
   if (info != 0) return false;
-  U.assign(static_cast<std::size_t>(K * K), 0.0);
-  for (int64_t i = 0; i < K; ++i)
-    for (int64_t j = i; j < K; ++j) U[i * K + j] = a[(K - 1 - i) + (K - 1 - j) * K];
+  // U[i][j] = M^-1(K-1-i, K-1-j) = a[(K-1-i) + (K-1-j) K]: reverse the buffer, then transpose it.
+  std::reverse(a.begin(), a.end());
+  for (int64_t i = 0; i < K; ++i) {
+    for (int64_t j = i + 1; j < K; ++j) std::swap(a[i * K + j], a[j * K + i]);
+    std::fill(a.begin() + i * K, a.begin() + i * K + i, 0.0);  // below the diagonal: never read
+  }
   return true;
 }
 
@@ -150,30 +159,26 @@ GptqResult gptq_quantize(const TensorView& weight, const TensorView& hessian, co
   }
   blas_use_one_thread();
 
-  // Inputs the calibration never reached (H_ii = 0) get H_ii = 1: their
-  // columns are rounded to nearest and pass no error on. (The reference
+  // Inputs the calibration never reached (H_ii = 0) count as H_ii = 1:
+  // their columns are rounded to nearest and pass no error on. (The reference
   // implementation also zeroes their weights; that would change the model on
   // inputs the calibration data did not cover, so the weights stay.)
-  std::vector<double> H(Hin, Hin + K * K);
+  std::vector<double> diag(static_cast<std::size_t>(K));
+  double mean_diag = 0.0;
   for (int64_t i = 0; i < K; ++i) {
-    if (H[i * K + i] == 0.0) H[i * K + i] = 1.0;
+    diag[i] = Hin[i * K + i] == 0.0 ? 1.0 : Hin[i * K + i];
+    mean_diag += diag[i];
   }
+  mean_diag /= static_cast<double>(K);
   std::vector<int64_t> perm(static_cast<std::size_t>(K));
   std::iota(perm.begin(), perm.end(), 0);
   if (options.act_order) {
-    std::stable_sort(perm.begin(), perm.end(), [&](int64_t a, int64_t b) { return H[a * K + a] > H[b * K + b]; });
-    std::vector<double> Hp(static_cast<std::size_t>(K * K));
-    for (int64_t i = 0; i < K; ++i)
-      for (int64_t j = 0; j < K; ++j) Hp[i * K + j] = H[perm[i] * K + perm[j]];
-    H.swap(Hp);
+    std::stable_sort(perm.begin(), perm.end(), [&](int64_t a, int64_t b) { return diag[a] > diag[b]; });
   }
-  double mean_diag = 0.0;
-  for (int64_t i = 0; i < K; ++i) mean_diag += H[i * K + i];
-  mean_diag /= static_cast<double>(K);
   std::vector<double> U;
   double damp = options.dampening;
   bool ok = false;
-  for (int attempt = 0; attempt < 3 && !ok; ++attempt, damp *= 10.0) ok = inverse_cholesky(H, K, damp * mean_diag, U);
+  for (int attempt = 0; attempt < 3 && !ok; ++attempt, damp *= 10.0) ok = inverse_cholesky(Hin, perm, K, damp * mean_diag, U);
   if (!ok) {
     throw_invalid_argument("GPTQ: the Hessian stays indefinite with dampening up to " +
                            std::to_string(options.dampening * 100.0) + " x mean(diag H); check the calibration data");
