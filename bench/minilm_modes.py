@@ -34,11 +34,19 @@ warnings.filterwarnings("ignore")
 MODES = [
     ("W8A8 dynamic", "bits=8, dynamic=True", dict(bits=8, dynamic=True)),
     ("W8A8 static", "bits=8, calibration_data=data", dict(bits=8, calibration_data="calib")),
+    ("W8A8 dynamic, act groups 32", "bits=8, dynamic=True, act_group_size=32",
+     dict(bits=8, dynamic=True, act_group_size=32)),
+    ("W8A8 static + SmoothQuant", "bits=8, calibration_data=data, smoothquant=0.8",
+     dict(bits=8, calibration_data="calib", smoothquant=0.8)),
     ("W8A16", "bits=8, weight_only=True", dict(bits=8, weight_only=True)),
     ("W4A16 g128", "bits=4, weight_only=True, group_size=128", dict(bits=4, weight_only=True, group_size=128)),
     ("W4A16 g128 absmax", "... scale_method='absmax'", dict(bits=4, weight_only=True, group_size=128,
                                                           scale_method="absmax")),
     ("W4A16 g32", "bits=4, weight_only=True, group_size=32", dict(bits=4, weight_only=True, group_size=32)),
+    ("W4A16 g128 GPTQ", "... method='gptq', act_order=True, calibration_data=data",
+     dict(bits=4, weight_only=True, group_size=128, method="gptq", act_order=True, calibration_data="calib")),
+    ("W4A16 g32 GPTQ", "... group_size=32, method='gptq', act_order=True",
+     dict(bits=4, weight_only=True, group_size=32, method="gptq", act_order=True, calibration_data="calib")),
     ("W4A8 dynamic", "bits=4, dynamic=True", dict(bits=4, dynamic=True)),
     ("W4A8 static", "bits=4, calibration_data=data", dict(bits=4, calibration_data="calib")),
     ("W8A8 dynamic + int8 embeddings", "bits=8, layer_types=(nn.Linear, nn.Embedding)",
@@ -82,7 +90,7 @@ def main() -> None:
 
     tok, model = minilm.load()
     held = minilm.batches(tok, minilm.HELD_OUT)
-    calib = minilm.batches(tok, minilm.calibration_sentences(64))
+    calib = minilm.batches(tok, minilm.CALIBRATION)
     ref = minilm.embed(model, held)
     ids = torch.randint(1000, 20000, (args.batch, args.seq))
     timing_input = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
