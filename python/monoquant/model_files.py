@@ -122,6 +122,12 @@ def save_model(model: nn.Module, path, max_shard_size: Optional[int] = None) -> 
     records = {n: module_record(m) for n, m in quantized_modules(model).items()}
     if not records:
         raise InvalidArgumentError("the model has no monoquant quantized modules to save")
+    ordered = [n for n, m in quantized_modules(model).items() if getattr(m, "input_order", None) is not None]
+    if ordered:
+        import warnings
+        warnings.warn(f"{len(ordered)} layers (e.g. {ordered[0]!r}) hold activation-ordered weights (weight_g_idx, "
+                      f"from the file they were loaded from); compressed-tensors dropped that ordering in 2026, so "
+                      f"only monoquant.load and older readers apply it", RuntimeWarning, stacklevel=3)
     smoothed = [n for n, m in quantized_modules(model).items() if getattr(m, "input_smooth", None) is not None]
     if smoothed:
         import warnings

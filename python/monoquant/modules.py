@@ -27,7 +27,8 @@ from torch import Tensor, nn
 from . import _core, ops
 from .errors import InvalidArgumentError, MonoquantError, UnsupportedError
 from .schemes import LayerScheme
-from .weights import QuantizedWeight, from_compressed, pack, quantize_weight, scale_dtype_for, to_compressed, unpack
+from .weights import (QuantizedWeight, from_compressed, pack, permute_columns, quantize_weight, scale_dtype_for,
+                      to_compressed, unpack)
 
 
 def half_weight_from_float_shape(w: Tensor, format: str, source_type: str, shape) -> QuantizedWeight:
@@ -119,6 +120,9 @@ class QuantModule(nn.Module):
         """The weight as float32, in the float module's own shape (with any smoothing factors applied: the
         float weight this module computes with)."""
         w = self.quantized_weight().dequantize()
+        order = getattr(self, "input_order", None)
+        if order is not None:  # back to the inputs' own order
+            w = torch.empty_like(w).index_copy_(1, order, w)
         if self.input_smooth is not None:
             w = w * self.input_smooth.unsqueeze(0)
         return self._to_float_shape(w)
@@ -143,6 +147,18 @@ class QuantModule(nn.Module):
 
     def compressed_tensors(self, prefix: str = "") -> Dict[str, Tensor]:
         qw = self.quantized_weight()
+        order = getattr(self, "input_order", None)
+        if order is not None:  # an activation-ordered file's layer: its codes in the inputs' order, and g_idx
+            qw = QuantizedWeight(qw.format, qw.shape, permute_columns(qw.codes, qw.bits, *qw.shape,
+                                                                        torch.argsort(order)),
+                                 qw.scales, qw.group_size)
+            g_idx = torch.empty(qw.shape[1], dtype=torch.int32)
+            g_idx[order] = (torch.arange(qw.shape[1]) // qw.group_size).to(torch.int32)
+            out = to_compressed(prefix, qw, self.scheme, self.float_dtype, self.act_scale, self.act_zero_point)
+            out[(prefix + "." if prefix else "") + "weight_g_idx"] = g_idx
+            if self.bias is not None:
+                out[(prefix + "." if prefix else "") + "bias"] = self.bias.to(self.float_dtype)
+            return out
         if qw.scales is None:
             # float16/bfloat16 weights are saved as the float module holds them (a conv's 4-D shape, a
             # transformers Conv1D's [in, out]), so that any reader loads them as a plain float checkpoint.
@@ -156,6 +172,12 @@ class QuantModule(nn.Module):
             out[(prefix + "." if prefix else "") + "input_smooth"] = self.input_smooth
         return out
 
+    def _state_keys(self) -> set:
+        """The keys this module's state holds (load_state_dict's check), also for an activation-ordered
+        weight, which has no state to save."""
+        keys = set(self.compressed_tensors("").keys()) - {"input_smooth", "weight_g_idx"}
+        return keys
+
     def _save_to_state_dict(self, destination, prefix, keep_vars):
         destination.update(self.compressed_tensors(prefix[:-1] if prefix.endswith(".") else prefix))
 
@@ -168,7 +190,7 @@ class QuantModule(nn.Module):
                               error_msgs):
         mine = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)
                 and "." not in k[len(prefix):]}
-        expected = set(self.compressed_tensors("").keys()) - {"input_smooth"}
+        expected = self._state_keys()
         for key in sorted(expected - set(mine)):
             missing_keys.append(prefix + key)
         if strict:
@@ -188,6 +210,8 @@ class QuantModule(nn.Module):
                 raise InvalidArgumentError(f"{prefix}weight has group size {qw.group_size}, this module "
                                            f"{self.group_size}")
             self._set_weight(qw)
+            if isinstance(self, QuantLinear):
+                self.input_order = qw.input_order
             if "input_scale" in mine:
                 self.act_scale = float(mine["input_scale"].float().reshape(-1)[0])
             if "input_zero_point" in mine:
@@ -235,6 +259,8 @@ class QuantLinear(QuantModule):
         self.out_features, self.in_features = qw.shape
         self.source_type = source_type
         self._init_quant(qw, scheme, bias, float_dtype, act_scale, act_zero_point)
+        # An activation-ordered file's weight (weight_g_idx): its columns are the inputs in this order.
+        self.register_buffer("input_order", qw.input_order, persistent=False)
 
     @classmethod
     def from_float(cls, linear: nn.Module, mode: str = "dynamic", format: str = "int8", group_size: int = 128,
@@ -272,6 +298,8 @@ class QuantLinear(QuantModule):
         s = self.scheme
         if self.input_smooth is not None:
             x = x * self.input_smooth.to(x.dtype)
+        if self.input_order is not None:
+            x = x.index_select(-1, self.input_order)
         if ops._eager(x):
             return ops._linear_eager(x, self._cached_packed(), self.bias, s.mode, self.act_scale, self.act_zero_point)
         return ops.linear(x, self.packed_weight, self.bias, s.mode, self.act_scale, self.act_zero_point)

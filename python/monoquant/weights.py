@@ -43,6 +43,9 @@ class QuantizedWeight:
     codes: Tensor
     scales: Optional[Tensor]     # float32, None for half formats
     group_size: int = 0          # int4 only
+    #: activation-ordered files (``weight_g_idx``): the columns of ``codes`` are the input columns
+    #: ``input_order`` (groups made contiguous for the kernels); inputs are gathered by it. None: in order.
+    input_order: Optional[Tensor] = None
 
     def equal(self, other: "QuantizedWeight") -> bool:
         """Bit-identical codes and scales."""
@@ -53,8 +56,12 @@ class QuantizedWeight:
                      or (self.scales is not None and other.scales is not None
                          and torch.equal(self.scales.view(torch.int32), other.scales.view(torch.int32)))))
 
+    @property
+    def bits(self) -> int:
+        return {"int8": 8, "int4": 4}.get(self.format, 16)
+
     def dequantize(self) -> Tensor:
-        """float32 [N, K] with monoquant's dequantize."""
+        """float32 [N, K] with monoquant's dequantize (columns in ``codes``' order)."""
         n, k = self.shape
         if self.format in ("float16", "bfloat16"):
             return _core.half_to_float(self.codes)
@@ -150,8 +157,6 @@ def from_compressed(tensors: Dict[str, Tensor], prefix: str, args: Dict, name: s
     if not args.get("symmetric", True):
         raise UnsupportedError(f"{what}: asymmetric weights (with weight_zero_point) do not run on monoquant's "
                                f"kernels, which take symmetric weights; monoquant.io.load_quantized dequantizes them")
-    if p + "weight_g_idx" in tensors:
-        raise UnsupportedError(f"{what}: activation-ordered weights (weight_g_idx) are not supported")
     scale_t = tensors.get(p + "weight_scale")
     if scale_t is None:
         raise FormatError(f"{what}: no {p}weight_scale")
@@ -206,8 +211,39 @@ def from_compressed(tensors: Dict[str, Tensor], prefix: str, args: Dict, name: s
     groups = (k + g - 1) // g
     if scales.numel() != n * groups:
         raise FormatError(f"{what}: weight_scale {tuple(scale_t.shape)} does not fit [{n}, {groups}] groups of {g}")
-    return QuantizedWeight("int4" if bits == 4 else "int8", (n, k), codes, scales.reshape(n, groups).contiguous(), g)
+    order = None
+    if p + "weight_g_idx" in tensors:
+        order = _group_order(tensors[p + "weight_g_idx"], k, g, groups, what)
+        codes = permute_columns(codes, bits, n, k, order)
+    return QuantizedWeight("int4" if bits == 4 else "int8", (n, k), codes, scales.reshape(n, groups).contiguous(), g,
+                           order)
 
 
-__all__ = ["QuantizedWeight", "quantize_weight", "pack", "unpack", "to_compressed", "from_compressed",
+def _group_order(g_idx: Tensor, k: int, g: int, groups: int, what: str) -> Tensor:
+    """The column order that makes an activation-ordered weight's groups contiguous (``weight_g_idx[j]`` is
+    the group of input column j; compressed-tensors' actorder="group" gives every group g columns)."""
+    if g_idx.dtype not in (torch.int32, torch.int64) or g_idx.numel() != k:
+        raise FormatError(f"{what}: weight_g_idx must hold {k} integers, got {g_idx.dtype} {tuple(g_idx.shape)}")
+    gi = g_idx.reshape(-1).to(torch.int64)
+    if k and (int(gi.min()) < 0 or int(gi.max()) >= groups):
+        raise FormatError(f"{what}: weight_g_idx names groups outside [0, {groups})")
+    counts = torch.bincount(gi, minlength=groups)
+    want = torch.full((groups,), g, dtype=torch.int64)
+    want[-1] = k - g * (groups - 1)
+    if not torch.equal(counts, want):
+        raise UnsupportedError(f"{what}: weight_g_idx gives groups of unequal sizes; monoquant's kernels run "
+                               f"groups of {g} columns (dequantize the file with monoquant.io.load_quantized)")
+    return torch.argsort(gi, stable=True)
+
+
+def permute_columns(codes: Tensor, bits: int, n: int, k: int, order: Tensor) -> Tensor:
+    if bits == 8:
+        return codes[:, order].contiguous()
+    u = torch.stack([codes & 0x0F, codes >> 4], dim=-1).reshape(n, -1)[:, :k][:, order]
+    if k % 2:
+        u = torch.cat([u, u.new_full((n, 1), 8)], dim=1)  # padding nibble: code 0
+    return (u[:, 0::2] | (u[:, 1::2] << 4)).contiguous()
+
+
+__all__ = ["QuantizedWeight", "quantize_weight", "pack", "unpack", "to_compressed", "from_compressed", "permute_columns",
            "scale_dtype_for"]

@@ -27,7 +27,7 @@ import torch
 import transformers
 import compressed_tensors  # noqa: F401  (a required test dependency, not an optional one)
 from compressed_tensors.compressors import ModelCompressor
-from compressed_tensors.compressors.pack_quantized.helpers import unpack_from_int32
+from compressed_tensors.compressors.pack_quantized.helpers import pack_to_int32, unpack_from_int32
 from compressed_tensors.quantization import (QuantizationArgs, QuantizationConfig, QuantizationScheme,
                                              apply_quantization_config, disable_quantization,
                                              preset_name_to_scheme)
@@ -331,3 +331,57 @@ def test_monoquant_loads_compressed_tensors_checkpoint(tmp_path, float_model, in
     torch.manual_seed(123)
     skeleton = transformers.BertModel(transformers.BertConfig(**CONFIG)).eval()
     assert torch.equal(hidden(monoquant.load(tmp_path, model=skeleton), inputs), got)
+
+
+def test_monoquant_loads_activation_ordered_checkpoint(tmp_path, float_model, inputs):
+    """GPTQ checkpoints from before compressed-tensors removed actorder="group" (2026-08) carry
+    ``weight_g_idx``: the group of each input column, codes and columns in the original order. The
+    tensors are built here by that rule (the package no longer writes them; its int32 packing is used):
+    monoquant makes the groups contiguous for its kernels and gathers the inputs in the same order."""
+    state, qcfg, _ = compress_with_compressed_tensors(float_model, _w4a16_g32())
+    g = torch.Generator().manual_seed(5)
+    expected = {}
+    for name, m in float_model.named_modules():
+        if name + ".weight_packed" not in state:
+            continue
+        w = m.weight.detach().float()
+        n, k = w.shape
+        perm = torch.randperm(k, generator=g)
+        g_idx = torch.empty(k, dtype=torch.int64)
+        g_idx[perm] = torch.arange(k) // 32  # a group is 32 consecutive columns of the activation order
+        absmax = torch.zeros(n, k // 32).index_reduce_(1, g_idx, w.abs(), "amax")
+        scale = absmax / 7.5
+        codes = torch.clamp(torch.round(w / scale[:, g_idx]), -8, 7)
+        state[name + ".weight_packed"] = pack_to_int32(codes.to(torch.int8), 4)
+        state[name + ".weight_scale"] = scale
+        state[name + ".weight_g_idx"] = g_idx.to(torch.int32)
+        expected[name] = codes * scale[:, g_idx]
+    write_checkpoint(tmp_path, float_model, state, qcfg)
+
+    loaded = monoquant.load(tmp_path)
+    ours = quant_linears(loaded)
+    assert sorted(ours) == sorted(expected)
+    ref = copy.deepcopy(float_model)
+    with torch.no_grad():
+        for name, want in expected.items():
+            assert ours[name].input_order is not None
+            assert torch.equal(ours[name].dequantized_weight(), want), name
+            ref.get_submodule(name).weight.copy_(want)
+    assert max_diff(hidden(loaded, inputs), hidden(ref, inputs)) <= TIGHT
+    sd = loaded.state_dict()  # the file's own tensors again: codes in the inputs' order, and g_idx
+    for name in expected:
+        for key in ("weight_packed", "weight_scale", "weight_g_idx"):
+            assert torch.equal(sd[f"{name}.{key}"], state[f"{name}.{key}"]), (name, key)
+    with pytest.warns(RuntimeWarning, match="activation-ordered"):
+        monoquant.model_files.save_model(loaded, tmp_path / "again")
+    again = monoquant.load(tmp_path / "again")
+    assert torch.equal(hidden(again, inputs), hidden(loaded, inputs))
+    deq = monoquant.dequantize(loaded)
+    assert max_diff(hidden(deq, inputs), hidden(ref, inputs)) <= TIGHT
+    # groups of unequal sizes cannot run on the kernels: a clear error, naming the layer
+    bad = dict(state)
+    key = next(iter(expected)) + ".weight_g_idx"
+    bad[key] = torch.zeros_like(bad[key])
+    write_checkpoint(tmp_path, float_model, bad, qcfg)
+    with pytest.raises(monoquant.errors.UnsupportedError, match="unequal"):
+        monoquant.load(tmp_path)
