@@ -136,7 +136,10 @@ def _collect(model: nn.Module, batches: list, layers: Dict[str, nn.Module], shar
                 return
             if x.shape[-1] != k:
                 raise InvalidArgumentError(f"layer {name!r}: input has {x.shape[-1]} features, weight {k}")
-            acc[name].add(x.detach().reshape(-1, k).to(torch.float32).contiguous())
+            try:
+                acc[name].add(x.detach().reshape(-1, k).to(torch.float32).contiguous())
+            except InvalidArgumentError as e:
+                raise InvalidArgumentError(f"layer {name!r}: {e}") from None
         return hook
 
     for name, m in layers.items():

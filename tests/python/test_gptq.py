@@ -223,5 +223,9 @@ def test_model_gptq_needs_calibration_data():
         monoquant.quantize(net, bits=4, method="gtpq", calibration_data=data)
     with pytest.raises(monoquant.errors.UnsupportedError, match="g_idx"):
         monoquant.quantize(net, bits=4, method="gptq", calibration_data=data, act_order="group")
+    bad = [d.clone() for d in data]
+    bad[2][1, 3] = float("nan")
+    with pytest.raises(InvalidArgumentError, match="layer 'blocks.0.b'.*non-finite.*row 1"):
+        monoquant.quantize(net, bits=4, method="gptq", calibration_data=bad)
     with pytest.raises(InvalidArgumentError, match="did not run through the model"):
         monoquant.quantize(net, bits=4, method="gptq", calibration_data=[torch.randn(4, 3)])
