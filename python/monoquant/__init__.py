@@ -22,6 +22,7 @@ from .report import LayerReport, QuantizationReport
 from .result import QuantizationResult, ValidationReport
 from .model_files import load, dequantize_model
 from .api import quantize
+from .sensitivity import SensitivityReport, sensitivity
 
 __version__ = _core.__version__
 
@@ -53,7 +54,7 @@ def set_num_threads(n: int) -> None:
 
 
 __all__ = [
-    "quantize", "load", "dequantize", "QuantizationResult", "QuantizationReport", "LayerReport", "ValidationReport",
+    "quantize", "load", "dequantize", "sensitivity", "SensitivityReport", "QuantizationResult", "QuantizationReport", "LayerReport", "ValidationReport",
     "LayerScheme", "QuantModule", "QuantLinear", "QuantConv1d", "QuantConv2d", "QuantEmbedding",
     "QuantizedTensor", "QuantSpec", "quantize_tensor", "dequantize",
     "ErrorMetrics", "error_metrics", "sqnr",
