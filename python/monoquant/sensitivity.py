@@ -3,7 +3,8 @@
 Per quantizable layer and candidate scheme:
 
 * the measured effect of quantizing that layer alone: the model's output cosine and SQNR
-  against the float model's on the calibration batches (the layer is swapped for its
+  against the float model's on the calibration batches (at real tokens only, when a batch
+  carries an ``attention_mask``) (the layer is swapped for its
   quantized module, the batches run, the float layer goes back: nothing else changes and no
   activations are kept, only the float model's outputs);
 * a proxy that needs no extra forward pass: the activation-weighted weight error
@@ -155,8 +156,17 @@ def _outputs(model: nn.Module, batches: list) -> List[torch.Tensor]:
             if y is None or not y.is_floating_point():
                 raise InvalidArgumentError("sensitivity compares the model's outputs: its first output must be a "
                                            "floating-point tensor")
-            outs.append(y.detach().float().clone())
+            outs.append(_real_tokens(b, y.detach().float()).clone())
     return outs
+
+
+def _real_tokens(batch, y: torch.Tensor) -> torch.Tensor:
+    """The outputs at real tokens only: a padded batch's padding positions carry values nobody uses
+    (and BERT's are large), which would otherwise dominate the comparison."""
+    mask = batch.get("attention_mask") if isinstance(batch, dict) or hasattr(batch, "keys") else None
+    if isinstance(mask, torch.Tensor) and mask.dim() == 2 and y.dim() >= 2 and tuple(y.shape[:2]) == tuple(mask.shape):
+        return y[mask.bool()]
+    return y
 
 
 def _compare(ref: List[torch.Tensor], got: List[torch.Tensor]):

@@ -56,14 +56,19 @@ def test_report_measures_each_layer_alone_and_ranks_it():
 
 def test_measured_effect_is_the_model_with_that_layer_quantized():
     model, data = _bert(), _data(2)
+    for b in data:  # padded batches: only real tokens count
+        mask = torch.ones_like(b["input_ids"])
+        mask[0, 10:] = 0
+        mask[2, 5:] = 0
+        b["attention_mask"] = mask
     rep = monoquant.sensitivity(model, data, candidates=("int8",), show_progress=False)
     row = next(l for l in rep.layers if l.name == "encoder.layer.0.attention.self.query")
     # the oracle: quantize() with only that layer, run the same batches, compare
     only = monoquant.quantize(model, bits=8, dynamic=True, skip=[f"re:^(?!encoder\\.layer\\.0\\.attention\\.self\\.query$).*"],
                               show_progress=False).model
     with torch.no_grad():
-        ref = torch.cat([model(**b).last_hidden_state.flatten() for b in data]).double()
-        got = torch.cat([only(**b).last_hidden_state.flatten() for b in data]).double()
+        ref = torch.cat([model(**b).last_hidden_state[b["attention_mask"].bool()].flatten() for b in data]).double()
+        got = torch.cat([only(**b).last_hidden_state[b["attention_mask"].bool()].flatten() for b in data]).double()
     cos = float(torch.nn.functional.cosine_similarity(ref, got, dim=0))
     assert abs(cos - row.output_cosine) < 1e-9
     assert row.bytes_saved > 0
