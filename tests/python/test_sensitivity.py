@@ -93,12 +93,23 @@ def test_plot_and_bad_arguments(tmp_path):
         monoquant.sensitivity(model, data, candidates=("int3",))
     with pytest.raises(InvalidArgumentError, match="no batches"):
         monoquant.sensitivity(model, [], candidates=("int8",))
-    rep = monoquant.sensitivity(model, data, candidates=("int8",), show_progress=False)
+    rep = monoquant.sensitivity(model, data, candidates=("int8", "int4"), group_size=32, show_progress=False)
+    import matplotlib  # noqa: F401  (installed by setup for this test; an optional extra for users)
+    rep.plot(tmp_path / "s.png")
+    assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # without matplotlib: a clear error, nothing written
+    import builtins
+    real_import = builtins.__import__
+
+    def no_matplotlib(name, *args, **kwargs):
+        if name.startswith("matplotlib"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    builtins.__import__ = no_matplotlib
     try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        with pytest.raises(UnsupportedError, match="matplotlib"):
-            rep.plot(tmp_path / "s.png")
-    else:
-        rep.plot(tmp_path / "s.png")
-        assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        with pytest.raises(UnsupportedError, match="pip install matplotlib"):
+            rep.plot(tmp_path / "t.png")
+    finally:
+        builtins.__import__ = real_import
+    assert not (tmp_path / "t.png").exists()
