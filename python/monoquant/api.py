@@ -38,7 +38,7 @@ from .progress import progress, progress_enabled
 from .report import LayerReport, QuantizationReport
 from .result import QuantizationResult
 from .schemes import LayerScheme
-from .selection import LayerChoice, select_layers
+from .selection import LayerChoice, Rules, select_layers
 
 #: Weight SQNR under these figures gives a warning / a critical warning.
 SQNR_WARN_DB = 20.0
@@ -261,7 +261,7 @@ def _tensor_bytes(tensors: Iterable[torch.Tensor]) -> int:
     return total
 
 
-def _check_layers(choices: List[LayerChoice], scheme: LayerScheme, explicit_group: bool) -> List[LayerChoice]:
+def _check_layers(choices: List[LayerChoice], schemes: "_SchemeMap", explicit_group: bool) -> List[LayerChoice]:
     """Errors at once: NaN/Inf weights (named), group sizes that do not divide K."""
     out = []
     for c in choices:
@@ -273,18 +273,94 @@ def _check_layers(choices: List[LayerChoice], scheme: LayerScheme, explicit_grou
             bad = int((~torch.isfinite(w)).reshape(-1).nonzero()[0])
             raise InvalidArgumentError(f"layer {c.name!r} ({type(c.module).__name__}) has a non-finite weight "
                                        f"(NaN or Inf at flat index {bad}); fix the model or skip=[{c.name!r}]")
-        layer_scheme = _scheme_for_layer(scheme, c.module)
+        layer_scheme = schemes(c.module, c.name)
         if layer_scheme.group_size and not layer_scheme.is_half:
             k = _layer_k(c.module)
             if k % layer_scheme.group_size:
                 msg = (f"layer {c.name!r} has K = {k} inputs, not a multiple of group_size {layer_scheme.group_size} "
                        f"(compressed-tensors readers refuse ragged groups)")
-                if explicit_group:
+                if explicit_group or c.name in schemes.by_name:
                     raise InvalidArgumentError(f"{msg}; {_group_suggestion(k, layer_scheme.group_size, c.name)}")
                 out.append(LayerChoice(c.name, c.module, False, msg))
                 continue
         out.append(c)
     return out
+
+
+def _by_module(model: nn.Module, schemes: "_SchemeMap"):
+    """schemes as a function of the module alone (GPTQ and AWQ walk modules)."""
+    names = {id(m): n for n, m in model.named_modules()}
+    return lambda m: schemes(m, names.get(id(m), ""))
+
+
+class _SchemeMap:
+    """Each layer's scheme: the call's own, or a recipe rule's (by layer name), adjusted for embeddings."""
+
+    def __init__(self, default: LayerScheme, by_name: Optional[Dict[str, LayerScheme]] = None):
+        self.default, self.by_name = default, dict(by_name or {})
+
+    def __call__(self, m: nn.Module, name: str) -> LayerScheme:
+        return _scheme_for_layer(self.by_name.get(name, self.default), m)
+
+
+_RECIPE_KEYS = {"bits", "mode", "group_size", "scale_method", "int4_range", "act_group_size"}
+
+
+def _recipe_rules(recipe, bits, mode, group_size, scale_method, int4_range, act_group_size):
+    """[(key, Rules, LayerScheme or None for "float")], in the recipe's order: the first rule matching a layer
+    gives its scheme; unnamed settings come from the call."""
+    if recipe is None:
+        return []
+    if not isinstance(recipe, Mapping):
+        raise InvalidArgumentError(f"recipe must map layer names, 're:' patterns or module types to schemes, got "
+                                   f"{type(recipe).__name__}")
+    out = []
+    for key, spec in recipe.items():
+        rules = Rules([key], "recipe")
+        if spec in ("float", None):
+            out.append((key, rules, None))
+            continue
+        if not isinstance(spec, Mapping) or set(spec) - _RECIPE_KEYS:
+            raise InvalidArgumentError(f"recipe[{key!r}] must be 'float' or a dict of {sorted(_RECIPE_KEYS)}, got "
+                                       f"{spec!r}")
+        b = spec.get("bits", bits)
+        if b not in (4, 8, 16) or isinstance(b, bool):
+            raise InvalidArgumentError(f"recipe[{key!r}]: bits must be 4, 8 or 16, got {b!r}")
+        m = spec.get("mode")
+        if m is None:
+            m = mode if (b == bits or (mode != "static" and b != 16)) else ("dynamic" if b == 8 else "weight_only")
+            if b == 16:
+                m = "weight_only"
+        if m not in ("dynamic", "weight_only", "static"):
+            raise InvalidArgumentError(f"recipe[{key!r}]: mode must be 'dynamic', 'weight_only' or 'static', got {m!r}")
+        if m == "static" and mode != "static":
+            raise InvalidArgumentError(f"recipe[{key!r}]: static layers need the call to be static (calibration_data)")
+        try:
+            sch = _make_scheme(b, m, spec.get("group_size", group_size if group_size is not None else 128),
+                               spec.get("scale_method", scale_method if b == bits else None), None, None,
+                               spec.get("int4_range", int4_range), spec.get("act_group_size"))
+        except MonoquantError as e:
+            raise InvalidArgumentError(f"recipe[{key!r}]: {e}") from None
+        out.append((key, rules, sch))
+    return out
+
+
+def _apply_recipe(choices: List[LayerChoice], rules) -> Tuple[List[LayerChoice], Dict[str, LayerScheme]]:
+    by_name: Dict[str, LayerScheme] = {}
+    out = []
+    for c in choices:
+        hit = next(((key, r, sch) for key, r, sch in rules if r.match(c.name, c.module)), None)
+        if hit is None or getattr(c.module, "weight", None) is None:
+            out.append(c)
+            continue
+        key, _, sch = hit
+        if sch is None:
+            out.append(LayerChoice(c.name, c.module, False, f"recipe {str(key)!r}: float"))
+            continue
+        by_name[c.name] = sch
+        out.append(LayerChoice(c.name, c.module, True, f"recipe {str(key)!r}: {sch.label}",
+                               sensitive=not c.quantize))
+    return out, by_name
 
 
 def _scheme_for_layer(scheme: LayerScheme, m: nn.Module) -> LayerScheme:
@@ -300,11 +376,16 @@ def _scheme_for_layer(scheme: LayerScheme, m: nn.Module) -> LayerScheme:
 def _quantize_model(model: nn.Module, scheme: LayerScheme, bits: int, *, calibration_data, observer, layer_types,
                     skip, include, num_calibration_samples, inplace, show_progress, explicit_group,
                     quality_defaults, config, method="rtn", gptq_options=None,
-                    smoothquant=None) -> QuantizationResult:
+                    smoothquant=None, recipe_rules=()) -> QuantizationResult:
     warns: List[str] = []
     choices, notes = select_layers(model, bits=bits, layer_types=layer_types, skip=skip, include=include,
                                    quality_defaults=quality_defaults)
-    choices = _check_layers(choices, scheme, explicit_group)
+    choices, by_name = _apply_recipe(choices, recipe_rules)
+    for key, rules, _ in recipe_rules:
+        if not any(rules.match(c.name, c.module) for c in choices):
+            notes.append(f"recipe rule {str(key)!r} matched no layer")
+    schemes = _SchemeMap(scheme, by_name)
+    choices = _check_layers(choices, schemes, explicit_group)
     to_quantize = [c for c in choices if c.quantize]
     for c in to_quantize:
         if c.sensitive:
@@ -331,7 +412,7 @@ def _quantize_model(model: nn.Module, scheme: LayerScheme, bits: int, *, calibra
             gptq.materialize(_as_batches(calibration_data), num_calibration_samples)[0]
         try:
             factors = smoothing.smoothquant_factors(smoothquant) if smoothquant is not None else \
-                awq.awq_factors(lambda m: _scheme_for_layer(scheme, m))
+                awq.awq_factors(_by_module(target, schemes))
             smoothing_done = smoothing.smooth(target, [c.name for c in to_quantize], batches, factors,
                                               hessian=method == "awq")
         except MonoquantError:
@@ -344,7 +425,7 @@ def _quantize_model(model: nn.Module, scheme: LayerScheme, bits: int, *, calibra
             "folded": sorted(smoothing_done.folded), "in_module": sorted(smoothing_done.inverse),
             "scaled": sorted(smoothing_done.factors)}
     try:
-        return _quantize_calibrated(model, target, scheme, choices, to_quantize, notes, warns, float_bytes,
+        return _quantize_calibrated(model, target, scheme, schemes, choices, to_quantize, notes, warns, float_bytes,
                                     calibration_data=calibration_data, observer=observer,
                                     num_calibration_samples=num_calibration_samples, inplace=inplace,
                                     show_progress=show_progress, config=config, method=method,
@@ -355,7 +436,7 @@ def _quantize_model(model: nn.Module, scheme: LayerScheme, bits: int, *, calibra
             smoothing_done.remove_hooks()
 
 
-def _quantize_calibrated(model, target, scheme, choices, to_quantize, notes, warns, float_bytes, *,
+def _quantize_calibrated(model, target, scheme, schemes, choices, to_quantize, notes, warns, float_bytes, *,
                          calibration_data, observer, num_calibration_samples, inplace, show_progress, config, method,
                          gptq_options, smoothing_done, original_weights) -> QuantizationResult:
     act: Dict[str, Tuple[float, int]] = {}
@@ -378,7 +459,7 @@ def _quantize_calibrated(model, target, scheme, choices, to_quantize, notes, war
     smooth_inv = smoothing_done.inverse if smoothing_done is not None else {}
     done: Dict[int, nn.Module] = {}
     if method == "gptq" and to_quantize:
-        _run_gptq(target, to_quantize, scheme, act, calibration_data, num_calibration_samples, gptq_options,
+        _run_gptq(target, to_quantize, schemes, act, calibration_data, num_calibration_samples, gptq_options,
                   show_progress, done, config, warns, smooth_inv)
     target_modules = dict(target.named_modules())
     layers: List[LayerReport] = []
@@ -386,7 +467,7 @@ def _quantize_calibrated(model, target, scheme, choices, to_quantize, notes, war
     quantized_names = set()
     for c in items:
         m = target_modules[c.name]
-        layer_scheme = _scheme_for_layer(scheme, m)
+        layer_scheme = schemes(m, c.name)
         if layer_scheme.mode == "static" and c.name not in act:
             layer_scheme = dataclasses.replace(layer_scheme, mode="dynamic", act_symmetric=True)
         if isinstance(m, QuantModule):  # done by GPTQ
@@ -422,7 +503,7 @@ def _quantize_calibrated(model, target, scheme, choices, to_quantize, notes, war
                               sample_batches=samples)
 
 
-def _run_gptq(target: nn.Module, to_quantize: List[LayerChoice], scheme: LayerScheme, act, calibration_data,
+def _run_gptq(target: nn.Module, to_quantize: List[LayerChoice], schemes: "_SchemeMap", act, calibration_data,
               num_samples, options, show_progress, done: Dict[int, nn.Module], config, warns: List[str],
               smooth_inv: Dict[str, torch.Tensor]) -> None:
     """GPTQ for the selected linear layers of `target`, in place (gptq.py); the rest stay for round-to-nearest."""
@@ -443,7 +524,7 @@ def _run_gptq(target: nn.Module, to_quantize: List[LayerChoice], scheme: LayerSc
              if counts[id(c.module)] == 1]  # a layer shared at several names keeps round-to-nearest
 
     def swap(name, m, qw, info):
-        layer_scheme = _scheme_for_layer(scheme, m)
+        layer_scheme = schemes(m, name)
         a = act.get(name)
         if layer_scheme.mode == "static" and a is None:
             layer_scheme = dataclasses.replace(layer_scheme, mode="dynamic", act_symmetric=True)
@@ -454,7 +535,7 @@ def _run_gptq(target: nn.Module, to_quantize: List[LayerChoice], scheme: LayerSc
         done[id(m)] = q
 
     try:
-        info = gptq.run_gptq(target, names, batches, lambda m: _scheme_for_layer(scheme, m), swap,
+        info = gptq.run_gptq(target, names, batches, _by_module(target, schemes), swap,
                              dampening=options["dampening"], act_order=options["act_order"],
                              sequential=options["sequential"], show_progress=show_progress)
     except MonoquantError:
@@ -557,6 +638,7 @@ def quantize(
     int4_range: str = "full",
     smoothquant: Optional[float] = None,
     act_group_size: Optional[int] = None,
+    recipe: Optional[Mapping] = None,
 ) -> QuantizationResult:
     """Quantize a model, a state dict or a checkpoint path.
 
@@ -588,6 +670,11 @@ def quantize(
         channel per group) and activations (per token per group) both in
         groups of this many along K, integer dot products per group summed
         in float: llama.cpp's Q8_0 idea (32, 64, 128, ...).
+    recipe: per-layer schemes, ``{name | "re:<regex>" | module type: "float" | {"bits", "mode",
+        "group_size", "scale_method", "int4_range", "act_group_size"}}``; the first rule that
+        matches a layer decides, unnamed settings come from this call, and a layer a rule
+        names is quantized even where the quality defaults would keep it. ``method`` (GPTQ,
+        AWQ) applies to every quantized layer with its own scheme.
     int4_range: "full" (codes [-8, 7], scale absmax / 7.5: compressed-tensors'
         convention, the default) or "restricted" ([-7, 7], absmax / 7).
     layer_types: module types to quantize (default nn.Linear, nn.Conv1d,
@@ -618,6 +705,7 @@ def quantize(
     if not (isinstance(dampening, (int, float)) and 0 < float(dampening) < float("inf")):
         raise InvalidArgumentError(f"dampening must be a number > 0, got {dampening!r}")
     sch = _make_scheme(bits, mode, group_size, scale_method, scheme, dtype, int4_range, act_group_size)
+    recipe_rules = _recipe_rules(recipe, bits, mode, group_size, scale_method, int4_range, act_group_size)
     if show_progress is None:
         show_progress = progress_enabled()
     config: Dict[str, Any] = {"bits": bits, "mode": mode, "scheme": sch.to_dict(), "label": sch.label,
@@ -625,6 +713,8 @@ def quantize(
                               "skip": [str(s) for s in (skip or [])] if not isinstance(skip, (str, type)) else [str(skip)],
                               "include": [str(s) for s in (include or [])] if not isinstance(include, (str, type))
                               else [str(include)]}
+    if recipe is not None:
+        config["recipe"] = {str(k): (v if isinstance(v, (str, type(None))) else dict(v)) for k, v in recipe.items()}
     model_config = None
     if isinstance(model, (str, os.PathLike)):
         path = os.fspath(model)
@@ -649,9 +739,12 @@ def quantize(
     if isinstance(model, nn.Module):
         return _quantize_model(model, sch, bits, calibration_data=calibration_data, observer=observer,
                                method=method, gptq_options=config.get("gptq"), smoothquant=smoothquant,
+                               recipe_rules=recipe_rules,
                                layer_types=layer_types, num_calibration_samples=num_calibration_samples,
                                inplace=inplace, **kwargs)
     if isinstance(model, Mapping):
+        if recipe is not None:
+            raise InvalidArgumentError("recipe takes an nn.Module (it maps module names and types to schemes)")
         if smoothquant is not None:
             raise InvalidArgumentError("smoothquant runs the model on calibration data: pass the nn.Module")
         if method != "rtn":

@@ -1,0 +1,81 @@
+"""quantize(model, recipe=...): per-layer schemes (names, 're:' patterns, module types -> a scheme or "float"),
+the first matching rule deciding; mixed-precision files with several config_groups, loaded by monoquant and
+by transformers' from_pretrained."""
+
+import json
+
+import pytest
+import torch
+import transformers
+from torch import nn
+
+import monoquant
+from monoquant.errors import InvalidArgumentError
+
+
+def _bert():
+    torch.manual_seed(0)
+    cfg = transformers.BertConfig(vocab_size=96, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                  intermediate_size=128, max_position_embeddings=32, initializer_range=0.1)
+    return transformers.BertModel(cfg).eval()
+
+
+RECIPE = {
+    "encoder.layer.0.attention.self.query": "float",
+    "re:.*intermediate\\.dense$": {"bits": 8},                    # W8A16: the call is weight-only
+    "re:.*attention\\.output\\.dense$": {"bits": 8, "mode": "dynamic", "act_group_size": 32},
+    "re:.*attention\\.self\\..*": {"bits": 4, "group_size": 32},  # query of layer 0 was decided above
+}
+
+
+def _schemes(model):
+    return {n: m.scheme.label for n, m in model.named_modules() if isinstance(m, monoquant.QuantModule)}
+
+
+def test_recipe_sets_each_layer_and_first_match_wins():
+    model = _bert()
+    res = monoquant.quantize(model, bits=4, weight_only=True, group_size=64, recipe=RECIPE, show_progress=False)
+    s = _schemes(res.model)
+    assert "encoder.layer.0.attention.self.query" not in s
+    assert s["encoder.layer.1.attention.self.query"] == "W4A16-g32"
+    assert s["encoder.layer.0.intermediate.dense"] == "W8A16"
+    assert s["encoder.layer.0.attention.output.dense"] == "W8A8-dynamic-g32"
+    assert s["encoder.layer.0.output.dense"] == "W4A16-g64"  # no rule: the call's own scheme
+    reasons = {l.name: l.reason for l in res.report.layers}
+    assert "recipe" in reasons["encoder.layer.0.attention.self.query"]
+    assert res.config["recipe"]["encoder.layer.0.attention.self.query"] == "float"
+    # a type key, and a layer the quality defaults keep (the pooler is not kept; use types)
+    res2 = monoquant.quantize(model, bits=8, dynamic=True, recipe={nn.Linear: {"bits": 4, "group_size": 32}},
+                              show_progress=False)
+    assert set(_schemes(res2.model).values()) == {"W4A8-dynamic-g32"}
+
+
+def test_mixed_file_loads_in_monoquant_and_transformers(tmp_path):
+    model = _bert()
+    ids = torch.randint(0, 96, (3, 16), generator=torch.Generator().manual_seed(3))
+    res = monoquant.quantize(model, bits=4, weight_only=True, group_size=64, recipe=RECIPE, show_progress=False)
+    res.save(tmp_path / "mixed")
+    cfg = json.loads((tmp_path / "mixed" / "config.json").read_text())["quantization_config"]
+    assert len(cfg["config_groups"]) == 4  # W4A16-g64, W4A16-g32, W8A16, W8A8 with activation groups
+    assert "encoder.layer.0.attention.self.query" in cfg["ignore"] or all(
+        "encoder.layer.0.attention.self.query" not in g["targets"] for g in cfg["config_groups"].values())
+    back = monoquant.load(tmp_path / "mixed")
+    assert _schemes(back) == _schemes(res.model)
+    with torch.no_grad():
+        ours = res.model(input_ids=ids).last_hidden_state
+        assert torch.equal(back(input_ids=ids).last_hidden_state, ours)
+        theirs = transformers.AutoModel.from_pretrained(tmp_path / "mixed").eval()(input_ids=ids).last_hidden_state
+    cos = torch.nn.functional.cosine_similarity(theirs.flatten(1), ours.flatten(1)).min().item()
+    assert cos > 0.999, cos
+
+
+def test_recipe_errors_and_notes():
+    model = _bert()
+    with pytest.raises(InvalidArgumentError, match="recipe\\['x'\\]"):
+        monoquant.quantize(model, bits=4, recipe={"x": {"bitz": 8}})
+    with pytest.raises(InvalidArgumentError, match="recipe\\['re:.*'\\]: .*bits"):
+        monoquant.quantize(model, bits=4, recipe={"re:.*": {"bits": 5}})
+    with pytest.raises(InvalidArgumentError, match="nn.Module"):
+        monoquant.quantize(dict(model.state_dict()), bits=4, recipe={"re:.*": "float"})
+    res = monoquant.quantize(model, bits=8, recipe={"re:^nothing$": "float"}, show_progress=False)
+    assert any("matched no layer" in n for n in res.report.notes)
