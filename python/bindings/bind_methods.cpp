@@ -1,5 +1,5 @@
 // Accuracy methods beyond round-to-nearest: GPTQ's Hessian accumulator and
-// column sweep (gptq.hpp); HQQ's calibration-free scales (hqq.hpp).
+// column sweep (gptq.hpp).
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
@@ -9,7 +9,6 @@
 #include "monoquant/dtype.hpp"
 #include "monoquant/error.hpp"
 #include "monoquant/gptq.hpp"
-#include "monoquant/hqq.hpp"
 
 namespace monoquant::python {
 
@@ -74,35 +73,6 @@ void bind_methods(nb::module_& m) {
       nb::arg("static_groups") = false, nb::arg("full_range") = false,
       "GPTQ: codes, scales (and g_idx with act_order and groups) of weight [N, K] under Hessian [K, K]. "
       "group_size 0 = int8 per output channel.");
-
-  m.def(
-      "choose_qparams_hqq",
-      [](const AnyArray& x, int bits, const std::string& scheme, const std::string& granularity, int axis,
-         int64_t group_size, int iterations, double lp_norm) {
-        QuantSpec spec;
-        spec.bits = bits;
-        spec.scheme = parse_scheme(scheme);
-        spec.granularity = parse_granularity(granularity);
-        spec.axis = axis;
-        spec.group_size = group_size;
-        HqqOptions o;
-        o.iterations = iterations;
-        o.lp_norm = lp_norm;
-        const TensorView v = to_view(x, "x");
-        Tensor scales, zero_points;
-        {
-          nb::gil_scoped_release release;
-          choose_qparams_hqq(v, spec, scales, zero_points, o);
-        }
-        nb::dict d;
-        const bool asym = spec.scheme == Scheme::asymmetric;
-        d["scales"] = to_torch(std::move(scales));
-        d["zero_points"] = asym ? to_torch(std::move(zero_points)) : nb::none();
-        return d;
-      },
-      nb::arg("x"), nb::arg("bits"), nb::arg("scheme"), nb::arg("granularity"), nb::arg("axis"), nb::arg("group_size"),
-      nb::arg("iterations") = 20, nb::arg("lp_norm") = 0.7,
-      "HQQ scales (and zero points): the l_p half-quadratic solver, starting from absmax/minmax.");
 
   m.def(
       "hessian_error",

@@ -1,4 +1,4 @@
-// Observers, the MSE clipping search and calibration statistics files.
+// Observers, the MSE clipping search, HQQ scales and calibration statistics files.
 #include <nanobind/stl/map.h>
 #include <nanobind/stl/optional.h>
 #include <nanobind/stl/string.h>
@@ -12,6 +12,7 @@
 #include "convert.hpp"
 #include "monoquant/calibration_stats.hpp"
 #include "monoquant/error.hpp"
+#include "monoquant/hqq.hpp"
 #include "monoquant/mse_search.hpp"
 #include "monoquant/observer.hpp"
 #include "monoquant/quantize.hpp"
@@ -158,6 +159,31 @@ void bind_observe(nb::module_& m) {
         return std::make_tuple(r.start, r.end);
       },
       nb::arg("histogram"), nb::arg("dst_bins"));
+
+  m.def(
+      "choose_qparams_hqq",
+      [](const AnyArray& x, int bits, const std::string& scheme, const std::string& granularity, int axis,
+         int64_t group_size, int iterations, double lp_norm) {
+        QuantSpec spec;
+        spec.bits = bits;
+        spec.scheme = parse_scheme(scheme);
+        spec.granularity = parse_granularity(granularity);
+        spec.axis = axis;
+        spec.group_size = group_size;
+        HqqOptions o;
+        o.iterations = iterations;
+        o.lp_norm = lp_norm;
+        const TensorView v = to_view(x, "x");
+        Tensor scales, zero_points;
+        {
+          nb::gil_scoped_release release;
+          choose_qparams_hqq(v, spec, scales, zero_points, o);
+        }
+        return qparams_dict(std::move(scales), std::move(zero_points), spec.scheme == Scheme::asymmetric);
+      },
+      nb::arg("x"), nb::arg("bits"), nb::arg("scheme"), nb::arg("granularity"), nb::arg("axis"), nb::arg("group_size"),
+      nb::arg("iterations") = 20, nb::arg("lp_norm") = 0.7,
+      "HQQ scales (and zero points): the l_p half-quadratic solver, starting from absmax/minmax.");
 
   m.def(
       "choose_qparams_mse",

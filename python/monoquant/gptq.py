@@ -72,11 +72,19 @@ def _block_of(name: str, lists: set) -> Optional[str]:
     return None
 
 
-def _forward(model: nn.Module, batch) -> None:
+def run_batches(model: nn.Module, batches: list, handles: list) -> None:
+    """Every batch through the model under no_grad (a hook may end a pass early with _StopForward); the
+    hooks in `handles` are removed afterwards, whatever happens."""
     try:
-        _run(model, batch)
-    except _StopForward:
-        pass
+        with torch.no_grad():
+            for batch in batches:
+                try:
+                    _run(model, batch)
+                except _StopForward:
+                    pass
+    finally:
+        for h in handles:
+            h.remove()
 
 
 def plan_stages(model: nn.Module, names: Sequence[str], first_batch) -> Tuple[List[Tuple[Optional[str], List[str]]],
@@ -99,13 +107,7 @@ def plan_stages(model: nn.Module, names: Sequence[str], first_batch) -> Tuple[Li
             shares[name] = seen_inputs.setdefault(key, name)
         return hook
 
-    handles = [modules[n].register_forward_pre_hook(hook_for(n)) for n in names]
-    try:
-        with torch.no_grad():
-            _run(model, first_batch)
-    finally:
-        for h in handles:
-            h.remove()
+    run_batches(model, [first_batch], [modules[n].register_forward_pre_hook(hook_for(n)) for n in names])
     lists = {n for n, m in modules.items() if isinstance(m, nn.ModuleList)}
     stages: List[Tuple[Optional[str], List[str]]] = []
     for n in order:
@@ -152,13 +154,7 @@ def _collect(model: nn.Module, batches: list, layers: Dict[str, nn.Module], shar
         def stop(module, args, output):
             raise _StopForward()
         handles.append(stop_at.register_forward_hook(stop))
-    try:
-        with torch.no_grad():
-            for b in batches:
-                _forward(model, b)
-    finally:
-        for h in handles:
-            h.remove()
+    run_batches(model, batches, handles)
     return acc
 
 

@@ -30,7 +30,7 @@ from torch import nn
 from . import _core
 from .calibration import _run
 from .errors import InvalidArgumentError
-from .gptq import _input_of, _weight_2d, plan_stages
+from .gptq import _input_of, _weight_2d, plan_stages, run_batches
 
 #: relative output difference under which a fold counts as exact (float32 rounding)
 FOLD_TOLERANCE = 1e-4
@@ -74,14 +74,7 @@ def _channel_stats(model: nn.Module, names: Sequence[str], batches: list, hessia
                 st.acc.add(x2.contiguous())
         return hook
 
-    handles = [modules[n].register_forward_pre_hook(hook_for(n)) for n in names]
-    try:
-        with torch.no_grad():
-            for b in batches:
-                _run(model, b)
-    finally:
-        for h in handles:
-            h.remove()
+    run_batches(model, batches, [modules[n].register_forward_pre_hook(hook_for(n)) for n in names])
     return out
 
 
@@ -108,12 +101,7 @@ def _producers(model: nn.Module, names: Sequence[str], batch) -> Dict[str, str]:
                 if p is not None:
                     found[n] = p
         handles.append(modules[n].register_forward_pre_hook(check))
-    try:
-        with torch.no_grad():
-            _run(model, batch)
-    finally:
-        for h in handles:
-            h.remove()
+    run_batches(model, [batch], handles)
     return found
 
 
