@@ -52,6 +52,26 @@ PlanRules rules_from_dict(const nb::dict& d) {
   r.quality_defaults = nb::cast<bool>(d["quality_defaults"]);
   r.quantize_embeddings = nb::cast<bool>(d["quantize_embeddings"]);
   r.explicit_group_size = nb::cast<bool>(d["explicit_group_size"]);
+  if (d.contains("recipe") && !d["recipe"].is_none()) r.recipe = parse_recipe(nb::cast<std::string>(d["recipe"]), r.scheme);
+  return r;
+}
+
+nb::dict rule_dict(const RecipeRule& r) {
+  nb::dict d;
+  d["match"] = r.match;
+  if (r.scheme) d["scheme"] = scheme_dict(*r.scheme);
+  else d["scheme"] = nb::none();
+  d["explicit_group_size"] = r.explicit_group_size;
+  d["method"] = r.method;
+  return d;
+}
+
+RecipeRule rule_from_dict(const nb::dict& d) {
+  RecipeRule r;
+  r.match = nb::cast<std::string>(d["match"]);
+  if (!d["scheme"].is_none()) r.scheme = scheme_from_dict(nb::cast<nb::dict>(d["scheme"]));
+  r.explicit_group_size = nb::cast<bool>(d["explicit_group_size"]);
+  r.method = nb::cast<std::string>(d["method"]);
   return r;
 }
 
@@ -115,6 +135,21 @@ void bind_pipeline(nb::module_& m) {
       nb::arg("tensors"), nb::arg("rules"),
       "Plan and quantize a state dict with the checkpoint pipeline's rules (what `monoquant quantize` does).");
   m.def(
+      "resolve_recipe_rule",
+      [](const std::string& key, const std::string& spec_json, const nb::dict& call) {
+        return rule_dict(resolve_recipe_rule(key, spec_json, scheme_from_dict(call)));
+      },
+      nb::arg("key"), nb::arg("spec_json"), nb::arg("call_scheme"),
+      "One recipe rule resolved against the call's scheme (pipeline/recipe.hpp): the CLI's --recipe uses the same.");
+  m.def(
+      "recipe_to_json",
+      [](const nb::list& rules) {
+        std::vector<RecipeRule> rs;
+        for (nb::handle h : rules) rs.push_back(rule_from_dict(nb::cast<nb::dict>(h)));
+        return recipe_to_json(rs);
+      },
+      nb::arg("rules"), "The canonical JSON of resolved recipe rules, as a file's metadata stores it.");
+  m.def(
       "compressed_tensors",
       [](const std::string& module, const nb::dict& scheme, const AnyArray& codes, const AnyArray& scales, int64_t n,
          int64_t k, const std::string& weight_dtype, double act_scale, int64_t act_zero_point) {
@@ -146,7 +181,7 @@ void bind_pipeline(nb::module_& m) {
   m.def(
       "write_quantized_model",
       [](const std::string& path, const nb::list& items, const nb::list& records, const std::string& config_json,
-         uint64_t max_shard_bytes) {
+         uint64_t max_shard_bytes, const std::string& recipe_json) {
         io::InputTensors in = io::input_tensors(items);
         std::vector<ModuleRecord> recs;
         for (nb::handle h : records) {
@@ -167,6 +202,7 @@ void bind_pipeline(nb::module_& m) {
         o.kind = io::output_kind_for_path(path);
         o.max_shard_bytes = max_shard_bytes;
         o.config_json = config_json;
+        o.recipe_json = recipe_json;
         nb::gil_scoped_release release;
         auto writer = open_quantized_writer(o, std::move(specs), recs);
         for (std::size_t i = 0; i < in.tensors.size(); ++i) {
@@ -176,6 +212,7 @@ void bind_pipeline(nb::module_& m) {
         writer->commit();
       },
       nb::arg("path"), nb::arg("tensors"), nb::arg("records"), nb::arg("config_json"), nb::arg("max_shard_bytes"),
+      nb::arg("recipe_json") = "",
       "Write a quantized model's tensors with its metadata (and config.json for a directory).");
 }
 

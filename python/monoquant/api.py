@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import os
 import warnings
 from collections.abc import Mapping
@@ -303,12 +304,30 @@ class _SchemeMap:
         return _scheme_for_layer(self.by_name.get(name, self.default), m)
 
 
-_RECIPE_KEYS = {"bits", "mode", "group_size", "scale_method", "int4_range", "act_group_size"}
+class RecipeRule:
+    """One resolved rule of a recipe: the key as given (a name, 're:' pattern, 'type:NAME' or a module class),
+    its matcher, the scheme (None: float), and the method when the rule names one."""
+
+    def __init__(self, key, resolved: Dict[str, Any]):
+        self.key, self.resolved = key, resolved
+        self.rules = Rules([key], "recipe")
+        self.scheme = None if resolved["scheme"] is None else LayerScheme.from_dict(resolved["scheme"])
+        self.method = resolved["method"] or None
 
 
-def _recipe_rules(recipe, bits, mode, group_size, scale_method, int4_range, act_group_size):
-    """[(key, Rules, LayerScheme or None for "float")], in the recipe's order: the first rule matching a layer
-    gives its scheme; unnamed settings come from the call."""
+def recipe_key(key) -> str:
+    """The JSON form of a recipe key: module classes become 'type:NAME'."""
+    if isinstance(key, type):
+        return f"type:{key.__name__}"
+    if not isinstance(key, str):
+        raise InvalidArgumentError(f"recipe keys are module names, 're:' patterns, 'type:NAME' or module classes, "
+                                   f"got {key!r}")
+    return key
+
+
+def _recipe_rules(recipe, call_scheme: LayerScheme, method: str) -> List[RecipeRule]:
+    """The recipe's rules in order (the first matching a layer gives its scheme), each resolved against the
+    call's scheme by the C++ resolver that `monoquant quantize --recipe` uses (pipeline/recipe.hpp)."""
     if recipe is None:
         return []
     if not isinstance(recipe, Mapping):
@@ -316,51 +335,48 @@ def _recipe_rules(recipe, bits, mode, group_size, scale_method, int4_range, act_
                                    f"{type(recipe).__name__}")
     out = []
     for key, spec in recipe.items():
-        rules = Rules([key], "recipe")
-        if spec in ("float", None):
-            out.append((key, rules, None))
-            continue
-        if not isinstance(spec, Mapping) or set(spec) - _RECIPE_KEYS:
-            raise InvalidArgumentError(f"recipe[{key!r}] must be 'float' or a dict of {sorted(_RECIPE_KEYS)}, got "
-                                       f"{spec!r}")
-        b = spec.get("bits", bits)
-        if b not in (4, 8, 16) or isinstance(b, bool):
-            raise InvalidArgumentError(f"recipe[{key!r}]: bits must be 4, 8 or 16, got {b!r}")
-        m = spec.get("mode")
-        if m is None:
-            m = mode if (b == bits or (mode != "static" and b != 16)) else ("dynamic" if b == 8 else "weight_only")
-            if b == 16:
-                m = "weight_only"
-        if m not in ("dynamic", "weight_only", "static"):
-            raise InvalidArgumentError(f"recipe[{key!r}]: mode must be 'dynamic', 'weight_only' or 'static', got {m!r}")
-        if m == "static" and mode != "static":
-            raise InvalidArgumentError(f"recipe[{key!r}]: static layers need the call to be static (calibration_data)")
+        if isinstance(spec, Mapping):
+            spec = dict(spec)
         try:
-            sch = _make_scheme(b, m, spec.get("group_size", group_size if group_size is not None else 128),
-                               spec.get("scale_method", scale_method if b == bits else None), None, None,
-                               spec.get("int4_range", int4_range), spec.get("act_group_size"))
-        except MonoquantError as e:
-            raise InvalidArgumentError(f"recipe[{key!r}]: {e}") from None
-        out.append((key, rules, sch))
+            text = json.dumps(spec)
+        except TypeError:
+            raise InvalidArgumentError(f"recipe[{key!r}] must be 'float' or a dict of plain settings, got "
+                                       f"{spec!r}") from None
+        rule = RecipeRule(key, _core.resolve_recipe_rule(recipe_key(key), text, call_scheme.to_dict()))
+        if rule.method not in (None, "rtn", method):
+            raise InvalidArgumentError(f"recipe[{key!r}] asks for method {rule.method!r}: pass method="
+                                       f"{rule.method!r} (with calibration_data) to quantize; a rule can name "
+                                       f"'rtn' to keep a layer out of the call's method")
+        out.append(rule)
     return out
 
 
-def _apply_recipe(choices: List[LayerChoice], rules) -> Tuple[List[LayerChoice], Dict[str, LayerScheme]]:
+def recipe_json(rules: Sequence[RecipeRule]) -> str:
+    """The canonical form a file records (and `monoquant inspect` shows)."""
+    return _core.recipe_to_json([r.resolved for r in rules]) if rules else ""
+
+
+def _apply_recipe(choices: List[LayerChoice], rules: Sequence[RecipeRule]) \
+        -> Tuple[List[LayerChoice], Dict[str, LayerScheme], Dict[str, str]]:
+    """Choices with the recipe applied: the first matching rule decides (over skip rules and the quality
+    defaults, as in the checkpoint plan), plus each recipe layer's scheme and method."""
     by_name: Dict[str, LayerScheme] = {}
+    methods: Dict[str, str] = {}
     out = []
     for c in choices:
-        hit = next(((key, r, sch) for key, r, sch in rules if r.match(c.name, c.module)), None)
+        hit = next((r for r in rules if r.rules.match(c.name, c.module)), None)
         if hit is None or getattr(c.module, "weight", None) is None:
             out.append(c)
             continue
-        key, _, sch = hit
-        if sch is None:
-            out.append(LayerChoice(c.name, c.module, False, f"recipe {str(key)!r}: float"))
+        if hit.scheme is None:
+            out.append(LayerChoice(c.name, c.module, False, f"recipe {recipe_key(hit.key)!r}: float"))
             continue
-        by_name[c.name] = sch
-        out.append(LayerChoice(c.name, c.module, True, f"recipe {str(key)!r}: {sch.label}",
+        by_name[c.name] = hit.scheme
+        if hit.method is not None:
+            methods[c.name] = hit.method
+        out.append(LayerChoice(c.name, c.module, True, f"recipe {recipe_key(hit.key)!r}: {hit.scheme.label}",
                                sensitive=not c.quantize))
-    return out, by_name
+    return out, by_name, methods
 
 
 def _scheme_for_layer(scheme: LayerScheme, m: nn.Module) -> LayerScheme:
@@ -380,10 +396,10 @@ def _quantize_model(model: nn.Module, scheme: LayerScheme, bits: int, *, calibra
     warns: List[str] = []
     choices, notes = select_layers(model, bits=bits, layer_types=layer_types, skip=skip, include=include,
                                    quality_defaults=quality_defaults)
-    choices, by_name = _apply_recipe(choices, recipe_rules)
-    for key, rules, _ in recipe_rules:
-        if not any(rules.match(c.name, c.module) for c in choices):
-            notes.append(f"recipe rule {str(key)!r} matched no layer")
+    choices, by_name, methods = _apply_recipe(choices, recipe_rules)
+    for r in recipe_rules:
+        if not any(r.rules.match(c.name, c.module) for c in choices):
+            notes.append(f"recipe rule {recipe_key(r.key)!r} matched no layer")
     schemes = _SchemeMap(scheme, by_name)
     choices = _check_layers(choices, schemes, explicit_group)
     to_quantize = [c for c in choices if c.quantize]
@@ -413,7 +429,8 @@ def _quantize_model(model: nn.Module, scheme: LayerScheme, bits: int, *, calibra
         try:
             factors = smoothing.smoothquant_factors(smoothquant) if smoothquant is not None else \
                 awq.awq_factors(_by_module(target, schemes))
-            smoothing_done = smoothing.smooth(target, [c.name for c in to_quantize], batches, factors,
+            names = [c.name for c in to_quantize if smoothquant is not None or methods.get(c.name, method) == "awq"]
+            smoothing_done = smoothing.smooth(target, names, batches, factors,
                                               hessian=method == "awq")
         except MonoquantError:
             raise
@@ -430,7 +447,7 @@ def _quantize_model(model: nn.Module, scheme: LayerScheme, bits: int, *, calibra
                                     num_calibration_samples=num_calibration_samples, inplace=inplace,
                                     show_progress=show_progress, config=config, method=method,
                                     gptq_options=gptq_options, smoothing_done=smoothing_done,
-                                    original_weights=original_weights)
+                                    original_weights=original_weights, methods=methods)
     finally:
         if smoothing_done is not None:
             smoothing_done.remove_hooks()
@@ -438,7 +455,7 @@ def _quantize_model(model: nn.Module, scheme: LayerScheme, bits: int, *, calibra
 
 def _quantize_calibrated(model, target, scheme, schemes, choices, to_quantize, notes, warns, float_bytes, *,
                          calibration_data, observer, num_calibration_samples, inplace, show_progress, config, method,
-                         gptq_options, smoothing_done, original_weights) -> QuantizationResult:
+                         gptq_options, smoothing_done, original_weights, methods) -> QuantizationResult:
     act: Dict[str, Tuple[float, int]] = {}
     samples: list = []
     if scheme.mode == "static" and to_quantize:
@@ -458,8 +475,9 @@ def _quantize_calibrated(model, target, scheme, schemes, choices, to_quantize, n
         target = model if inplace else copy.deepcopy(model)
     smooth_inv = smoothing_done.inverse if smoothing_done is not None else {}
     done: Dict[int, nn.Module] = {}
-    if method == "gptq" and to_quantize:
-        _run_gptq(target, to_quantize, schemes, act, calibration_data, num_calibration_samples, gptq_options,
+    gptq_layers = [c for c in to_quantize if methods.get(c.name, method) == "gptq"]
+    if method == "gptq" and gptq_layers:
+        _run_gptq(target, gptq_layers, schemes, act, calibration_data, num_calibration_samples, gptq_options,
                   show_progress, done, config, warns, smooth_inv)
     target_modules = dict(target.named_modules())
     layers: List[LayerReport] = []
@@ -557,7 +575,7 @@ def _run_gptq(target: nn.Module, to_quantize: List[LayerChoice], schemes: "_Sche
 
 def _quantize_state_dict(sd: Dict[str, torch.Tensor], scheme: LayerScheme, bits: int, *, skip, include,
                          quality_defaults, explicit_group, show_progress, config, layer_types=None,
-                         model_config=None) -> QuantizationResult:
+                         model_config=None, recipe=None) -> QuantizationResult:
     """A state dict through the checkpoint pipeline (src/pipeline): the same plan, codes and tensors as
     ``monoquant quantize`` gives for the same settings."""
     if scheme.mode == "static":
@@ -570,7 +588,9 @@ def _quantize_state_dict(sd: Dict[str, torch.Tensor], scheme: LayerScheme, bits:
              "include": _names_only(include, "include"),
              "overrides": [], "min_params": -1, "quality_defaults": bool(quality_defaults),
              "quantize_embeddings": layer_types is not None and nn.Embedding in tuple(layer_types),
-             "explicit_group_size": bool(explicit_group)}
+             "explicit_group_size": bool(explicit_group),
+             "recipe": None if recipe is None else json.dumps({recipe_key(k): (dict(v) if isinstance(v, Mapping) else v)
+                                                               for k, v in recipe.items()})}
     items, _keep = io._items(sd)
     out = _core.quantize_state_dict(items, rules)
     layers: List[LayerReport] = []
@@ -705,7 +725,7 @@ def quantize(
     if not (isinstance(dampening, (int, float)) and 0 < float(dampening) < float("inf")):
         raise InvalidArgumentError(f"dampening must be a number > 0, got {dampening!r}")
     sch = _make_scheme(bits, mode, group_size, scale_method, scheme, dtype, int4_range, act_group_size)
-    recipe_rules = _recipe_rules(recipe, bits, mode, group_size, scale_method, int4_range, act_group_size)
+    recipe_rules = _recipe_rules(recipe, sch, method)
     if show_progress is None:
         show_progress = progress_enabled()
     config: Dict[str, Any] = {"bits": bits, "mode": mode, "scheme": sch.to_dict(), "label": sch.label,
@@ -713,8 +733,8 @@ def quantize(
                               "skip": [str(s) for s in (skip or [])] if not isinstance(skip, (str, type)) else [str(skip)],
                               "include": [str(s) for s in (include or [])] if not isinstance(include, (str, type))
                               else [str(include)]}
-    if recipe is not None:
-        config["recipe"] = {str(k): (v if isinstance(v, (str, type(None))) else dict(v)) for k, v in recipe.items()}
+    if recipe_rules:
+        config["recipe"] = json.loads(recipe_json(recipe_rules))
     model_config = None
     if isinstance(model, (str, os.PathLike)):
         path = os.fspath(model)
@@ -743,15 +763,13 @@ def quantize(
                                layer_types=layer_types, num_calibration_samples=num_calibration_samples,
                                inplace=inplace, **kwargs)
     if isinstance(model, Mapping):
-        if recipe is not None:
-            raise InvalidArgumentError("recipe takes an nn.Module (it maps module names and types to schemes)")
         if smoothquant is not None:
             raise InvalidArgumentError("smoothquant runs the model on calibration data: pass the nn.Module")
         if method != "rtn":
             raise InvalidArgumentError(f"method={method!r} runs the model on calibration data: pass the nn.Module "
                                        f"(or a directory with a transformers config.json), not a state dict")
         return _quantize_state_dict(dict(model), sch, bits, model_config=model_config, layer_types=layer_types,
-                                    **kwargs)
+                                    recipe=recipe, **kwargs)
     raise InvalidArgumentError(f"quantize takes an nn.Module, a state dict or a checkpoint path, got "
                                f"{type(model).__name__}")
 

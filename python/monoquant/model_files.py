@@ -84,11 +84,12 @@ def _record_for_core(name: str, rec: Dict[str, Any]) -> Dict[str, Any]:
 
 def write_quantized(tensors: Dict[str, torch.Tensor], records: Dict[str, Dict[str, Any]], path,
                     model_config: Optional[Dict[str, Any]] = None, max_shard_size: Optional[int] = None,
-                    extra_files=None) -> None:
+                    extra_files=None, recipe_json: str = "") -> None:
     """Write quantized tensors and their metadata to ``.safetensors``, ``.pt`` or a directory, with the
     checkpoint pipeline's streaming writer (the one `monoquant quantize` uses): ``quantization_config`` and
     ``monoquant`` in the metadata, and for a directory ``config.json`` (``model_config`` or the directory's
-    existing config.json, with ``quantization_config`` merged)."""
+    existing config.json, with ``quantization_config`` merged). ``recipe_json`` (the canonical recipe) is
+    recorded in the ``monoquant`` metadata."""
     path = os.fspath(path)
     items, _keep = io._items(tensors)
     config = ""
@@ -98,7 +99,7 @@ def write_quantized(tensors: Dict[str, torch.Tensor], records: Dict[str, Dict[st
         with open(os.path.join(path, "config.json"), encoding="utf-8") as f:
             config = f.read()
     _core.write_quantized_model(path, items, [_record_for_core(n, r) for n, r in records.items()], config,
-                                int(max_shard_size or 0))
+                                int(max_shard_size or 0), recipe_json)
     if not path.endswith((".safetensors", ".pt", ".pth", ".bin")):
         for save in extra_files or ():
             save(path)
@@ -118,7 +119,7 @@ def transformers_config(model: nn.Module) -> Optional[Dict[str, Any]]:
     return d
 
 
-def save_model(model: nn.Module, path, max_shard_size: Optional[int] = None) -> None:
+def save_model(model: nn.Module, path, max_shard_size: Optional[int] = None, recipe_json: str = "") -> None:
     records = {n: module_record(m) for n, m in quantized_modules(model).items()}
     if not records:
         raise InvalidArgumentError("the model has no monoquant quantized modules to save")
@@ -140,7 +141,8 @@ def save_model(model: nn.Module, path, max_shard_size: Optional[int] = None) -> 
     if gen is not None and callable(getattr(gen, "save_pretrained", None)) and \
             getattr(model, "can_generate", lambda: False)():
         extra.append(gen.save_pretrained)
-    write_quantized(dict(model.state_dict()), records, path, transformers_config(model), max_shard_size, extra)
+    write_quantized(dict(model.state_dict()), records, path, transformers_config(model), max_shard_size, extra,
+                    recipe_json)
 
 
 # ---------------------------------------------------------------- reading

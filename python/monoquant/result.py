@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import tempfile
@@ -103,10 +104,12 @@ class QuantizationResult:
         """Write the quantized model: ``.safetensors`` (one file), ``.pt``/``.pth`` (a torch.save archive that
         ``torch.load(weights_only=True)`` reads), or any other path: a model directory with ``config.json``
         (a transformers model's own config plus ``quantization_config``, so ``from_pretrained`` loads it)."""
+        recipe = json.dumps(self.config["recipe"]) if self.config.get("recipe") else ""
         if self.is_state_dict:
-            write_quantized(self.model, self._records, path, self._model_config, max_shard_size)
+            write_quantized(self.model, self._records, path, self._model_config, max_shard_size,
+                            recipe_json=recipe)
         else:
-            save_model(self.model, path, max_shard_size)
+            save_model(self.model, path, max_shard_size, recipe_json=recipe)
 
     def _warn(self, message: str) -> None:
         self.warnings.append(message)

@@ -75,9 +75,12 @@ class Rules:
         self.names: List[str] = []
         self.patterns: List[Tuple[str, "re.Pattern"]] = []
         self.types: List[type] = []
+        self.type_names: List[str] = []
         for r in rules:
             if isinstance(r, type):
                 self.types.append(r)
+            elif isinstance(r, str) and r.startswith("type:"):
+                self.type_names.append(r[5:])  # a class name, as a JSON recipe writes types
             elif isinstance(r, str) and r.startswith("re:"):
                 try:
                     self.patterns.append((r, re.compile(r[3:])))
@@ -100,6 +103,9 @@ class Rules:
         for t in self.types:
             if isinstance(module, t):
                 return f"type {t.__name__} in {self.what}"
+        for n in self.type_names:
+            if any(c.__name__ == n for c in type(module).__mro__):
+                return f"type {n} in {self.what}"
         return None
 
     def check_names(self, all_names: Sequence[str]) -> None:

@@ -8,11 +8,38 @@
 
 #include <nlohmann/json.hpp>
 
+#include "monoquant/error.hpp"
 #include "monoquant/io/reader.hpp"
+#include "monoquant/pipeline/model_metadata.hpp"
 #include "monoquant/pipeline/quantized_checkpoint.hpp"
 #include "monoquant/tensor.hpp"
 
 namespace monoquant::cli {
+namespace {
+
+// The recipe a quantized file was made with (monoquant metadata "recipe",
+// pipeline/recipe.hpp's canonical form), or null.
+nlohmann::ordered_json recipe_of(const io::Checkpoint& ck) {
+  const auto it = ck.metadata.find("monoquant");
+  if (it == ck.metadata.end()) return nullptr;
+  const auto info = nlohmann::ordered_json::parse(it->second, nullptr, false);
+  if (!info.is_object() || !info.contains("recipe") || !info["recipe"].is_array()) return nullptr;
+  return info["recipe"];
+}
+
+// "W4A16-g128", "float", or "?" for a rule this version cannot read.
+std::string rule_label(const nlohmann::ordered_json& rule) {
+  if (!rule.is_object() || !rule.contains("scheme")) return "?";
+  const auto& s = rule["scheme"];
+  if (s.is_string()) return s.get<std::string>();
+  try {
+    return pipeline::scheme_from_json(s.dump()).label();
+  } catch (const Error&) {
+    return "?";
+  }
+}
+
+}  // namespace
 
 CLI::App* add_inspect(CLI::App& app, InspectOptions& options) {
   auto* sub = app.add_subcommand("inspect", "List the tensors, dtypes, shapes, metadata and quantized layers of a checkpoint");
@@ -50,6 +77,7 @@ int run_inspect(const InspectOptions& options) {
                         {"shape", m.weight_shape}, {"bytes", m.bytes}});
     }
     j["quantized_layers"] = layers;
+    j["recipe"] = recipe_of(ck);
     json tensors = json::array();
     for (const auto& t : ck.tensors) {
       tensors.push_back({{"name", io::printable(t.name)}, {"dtype", dtype_name(t.dtype)}, {"shape", t.shape},
@@ -70,6 +98,18 @@ int run_inspect(const InspectOptions& options) {
     for (const auto& m : modules) {
       std::printf("  %-56s %-20s %-16s %-16s %12llu\n", io::printable(m.module).c_str(), m.label.c_str(),
                   m.format.c_str(), shape_to_string(m.weight_shape).c_str(), static_cast<unsigned long long>(m.bytes));
+    }
+  }
+  if (const auto recipe = recipe_of(ck); recipe.is_array()) {
+    std::printf("recipe (%zu rules, the first match wins):\n", recipe.size());
+    for (const auto& rule : recipe) {
+      const std::string match = rule.is_object() && rule.contains("match") && rule["match"].is_string()
+                                    ? rule["match"].get<std::string>() : "?";
+      std::string method;
+      if (rule.is_object() && rule.contains("method") && rule["method"].is_string()) {
+        method = " (method " + rule["method"].get<std::string>() + ")";
+      }
+      std::printf("  %-56s %s%s\n", io::printable(match).c_str(), rule_label(rule).c_str(), method.c_str());
     }
   }
   if (options.summary) return 0;

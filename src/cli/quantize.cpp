@@ -203,6 +203,9 @@ CLI::App* add_quantize(CLI::App& app, QuantizeOptions& o) {
   sub->add_option("--skip", o.skip, "Keep this module or tensor (NAME or re:REGEX); repeatable");
   sub->add_option("--only", o.only, "Quantize only these (NAME or re:REGEX); repeatable");
   sub->add_option("--override", o.overrides, "PATTERN=BITS, e.g. 're:.*down_proj.*=8'; repeatable");
+  sub->add_option("--recipe", o.recipe,
+                  "Per-layer schemes: a JSON file {NAME | re:REGEX | type:NAME: \"float\" | {bits, mode, group_size, "
+                  "scale_method, int4_range, act_group_size, dtype}}; the first matching rule wins");
   sub->add_option("--min-params", o.min_params, "Keep tensors with fewer parameters (default 512 for --bits 4)")
       ->check(CLI::NonNegativeNumber);
   sub->add_flag("--quantize-embeddings", o.quantize_embeddings, "Also quantize embeddings (weight-only)");
@@ -268,6 +271,18 @@ int run_quantize(const QuantizeOptions& o) {
   rules.skip = o.skip;
   rules.only = o.only;
   for (const auto& text : o.overrides) rules.overrides.push_back(pipeline::parse_override(text));
+  if (!o.recipe.empty()) {
+    if (!exists(o.recipe)) throw_io_error("--recipe " + o.recipe + ": no such file");
+    rules.recipe = pipeline::parse_recipe(read_text(o.recipe), scheme);
+    for (const auto& r : rules.recipe) {
+      if (!r.method.empty() && r.method != "rtn") {
+        throw_invalid_argument("--recipe: rule '" + r.match + "' asks for method '" + r.method +
+                               "', which runs the model on calibration data: the CLI rounds to nearest; use the "
+                               "Python API (monoquant.quantize(model, recipe=..., method='" + r.method +
+                               "', calibration_data=...))");
+      }
+    }
+  }
   rules.min_params = o.min_params;
   rules.quantize_embeddings = o.quantize_embeddings;
   rules.explicit_group_size = o.group_size > 0 || o.act_group_size > 0;
@@ -314,6 +329,7 @@ int run_quantize(const QuantizeOptions& o) {
     w.files = companion_files(input);
   }
   w.extra_records = existing;
+  if (!rules.recipe.empty()) w.recipe_json = pipeline::recipe_to_json(rules.recipe);
   if (o.strict) w.accept = [](const pipeline::QuantizeReport& r) { return r.warnings.empty(); };
   Progress progress(o.quiet || o.json);
   const pipeline::QuantizeReport report = pipeline::quantize_checkpoint(

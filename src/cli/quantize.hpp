@@ -19,6 +19,7 @@ struct QuantizeOptions {
   std::string int4_range = "full";  // full: [-8, 7], absmax / 7.5; restricted: [-7, 7], absmax / 7
   std::string dtype;          // bits 16: f16 | bf16
   std::vector<std::string> skip, only, overrides;
+  std::string recipe;         // a JSON recipe file (pipeline/recipe.hpp)
   int64_t min_params = -1;
   bool quantize_embeddings = false;
   std::string format;         // safetensors | pt | dir ("" = from the output path)

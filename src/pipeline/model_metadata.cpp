@@ -1,5 +1,8 @@
 #include "monoquant/pipeline/model_metadata.hpp"
 
+#include <algorithm>
+#include <vector>
+
 #include <nlohmann/json.hpp>
 
 #include "monoquant/error.hpp"
@@ -27,6 +30,7 @@ json scheme_object(const LayerScheme& s) {
   j["group_size"] = s.group_size;
   j["scale_method"] = std::string(name_of(s.scale_method));
   j["act_symmetric"] = s.act_symmetric;
+  if (s.format == WeightFormat::int4) j["full_range"] = s.full_range;  // [-8, 7] / 7.5 or [-7, 7] / 7
   return j;
 }
 
@@ -43,16 +47,23 @@ LayerScheme scheme_from_json(const std::string& text) {
     s.group_size = j.value("group_size", int64_t{0});
     s.scale_method = parse_scale_method(j.value("scale_method", std::string("absmax")));
     s.act_symmetric = j.value("act_symmetric", true);
+    s.full_range = j.value("full_range", true);
     return s;
   } catch (const json::exception& e) {
     throw_format_error(std::string("a layer scheme is not valid JSON of the expected form: ") + e.what());
   }
 }
 
-std::map<std::string, std::string> model_metadata(const std::vector<ModuleRecord>& modules) {
+std::map<std::string, std::string> model_metadata(const std::vector<ModuleRecord>& modules,
+                                                  const std::string& recipe_json) {
   std::vector<io::CtModuleScheme> ct;
   json records = json::object();
-  for (const ModuleRecord& m : modules) {
+  std::vector<const ModuleRecord*> sorted;
+  for (const ModuleRecord& m : modules) sorted.push_back(&m);
+  std::stable_sort(sorted.begin(), sorted.end(),
+                   [](const ModuleRecord* a, const ModuleRecord* b) { return a->name < b->name; });
+  for (const ModuleRecord* mp : sorted) {
+    const ModuleRecord& m = *mp;
     json r = json::object();
     r["type"] = m.type;
     r["scheme"] = scheme_object(m.scheme);
@@ -88,6 +99,13 @@ std::map<std::string, std::string> model_metadata(const std::vector<ModuleRecord
   info["version"] = 1;
   info["monoquant_version"] = std::string(version);
   info["modules"] = records;
+  if (!recipe_json.empty()) {
+    try {
+      info["recipe"] = json::parse(recipe_json);
+    } catch (const json::exception& e) {
+      throw_invalid_argument(std::string("the recipe to record is not JSON: ") + e.what());
+    }
+  }
   std::map<std::string, std::string> out;
   out["monoquant"] = info.dump();
   if (!ct.empty()) out["quantization_config"] = io::quantization_config_json(ct);

@@ -177,8 +177,37 @@ std::pair<std::string, int> parse_override(const std::string& text) {
   return {text.substr(0, eq), std::stoi(bits)};
 }
 
+namespace {
+
+// Whether a recipe's "type:NAME" key names the module class a tensor of this
+// role and rank comes from. A checkpoint has no classes: Linear covers 2-D
+// weights and output heads, ConvNd the weights of rank N + 2.
+bool type_matches(const std::string& type, TensorRole role, std::size_t rank) {
+  if (type == "Linear") return role == TensorRole::linear_weight || role == TensorRole::output_head;
+  if (type == "Embedding") return role == TensorRole::embedding;
+  if (type == "Conv1d") return role == TensorRole::conv_weight && rank == 3;
+  if (type == "Conv2d") return role == TensorRole::conv_weight && rank == 4;
+  if (type == "Conv3d") return role == TensorRole::conv_weight && rank == 5;
+  throw_invalid_argument("recipe key 'type:" + type + "': a checkpoint knows the types Linear, Embedding, Conv1d, "
+                         "Conv2d and Conv3d; other module classes need the nn.Module (the Python API)");
+}
+
+}  // namespace
+
 Plan make_plan(const std::vector<TensorInfo>& tensors, const PlanRules& rules) {
   rules.scheme.validate();
+  // Recipe rules: names and patterns through Rules (which checks names and
+  // notes unused patterns), types by role.
+  std::vector<std::unique_ptr<Rules>> recipe_rules;
+  std::vector<bool> recipe_used(rules.recipe.size(), false);
+  for (const RecipeRule& r : rules.recipe) {
+    if (r.match.rfind("type:", 0) == 0) {
+      type_matches(r.match.substr(5), TensorRole::linear_weight, 2);  // an unknown type fails now
+      recipe_rules.push_back(nullptr);
+    } else {
+      recipe_rules.push_back(std::make_unique<Rules>(std::vector<std::string>{r.match}, "recipe"));
+    }
+  }
   Rules skip(rules.skip, "--skip"), only(rules.only, "--only"), include(rules.include, "include");
   std::vector<std::pair<std::string, int>> overrides;
   std::vector<std::unique_ptr<Rules>> override_rules;
@@ -224,16 +253,29 @@ Plan make_plan(const std::vector<TensorInfo>& tensors, const PlanRules& rules) {
         continue;
       default: break;
     }
-    if (const std::string why = skip.match(e.module, e.tensor); !why.empty()) {
+    const RecipeRule* hit = nullptr;
+    for (std::size_t i = 0; i < rules.recipe.size() && !hit; ++i) {
+      const bool match = recipe_rules[i] ? !recipe_rules[i]->match(e.module, e.tensor).empty()
+                                         : type_matches(rules.recipe[i].match.substr(5), e.role, e.shape.size());
+      if (match) {
+        hit = &rules.recipe[i];
+        recipe_used[i] = true;
+      }
+    }
+    if (hit && !hit->scheme) {
+      keep("recipe '" + hit->match + "': float");
+      continue;
+    }
+    if (const std::string why = hit ? "" : skip.match(e.module, e.tensor); !why.empty()) {
       keep(why);
       continue;
     }
-    const bool in_only = !only.empty() && !only.match(e.module, e.tensor).empty();
-    if (!only.empty() && !in_only) {
+    const bool in_only = !hit && !only.empty() && !only.match(e.module, e.tensor).empty();
+    if (!hit && !only.empty() && !in_only) {
       keep("not matched by --only");
       continue;
     }
-    const bool asked = in_only || !include.match(e.module, e.tensor).empty();
+    const bool asked = hit || in_only || !include.match(e.module, e.tensor).empty();
     if (rules.quality_defaults && !asked) {
       if (e.role == TensorRole::output_head) {
         keep("output head (lm_head); name it in --only to quantize it");
@@ -245,12 +287,12 @@ Plan make_plan(const std::vector<TensorInfo>& tensors, const PlanRules& rules) {
       }
     }
     const int64_t params = numel_of(e.shape);
-    if (params < min_params) {
+    if (!hit && params < min_params) {
       keep(std::to_string(params) + " parameters (< --min-params " + std::to_string(min_params) + ": too small to gain)");
       continue;
     }
-    LayerScheme s = rules.scheme;
-    for (std::size_t i = 0; i < override_rules.size(); ++i) {
+    LayerScheme s = hit ? *hit->scheme : rules.scheme;
+    for (std::size_t i = 0; i < override_rules.size() && !hit; ++i) {
       if (!override_rules[i]->match(e.module, e.tensor).empty()) s = with_bits(rules.scheme, rules.overrides[i].second);
     }
     if (e.role == TensorRole::embedding && !s.is_half()) {
@@ -264,7 +306,7 @@ Plan make_plan(const std::vector<TensorInfo>& tensors, const PlanRules& rules) {
     if (s.group_size > 0 && e.cols() % s.group_size != 0) {
       const std::string msg = "K = " + std::to_string(e.cols()) + " is not a multiple of the group size " +
                               std::to_string(s.group_size) + " (compressed-tensors readers refuse ragged groups)";
-      if (rules.explicit_group_size) throw_invalid_argument("tensor '" + e.tensor + "': " + msg + "; " + group_hint(e.cols(), s.group_size, e.module));
+      if (hit ? hit->explicit_group_size : rules.explicit_group_size) throw_invalid_argument("tensor '" + e.tensor + "': " + msg + "; " + group_hint(e.cols(), s.group_size, e.module));
       keep(msg);
       continue;
     }
@@ -279,7 +321,8 @@ Plan make_plan(const std::vector<TensorInfo>& tensors, const PlanRules& rules) {
     }
     e.quantize = true;
     e.scheme = s;
-    e.reason = std::string(name_of(e.role)) + (asked ? " (quantized on request)" : "");
+    e.reason = hit ? "recipe '" + hit->match + "': " + s.label()
+                   : std::string(name_of(e.role)) + (asked ? " (quantized on request)" : "");
     if (asked && rules.quality_defaults &&
         (e.role == TensorRole::output_head || (e.role == TensorRole::embedding && !rules.quantize_embeddings))) {
       plan.warnings.push_back("sensitive tensor '" + e.tensor + "' (" + std::string(name_of(e.role)) + ") quantized on request");
@@ -291,6 +334,9 @@ Plan make_plan(const std::vector<TensorInfo>& tensors, const PlanRules& rules) {
   for (auto& n : include.unused()) plan.notes.push_back(std::move(n));
   for (auto& r : override_rules) {
     for (auto& n : r->unused()) plan.notes.push_back(std::move(n));
+  }
+  for (std::size_t i = 0; i < rules.recipe.size(); ++i) {
+    if (!recipe_used[i]) plan.notes.push_back("recipe rule '" + rules.recipe[i].match + "' matched no layer");
   }
   return plan;
 }

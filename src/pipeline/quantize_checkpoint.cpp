@@ -232,7 +232,7 @@ std::vector<ModuleRecord> module_records(const Plan& plan) {
 std::unique_ptr<io::CheckpointStreamWriter> open_quantized_writer(const WriteOptions& options,
                                                                   std::vector<io::TensorSpec> specs,
                                                                   const std::vector<ModuleRecord>& records) {
-  const auto metadata = model_metadata(records);
+  const auto metadata = model_metadata(records, options.recipe_json);
   const bool dir = options.kind == io::OutputKind::directory;
   auto writer = std::make_unique<io::CheckpointStreamWriter>(
       options.output, options.kind, std::move(specs),

@@ -43,11 +43,19 @@ def test_recipe_sets_each_layer_and_first_match_wins():
     assert s["encoder.layer.0.output.dense"] == "W4A16-g64"  # no rule: the call's own scheme
     reasons = {l.name: l.reason for l in res.report.layers}
     assert "recipe" in reasons["encoder.layer.0.attention.self.query"]
-    assert res.config["recipe"]["encoder.layer.0.attention.self.query"] == "float"
+    rules = {r["match"]: r["scheme"] for r in res.config["recipe"]}  # canonical: resolved, in order
+    assert [r["match"] for r in res.config["recipe"]] == list(RECIPE)
+    assert rules["encoder.layer.0.attention.self.query"] == "float"
+    assert rules["re:.*attention\\.self\\..*"]["group_size"] == 32
     # a type key, and a layer the quality defaults keep (the pooler is not kept; use types)
     res2 = monoquant.quantize(model, bits=8, dynamic=True, recipe={nn.Linear: {"bits": 4, "group_size": 32}},
                               show_progress=False)
     assert set(_schemes(res2.model).values()) == {"W4A8-dynamic-g32"}
+    assert res2.config["recipe"][0]["match"] == "type:Linear"
+    # the same rule written as JSON does ("type:NAME" matches the class or a base class by name)
+    res3 = monoquant.quantize(model, bits=8, dynamic=True, recipe={"type:Linear": {"bits": 4, "group_size": 32}},
+                              show_progress=False)
+    assert _schemes(res3.model) == _schemes(res2.model)
 
 
 def test_mixed_file_loads_in_monoquant_and_transformers(tmp_path):
@@ -75,7 +83,13 @@ def test_recipe_errors_and_notes():
         monoquant.quantize(model, bits=4, recipe={"x": {"bitz": 8}})
     with pytest.raises(InvalidArgumentError, match="recipe\\['re:.*'\\]: .*bits"):
         monoquant.quantize(model, bits=4, recipe={"re:.*": {"bits": 5}})
-    with pytest.raises(InvalidArgumentError, match="nn.Module"):
-        monoquant.quantize(dict(model.state_dict()), bits=4, recipe={"re:.*": "float"})
+    with pytest.raises(InvalidArgumentError, match="unknown setting 'bitz'"):
+        monoquant.quantize(dict(model.state_dict()), bits=4, recipe={"x": {"bitz": 8}})
+    with pytest.raises(InvalidArgumentError, match="method 'gptq'"):
+        monoquant.quantize(model, bits=4, recipe={"re:.*": {"method": "gptq"}})
+    with pytest.raises(InvalidArgumentError, match="static"):
+        monoquant.quantize(model, bits=8, recipe={"re:.*": {"mode": "static"}})
+    with pytest.raises(InvalidArgumentError, match="Python API"):
+        monoquant.quantize(dict(model.state_dict()), bits=8, recipe={"type:LayerNorm": "float"})
     res = monoquant.quantize(model, bits=8, recipe={"re:^nothing$": "float"}, show_progress=False)
     assert any("matched no layer" in n for n in res.report.notes)

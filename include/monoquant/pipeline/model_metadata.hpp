@@ -23,8 +23,12 @@ struct ModuleRecord {
 std::string scheme_to_json(const LayerScheme& s);          // {"format": "int8", "mode": "dynamic", ...}
 LayerScheme scheme_from_json(const std::string& json);     // the inverse (throws format)
 
-// {"quantization_config": ... (only when some layer has int weights), "monoquant": ...}
-std::map<std::string, std::string> model_metadata(const std::vector<ModuleRecord>& modules);
+// {"quantization_config": ... (only when some layer has int weights), "monoquant": ...}.
+// Records are written sorted by module name, whatever order they come in, so
+// that the CLI and the Python API write the same bytes. `recipe_json`, when
+// given (recipe_to_json), is kept as monoquant's "recipe".
+std::map<std::string, std::string> model_metadata(const std::vector<ModuleRecord>& modules,
+                                                  const std::string& recipe_json = "");
 
 // config.json for a directory: `base` (a transformers config object as JSON,
 // or "" / "{}") with quantization_config set (or removed when none).

@@ -8,6 +8,8 @@
 // stay float; embeddings only when asked; for INT4 tensors under
 // --min-params, default 512), a group size that does not divide K (an error
 // when the group size was given, else kept), then --override pattern=bits.
+// A recipe rule that matches a weight tensor (the first, in order) decides
+// before all of these: its scheme, or float.
 #pragma once
 
 #include <cstdint>
@@ -19,6 +21,7 @@
 #include <vector>
 
 #include "monoquant/io/checkpoint.hpp"
+#include "monoquant/pipeline/recipe.hpp"
 #include "monoquant/pipeline/scheme.hpp"
 
 namespace monoquant::pipeline {
@@ -45,6 +48,7 @@ struct PlanRules {
   std::vector<std::string> only;                   // when non-empty: only these are quantized (defaults waived)
   std::vector<std::string> include;                // quantized even where a quality default would keep them
   std::vector<std::pair<std::string, int>> overrides;  // pattern -> bits (8, 4 or 16), last match wins
+  std::vector<RecipeRule> recipe;                  // per-layer schemes, first match wins (recipe.hpp)
   int64_t min_params = -1;                         // -1: 512 for INT4, 0 otherwise
   bool quality_defaults = true;
   bool quantize_embeddings = false;

@@ -57,6 +57,7 @@ struct WriteOptions {
   std::string config_json;                      // directory output: the input's config.json ("" when none)
   std::map<std::string, std::string> files;     // directory output: more files to copy (tokenizer, ...)
   std::vector<ModuleRecord> extra_records;      // modules the input had already quantized (--force)
+  std::string recipe_json;                      // the recipe used (recipe_to_json), recorded in the metadata
   // Called with the finished report before anything becomes visible; false
   // drops the output (--strict refusing warnings).
   std::function<bool(const QuantizeReport&)> accept;
