@@ -168,6 +168,9 @@ Tensor conv2d(const TensorView& x, const PackedLinearWeightView& w, const float*
 // here or by MONOQUANT_VNNI=0 (both upgrades) / MONOQUANT_AVX512=0. The plain
 // avx2 set is a complete fast path on its own.
 std::string_view linear_kernel_name();
+// Why that set: the instructions it runs on, and what a faster set would need
+// that this CPU (or MONOQUANT_ISA / MONOQUANT_VNNI / MONOQUANT_AVX512) rules out.
+std::string linear_kernel_reason();
 bool vnni_available();
 void set_vnni_enabled(bool enabled);
 bool avx512_vnni_available();

@@ -218,6 +218,7 @@ void bind_linear(nb::module_& m) {
       nb::arg("format"), nb::arg("out_features"), nb::arg("in_features"), nb::arg("group_size"), nb::arg("mode"),
       nb::arg("act_scale"), nb::arg("act_zero_point"), nb::arg("act_group_size") = 0);
   m.def("linear_kernel_name", [] { return std::string(linear_kernel_name()); });
+  m.def("linear_kernel_reason", [] { return linear_kernel_reason(); });
   m.def("vnni_available", &vnni_available);
   m.def("set_vnni_enabled", &set_vnni_enabled, nb::arg("enabled"));
   m.def("avx512_vnni_available", &avx512_vnni_available);

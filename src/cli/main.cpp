@@ -62,9 +62,9 @@ int main(int argc, char** argv) {
     if (threads > 0) set_num_threads(threads);
     if (info->parsed()) {
       const CpuFeatures& f = cpu_features();
-      std::printf("monoquant %s\nkernels: %s\nlinear_kernels: %s\nthreads: %d\navx2=%d fma=%d f16c=%d avx512f=%d avx512vnni=%d avxvnni=%d\n",
+      std::printf("monoquant %s\nkernels: %s\nlinear_kernels: %s\nlinear_kernels_why: %s\nthreads: %d\navx2=%d fma=%d f16c=%d avx512f=%d avx512vnni=%d avxvnni=%d\n",
                   version, std::string(name_of(active_isa())).c_str(), std::string(linear_kernel_name()).c_str(),
-                  num_threads(), f.avx2, f.fma, f.f16c, f.avx512f, f.avx512vnni, f.avx_vnni);
+                  linear_kernel_reason().c_str(), num_threads(), f.avx2, f.fma, f.f16c, f.avx512f, f.avx512vnni, f.avx_vnni);
       return cli::ok;
     }
     cli::install_signal_handlers();

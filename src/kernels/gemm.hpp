@@ -63,7 +63,8 @@ const LinearKernels& reference_linear_kernels();
 const LinearKernels& avx2_linear_kernels();
 // Only valid where vnni_available(); same as avx2 except gemm_i8 / gemm_i4.
 const LinearKernels& avx2_vnni_linear_kernels();
-// Only valid where avx512_vnni_available(); avx2_vnni with a 512-bit gemm_i8.
+// Only valid where avx512_vnni_available(); 512-bit gemm_i8 / gemm_i8g, the rest
+// as avx2_vnni (in the EVEX encoding, so AVX-VNNI is not required).
 const LinearKernels& avx512_vnni_linear_kernels();
 // The table linear_into uses now.
 const LinearKernels& active_linear_kernels();

@@ -4,8 +4,8 @@
 // run time only where the CPU has them. On CPUs such as Sapphire Rapids one
 // 512-bit vpdpbusd does the work of two 256-bit ones in the same slot, which
 // is what the compute-bound shapes (M >= 8) need. Everything else (other
-// float activations, W4A8, single rows, remainder blocks) is the AVX2 /
-// AVX-VNNI code. Exactness is the same argument as gemm_avx2_vnni.cpp: u8 x s8
+// float activations, W4A8, single rows, remainder blocks) is the AVX2 code and
+// the 256-bit VNNI code in its EVEX encoding (gemm_avx512_vnni256.cpp). Exactness is the same argument as gemm_avx2_vnni.cpp: u8 x s8
 // products summed in int32 without an int16 stage, offset removed with the
 // packed column sums.
 #include <algorithm>
@@ -17,10 +17,12 @@ namespace monoquant::kernels {
 
 void avx2_gemm_float(const FloatGemmArgs& a, int64_t nb_begin, int64_t nb_end);
 void avx2_decode_tile(const PackedLinearWeightView& w, int64_t nb, int64_t k0, int64_t len, float* tile, int64_t ld);
-void avx2_vnni_gemm_i8(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end);
-void avx2_vnni_gemm_i4(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end);
-void avx2_vnni_prepare_u8(const int8_t* q, int64_t n, int32_t zp, void* out);
-void avx2_vnni_gemm_i8g(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end);
+// gemm_avx512_vnni256.cpp: the 256-bit kernels in the EVEX encoding, so that
+// this set needs AVX-512 VNNI only, not AVX-VNNI as well.
+void avx512_vnni256_gemm_i8(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end);
+void avx512_vnni256_gemm_i4(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end);
+void avx512_vnni256_prepare_u8(const int8_t* q, int64_t n, int32_t zp, void* out);
+void avx512_vnni256_gemm_i8g(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end);
 
 namespace {
 
@@ -414,7 +416,7 @@ void gemm_float(const FloatGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
 void gemm_i8(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
   const int64_t groups_end = nb_begin + (nb_end - nb_begin) / 4 * 4;
   if (a.m < 2 || groups_end == nb_begin) {
-    avx2_vnni_gemm_i8(a, nb_begin, nb_end);
+    avx512_vnni256_gemm_i8(a, nb_begin, nb_end);
     return;
   }
   const std::size_t block_bytes = a.w->data_bytes() / static_cast<std::size_t>(a.w->n_blocks());
@@ -442,7 +444,7 @@ void gemm_i8(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
       }
     }
   }
-  if (groups_end < nb_end) avx2_vnni_gemm_i8(a, groups_end, nb_end);
+  if (groups_end < nb_end) avx512_vnni256_gemm_i8(a, groups_end, nb_end);
 }
 
 // ------------------------------------------------------------ W8A8 with activation groups
@@ -517,7 +519,7 @@ void i8g_tile4(const IntGemmArgs& a, int64_t m0, int64_t nb) {
 void gemm_i8g(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
   const int64_t groups_end = nb_begin + (nb_end - nb_begin) / 4 * 4;
   if (a.m < 2 || groups_end == nb_begin) {
-    avx2_vnni_gemm_i8g(a, nb_begin, nb_end);
+    avx512_vnni256_gemm_i8g(a, nb_begin, nb_end);
     return;
   }
   const std::size_t block_bytes = a.w->data_bytes() / static_cast<std::size_t>(a.w->n_blocks());
@@ -538,14 +540,14 @@ void gemm_i8g(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
       }
     }
   }
-  if (groups_end < nb_end) avx2_vnni_gemm_i8g(a, groups_end, nb_end);
+  if (groups_end < nb_end) avx512_vnni256_gemm_i8g(a, groups_end, nb_end);
 }
 
 }  // namespace
 
 const LinearKernels& avx512_vnni_linear_kernels() {
-  static const LinearKernels table{"avx512_vnni", gemm_float, gemm_i8, avx2_vnni_gemm_i4, 1,
-                                   avx2_vnni_prepare_u8, gemm_i8g};
+  static const LinearKernels table{"avx512_vnni", gemm_float, gemm_i8, avx512_vnni256_gemm_i4, 1,
+                                   avx512_vnni256_prepare_u8, gemm_i8g};
   return table;
 }
 

@@ -240,7 +240,10 @@ void set_vnni_enabled(bool enabled) { g_vnni_enabled.store(enabled); }
 
 bool avx512_vnni_available() {
 #if defined(__x86_64__) || defined(__i386__)
-  static const bool ok = vnni_available() && cpu_features().avx512f && cpu_features().avx512vnni &&
+  // AVX-VNNI is not needed: the 256-bit kernels this set uses are compiled in
+  // the EVEX encoding (Cascade Lake, Ice Lake and Zen 4 have AVX-512 VNNI only).
+  const CpuFeatures& f = cpu_features();
+  static const bool ok = f.avx2 && f.fma && f.f16c && f.avx512f && f.avx512vnni &&
                          __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
   return ok;
 #else
@@ -260,6 +263,24 @@ const LinearKernels& active_linear_kernels() {
 }  // namespace kernels
 
 std::string_view linear_kernel_name() { return kernels::active_linear_kernels().name; }
+
+std::string linear_kernel_reason() {
+  const CpuFeatures& f = cpu_features();
+  const std::string_view name = linear_kernel_name();
+  if (&kernels::active_linear_kernels() == &kernels::reference_linear_kernels()) {
+    return "scalar reference: MONOQUANT_ISA=scalar or no AVX2/FMA/F16C";
+  }
+  if (name == "avx512_vnni") {
+    return std::string("512-bit vpdpbusd (AVX-512 VNNI + BW + VL)") +
+           (f.avx_vnni ? "" : "; AVX-VNNI absent, not needed (its 256-bit kernels run EVEX-encoded)");
+  }
+  std::string why = name == "avx2_vnni" ? "256-bit vpdpbusd (AVX-VNNI)" : "AVX2 (vpmaddubsw / vpmaddwd, no VNNI)";
+  if (!g_vnni_enabled.load()) return why + "; VNNI disabled by MONOQUANT_VNNI=0";
+  if (avx512_vnni_available() && !g_avx512_enabled.load()) return why + "; AVX-512 disabled by MONOQUANT_AVX512=0";
+  if (!avx512_vnni_available()) why += "; no AVX-512 VNNI";
+  if (name == "avx2" && !vnni_available()) why += " and no AVX-VNNI";
+  return why;
+}
 
 void linear_into(const float* x, int64_t m, int64_t ldx, const PackedLinearWeightView& w, const float* bias,
                  const LinearOptions& options, float* y, int64_t ldy) {

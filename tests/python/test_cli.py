@@ -85,6 +85,15 @@ def test_info_reports_version_kernels_threads_features(cli):
     flags = dict(re.findall(r"(\w+)=(\d)", out))
     assert flags["avx2"] == str(int(f["avx2"])) and flags["f16c"] == str(int(f["f16c"]))
     assert flags["fma"] == str(int(f["fma"]))
+    # the linear kernel set in use, the one the Python extension runs, and why
+    assert fields["linear_kernels"] == _core.linear_kernel_name()
+    assert fields["linear_kernels_why"] == _core.linear_kernel_reason()
+    if fields["linear_kernels"] == "avx512_vnni":
+        assert "AVX-512 VNNI" in fields["linear_kernels_why"]
+    _, off = _info(cli, env_extra={"MONOQUANT_AVX512": "0"})
+    assert off["linear_kernels"] != "avx512_vnni"
+    if f["avx512vnni"]:
+        assert "MONOQUANT_AVX512=0" in off["linear_kernels_why"]
 
 
 def test_info_respects_threads_and_environment(cli):
