@@ -23,6 +23,7 @@ from .result import QuantizationResult, ValidationReport
 from .model_files import load, dequantize_model
 from .api import quantize
 from .sensitivity import SensitivityReport, sensitivity
+from .auto_recipe import AutoRecipe, auto_recipe
 
 __version__ = _core.__version__
 
@@ -54,7 +55,7 @@ def set_num_threads(n: int) -> None:
 
 
 __all__ = [
-    "quantize", "load", "dequantize", "sensitivity", "SensitivityReport", "QuantizationResult", "QuantizationReport", "LayerReport", "ValidationReport",
+    "quantize", "load", "dequantize", "sensitivity", "SensitivityReport", "auto_recipe", "AutoRecipe", "QuantizationResult", "QuantizationReport", "LayerReport", "ValidationReport",
     "LayerScheme", "QuantModule", "QuantLinear", "QuantConv1d", "QuantConv2d", "QuantEmbedding",
     "QuantizedTensor", "QuantSpec", "quantize_tensor", "dequantize",
     "ErrorMetrics", "error_metrics", "sqnr",

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -39,6 +40,9 @@ from .progress import progress, progress_enabled
 from .schemes import LayerScheme
 from .selection import select_layers
 from .smoothing import _channel_stats
+
+#: the note of a layer whose measurement the caller's time budget cut off (auto_recipe)
+BUDGET_NOTE = "not measured: the time budget ran out"
 
 #: the candidate names sensitivity() takes, and the scheme each means
 CANDIDATES = {
@@ -185,8 +189,8 @@ def _compare(ref: List[torch.Tensor], got: List[torch.Tensor]):
 
 def sensitivity(model: nn.Module, calibration_data, candidates: Sequence[str] = ("int4", "int8"), *,
                 group_size: int = 128, layer_types=None, skip=None, include=None,
-                num_calibration_samples: Optional[int] = None, show_progress: Optional[bool] = None
-                ) -> SensitivityReport:
+                num_calibration_samples: Optional[int] = None, show_progress: Optional[bool] = None,
+                _deadline: Optional[float] = None) -> SensitivityReport:
     """Per layer and candidate scheme, the effect of quantizing that layer alone (see the module docstring).
 
     candidates: names from ``CANDIDATES`` ("int8" = W8A8 dynamic, "w8a16", "int4" = W4A16 in groups of
@@ -238,6 +242,11 @@ def sensitivity(model: nn.Module, calibration_data, candidates: Sequence[str] = 
                                              "the calibration data never reached it"))
                 continue
             q = _quantize_module(c.name, c.module, sch, (None, 0))
+            if _deadline is not None and time.monotonic() >= _deadline:
+                # out of time: the bytes are known (quantizing is cheap), the effect is not
+                rows.append(LayerSensitivity(c.name, cand, sch.label, None, None, None, before - q.weight_nbytes,
+                                             BUDGET_NOTE))
+                continue
             deq = q.dequantized_weight().float()
             deq = deq.t().contiguous() if type(c.module).__name__ == "Conv1D" else deq
             proxy = _core.hessian_error(w.contiguous(), deq.contiguous(), st.acc.hessian()) / max(st.rows, 1)
@@ -257,4 +266,4 @@ def sensitivity(model: nn.Module, calibration_data, candidates: Sequence[str] = 
         model.train(was_training)
 
 
-__all__ = ["sensitivity", "SensitivityReport", "LayerSensitivity", "CANDIDATES"]
+__all__ = ["sensitivity", "SensitivityReport", "LayerSensitivity", "CANDIDATES", "BUDGET_NOTE"]
