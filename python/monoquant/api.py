@@ -280,7 +280,8 @@ def _check_layers(choices: List[LayerChoice], schemes: "_SchemeMap", explicit_gr
             if k % layer_scheme.group_size:
                 msg = (f"layer {c.name!r} has K = {k} inputs, not a multiple of group_size {layer_scheme.group_size} "
                        f"(compressed-tensors readers refuse ragged groups)")
-                if explicit_group or c.name in schemes.by_name:
+                # a recipe layer: an error only where its rule gave the group size (as the checkpoint plan)
+                if (c.name in schemes.explicit if c.name in schemes.by_name else explicit_group):
                     raise InvalidArgumentError(f"{msg}; {_group_suggestion(k, layer_scheme.group_size, c.name)}")
                 out.append(LayerChoice(c.name, c.module, False, msg))
                 continue
@@ -297,8 +298,10 @@ def _by_module(model: nn.Module, schemes: "_SchemeMap"):
 class _SchemeMap:
     """Each layer's scheme: the call's own, or a recipe rule's (by layer name), adjusted for embeddings."""
 
-    def __init__(self, default: LayerScheme, by_name: Optional[Dict[str, LayerScheme]] = None):
+    def __init__(self, default: LayerScheme, by_name: Optional[Dict[str, LayerScheme]] = None,
+                 explicit: Iterable[str] = ()):
         self.default, self.by_name = default, dict(by_name or {})
+        self.explicit = set(explicit)  # recipe layers whose rule gave the group size
 
     def __call__(self, m: nn.Module, name: str) -> LayerScheme:
         return _scheme_for_layer(self.by_name.get(name, self.default), m)
@@ -357,11 +360,12 @@ def recipe_json(rules: Sequence[RecipeRule]) -> str:
 
 
 def _apply_recipe(choices: List[LayerChoice], rules: Sequence[RecipeRule]) \
-        -> Tuple[List[LayerChoice], Dict[str, LayerScheme], Dict[str, str]]:
+        -> Tuple[List[LayerChoice], Dict[str, LayerScheme], Dict[str, str], set]:
     """Choices with the recipe applied: the first matching rule decides (over skip rules and the quality
     defaults, as in the checkpoint plan), plus each recipe layer's scheme and method."""
     by_name: Dict[str, LayerScheme] = {}
     methods: Dict[str, str] = {}
+    explicit: set = set()
     out = []
     for c in choices:
         hit = next((r for r in rules if r.rules.match(c.name, c.module)), None)
@@ -372,11 +376,13 @@ def _apply_recipe(choices: List[LayerChoice], rules: Sequence[RecipeRule]) \
             out.append(LayerChoice(c.name, c.module, False, f"recipe {recipe_key(hit.key)!r}: float"))
             continue
         by_name[c.name] = hit.scheme
+        if hit.resolved["explicit_group_size"]:
+            explicit.add(c.name)
         if hit.method is not None:
             methods[c.name] = hit.method
         out.append(LayerChoice(c.name, c.module, True, f"recipe {recipe_key(hit.key)!r}: {hit.scheme.label}",
                                sensitive=not c.quantize))
-    return out, by_name, methods
+    return out, by_name, methods, explicit
 
 
 def _scheme_for_layer(scheme: LayerScheme, m: nn.Module) -> LayerScheme:
@@ -396,11 +402,11 @@ def _quantize_model(model: nn.Module, scheme: LayerScheme, bits: int, *, calibra
     warns: List[str] = []
     choices, notes = select_layers(model, bits=bits, layer_types=layer_types, skip=skip, include=include,
                                    quality_defaults=quality_defaults)
-    choices, by_name, methods = _apply_recipe(choices, recipe_rules)
+    choices, by_name, methods, explicit = _apply_recipe(choices, recipe_rules)
     for r in recipe_rules:
         if not any(r.rules.match(c.name, c.module) for c in choices):
             notes.append(f"recipe rule {recipe_key(r.key)!r} matched no layer")
-    schemes = _SchemeMap(scheme, by_name)
+    schemes = _SchemeMap(scheme, by_name, explicit)
     choices = _check_layers(choices, schemes, explicit_group)
     to_quantize = [c for c in choices if c.quantize]
     for c in to_quantize:

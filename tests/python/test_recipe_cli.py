@@ -102,3 +102,23 @@ def test_bad_recipes_fail_and_write_nothing(cli, bert_dir, tmp_path, text, needl
 def test_missing_recipe_file(cli, bert_dir, tmp_path):
     r = run(cli, "quantize", bert_dir, "-o", tmp_path / "o.safetensors", "--recipe", tmp_path / "none.json")
     assert r.returncode == 5 and "no such file" in r.stderr, r.stderr
+
+
+def test_inherited_group_size_skips_a_layer_a_given_one_is_an_error(cli, bert_dir, tmp_path):
+    """K = 128 (output.dense) is not a multiple of 48: inherited from the call (not given) it keeps the layer
+    float in both faces; given in the rule it is an error in both."""
+    inherit = {"re:.*output\\.dense$": {"bits": 4}}
+    recipe = tmp_path / "inherit.json"
+    recipe.write_text(json.dumps(inherit))
+    r = run(cli, "quantize", bert_dir, "-o", tmp_path / "cli.safetensors", "--bits", "8", "--recipe", recipe,
+            "--quiet")
+    assert r.returncode == 0, r.stderr
+    res = monoquant.quantize(bert_dir / "model.safetensors", bits=8, recipe=inherit, show_progress=False)
+    res.save(tmp_path / "api.safetensors")
+    assert (tmp_path / "api.safetensors").read_bytes() == (tmp_path / "cli.safetensors").read_bytes()
+    mod = monoquant.quantize(bert_dir, bits=8, recipe=inherit, show_progress=False)
+    mod.save(tmp_path / "mod.safetensors")
+    assert (tmp_path / "mod.safetensors").read_bytes() == (tmp_path / "cli.safetensors").read_bytes()
+    given = {"re:.*intermediate\\.dense$": {"bits": 4, "group_size": 48}}
+    with pytest.raises(monoquant.errors.InvalidArgumentError, match="group"):
+        monoquant.quantize(bert_dir, bits=8, recipe=given, show_progress=False)
