@@ -15,6 +15,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional
 
 
+#: weights below which a quantized layer is "too small to gain" (diagnostics): a 128 x 128 layer
+SMALL_LAYER_PARAMS = 16384
+
+
 @dataclass
 class LayerReport:
     name: str
@@ -73,8 +77,34 @@ class QuantizationReport:
             "mean_sqnr_db": sum(sq) / len(sq) if sq else None,
         }
 
+    def diagnostics(self) -> List[str]:
+        """Why the quantized model may not be faster: the kernel set the layers run on and why it was chosen,
+        layers too small to gain, activation-quantized layers on a CPU without VNNI, and weight-only layers
+        (which lose to fp32 at many rows in this version)."""
+        q = self.quantized
+        if not q:
+            return []
+        from . import _core  # the extension, at call time: the report itself is plain data
+        kernels = sorted({layer.kernel for layer in q if layer.kernel})
+        out = [f"linear kernels: {', '.join(kernels) or '?'} ({_core.linear_kernel_reason()})"]
+        small = [layer for layer in q if math.prod(layer.shape) < SMALL_LAYER_PARAMS]
+        if small:
+            out.append(f"{len(small)} layers have fewer than {SMALL_LAYER_PARAMS} weights (e.g. {small[0].name!r}, "
+                       f"{'x'.join(map(str, small[0].shape))}): too small to gain, the call and activation "
+                       f"quantization cost about what the multiply saves")
+        act = [layer for layer in q if "A8" in layer.scheme]
+        if act and any(layer.kernel in ("avx2", "scalar") for layer in act):
+            out.append(f"{len(act)} layers quantize activations (W8A8 / W4A8) but this CPU runs them without VNNI "
+                       f"(int8 dot products through vpmaddubsw / vpmaddwd): smaller gains than on VNNI CPUs")
+        wo = [layer for layer in q if "A16" in layer.scheme or layer.scheme in ("FP16", "BF16")]
+        if wo:
+            out.append(f"{len(wo)} layers are weight-only: they save memory and win at few rows (batch x sequence "
+                       f"under about 32); at more rows they are slower than fp32 in this version")
+        return out
+
     def to_dict(self) -> Dict[str, Any]:
-        return {"layers": [layer.to_dict() for layer in self.layers], "totals": self.totals(), "notes": list(self.notes)}
+        return {"layers": [layer.to_dict() for layer in self.layers], "totals": self.totals(),
+                "notes": list(self.notes), "diagnostics": self.diagnostics()}
 
     def __str__(self) -> str:
         rows = [("layer", "type", "shape", "scheme", "before", "after", "SQNR dB", "note")]
@@ -96,6 +126,7 @@ class QuantizationReport:
                      f"{_size(t['bytes_before'])} -> {_size(t['bytes_after'])} "
                      f"({t['compression_ratio']:.2f}x){bpw}{sqnr}")
         lines.extend(f"note: {n}" for n in self.notes)
+        lines.extend(f"speed: {d}" for d in self.diagnostics())
         return "\n".join(lines)
 
 
