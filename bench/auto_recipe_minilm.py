@@ -43,7 +43,7 @@ def bits_per_weight(model, recipe_model) -> float:
         if isinstance(m, monoquant.QuantModule):
             nbytes += m.weight_nbytes
             params += float_mods[name].weight.numel()
-        elif isinstance(m, torch.nn.Linear) and name != "pooler.dense":
+        elif isinstance(m, torch.nn.Linear):
             nbytes += m.weight.numel() * m.weight.element_size()
             params += m.weight.numel()
     return 8.0 * nbytes / params
