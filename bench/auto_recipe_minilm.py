@@ -75,7 +75,7 @@ def main():
     print(f"sensitivity: {time.perf_counter() - t:.1f} s; proxy rank correlation "
           + ", ".join(f"{c} {r:.2f}" for c, r in report.proxy_rank_correlation.items()))
     names = list(dict.fromkeys(l.name for l in report.layers))
-    print(f"\nauto_recipe target min_cosine 0.99 (measured on the 32 evaluation sentences); held-out figures:")
+    print("\nauto_recipe target min_cosine 0.99 (measured on the 32 evaluation sentences); held-out figures:")
     print(f"{'method':<8} {'eval cosine':>11} {'held-out cosine':>15} {'bits/weight':>11} {'int8 layers':>11} "
           f"{'probes':>6} {'time s':>7}")
     results = {}

@@ -539,7 +539,6 @@ def _run_gptq(target: nn.Module, to_quantize: List[LayerChoice], schemes: "_Sche
     if samples < MIN_CALIBRATION_SAMPLES:
         warns.append(f"only {samples} calibration samples for GPTQ (fewer than {MIN_CALIBRATION_SAMPLES}): the "
                      f"Hessians may not represent real inputs")
-    modules = dict(target.named_modules())
     counts: Dict[int, int] = {}
     for c in to_quantize:
         counts[id(c.module)] = counts.get(id(c.module), 0) + 1
