@@ -13,7 +13,6 @@ range) and INT8 W8A8 dynamic.
 
 import argparse
 import os
-import subprocess
 import sys
 import time
 import warnings
@@ -25,14 +24,7 @@ import minilm  # noqa: E402
 
 import monoquant  # noqa: E402
 from monoquant.auto_recipe import random_recipe  # noqa: E402
-
-
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        return next(l.split(":", 1)[1].strip() for l in out.splitlines() if l.startswith("Model name"))
-    except Exception:  # lscpu missing or unusual
-        return "unknown"
+from machine import cpu_model  # noqa: E402
 
 
 def bits_per_weight(model, recipe_model) -> float:

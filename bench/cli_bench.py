@@ -39,7 +39,6 @@ the process's maxrss), so a fat driver would inflate every wait4 figure.
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -48,6 +47,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+from machine import cpu_model
 
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = REPO / ".venv" / "bin"
@@ -514,15 +515,6 @@ def check_outputs(jobs, outs):
 
 
 # ----------------------------------------------------------------------------- reporting
-
-def cpu_model():
-    try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-            if line.startswith("Model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def wait_for_quiet(max_load, minutes):

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,6 +26,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "pytho
 import minilm  # noqa: E402  (the shared MiniLM helpers and sentences)
 
 import monoquant as mq  # noqa: E402
+from machine import cpu_model  # noqa: E402
 
 warnings.filterwarnings("ignore")
 
@@ -56,14 +55,6 @@ MODES = [
     ("FP16", "bits=16", dict(bits=16)),
     ("BF16", "bits=16, dtype=torch.bfloat16", dict(bits=16, dtype=torch.bfloat16)),
 ]
-
-
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        return next(l.split(":", 1)[1].strip() for l in out.splitlines() if l.startswith("Model name"))
-    except Exception:
-        return platform.processor() or "unknown"
 
 
 def time_round_robin(fns, reps: int, settle_s: float = 0.005):

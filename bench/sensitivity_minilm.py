@@ -10,7 +10,6 @@ mse scales, full range) and int8 (W8A8 dynamic).
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import time
 
@@ -20,14 +19,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "pytho
 import minilm  # noqa: E402
 
 import monoquant  # noqa: E402
-
-
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        return next(l.split(":", 1)[1].strip() for l in out.splitlines() if l.startswith("Model name"))
-    except Exception:  # lscpu missing or unusual
-        return "unknown"
+from machine import cpu_model  # noqa: E402
 
 
 def main():
