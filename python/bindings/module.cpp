@@ -21,6 +21,8 @@ void bind_linear(nb::module_& m);
 void bind_io(nb::module_& m);
 void bind_pipeline(nb::module_& m);
 void bind_methods(nb::module_& m);
+std::string share_openmp_runtime();
+void use_own_pool();
 }
 
 namespace {
@@ -63,6 +65,10 @@ NB_MODULE(_core, m) {
 
   m.def("num_threads", &monoquant::num_threads);
   m.def("set_num_threads", &monoquant::set_num_threads, nb::arg("n"));
+  m.def("share_openmp_runtime", &monoquant::python::share_openmp_runtime,
+        "Run parallel loops on the OpenMP runtime already loaded (torch's); returns its path, or '' if none.");
+  m.def("use_own_pool", &monoquant::python::use_own_pool, "Back to the library's own thread pool.");
+  m.def("parallel_runtime", [] { return std::string(monoquant::parallel_runtime_name()); });
   m.def("cpu_features", [] {
     const auto& f = monoquant::cpu_features();
     nb::dict d;

@@ -28,6 +28,20 @@ from .auto_recipe import AutoRecipe, auto_recipe
 __version__ = _core.__version__
 
 
+def _share_torch_threads() -> None:
+    # Run the core's parallel loops on torch's OpenMP workers (thread_pool.hpp says why);
+    # MONOQUANT_POOL=own keeps the core's own pool, for comparison.
+    import os
+
+    import torch  # noqa: F401  (loads torch's OpenMP runtime)
+
+    if os.environ.get("MONOQUANT_POOL", "") != "own":
+        _core.share_openmp_runtime()
+
+
+_share_torch_threads()
+
+
 def dequantize(obj):
     """Back to float: a ``QuantizedTensor`` gives a float32 tensor; a quantized model (or a
     ``QuantizationResult``) gives a plain float copy with every quantized module replaced by its float kind."""
@@ -44,13 +58,13 @@ def dequantize(obj):
 
 
 def get_num_threads() -> int:
-    """Threads the C++ core uses (default: all cores, or MONOQUANT_NUM_THREADS)."""
+    """Threads the C++ core uses. Its loops run on torch's own OpenMP threads, so by default
+    this follows ``torch.get_num_threads()`` (or MONOQUANT_NUM_THREADS when set)."""
     return _core.num_threads()
 
 
 def set_num_threads(n: int) -> None:
-    """Set the C++ core's thread count; ``set_num_threads(torch.get_num_threads())``
-    keeps it in step with torch."""
+    """Fix the C++ core's thread count (it then stops following ``torch.set_num_threads``)."""
     _core.set_num_threads(int(n))
 
 

@@ -16,14 +16,6 @@
 namespace monoquant {
 namespace {
 
-int default_threads() {
-  if (const char* env = std::getenv("MONOQUANT_NUM_THREADS")) {
-    const int n = std::atoi(env);
-    if (n >= 1) return n;
-  }
-  return std::max(1u, std::thread::hardware_concurrency());
-}
-
 // Spin for a moment before sleeping: a layer's parallel_for usually follows
 // the previous one within microseconds, and waking a sleeping thread (a
 // futex, and in a VM an interrupt to an idle virtual CPU) costs tens of
@@ -50,9 +42,30 @@ bool spin_until(const Done& done) {
   }
 }
 
-// A fixed set of workers that run one parallel_for at a time. Work is handed
-// out as chunk indices through an atomic counter, so a slow thread never
-// holds up the others by more than one chunk.
+// One parallel region's work: chunk indices handed out through an atomic
+// counter, so a slow thread never holds up the others by more than one chunk.
+// Every thread of the region (pool workers, or a runtime's team) calls work().
+struct ChunkQueue {
+  const std::function<void(int64_t)>* task = nullptr;
+  int64_t chunks = 0;
+  std::atomic<int64_t> next{0};
+  std::mutex error_mutex;
+  std::exception_ptr error;
+
+  void work() {
+    for (int64_t i = next.fetch_add(1); i < chunks; i = next.fetch_add(1)) {
+      try {
+        (*task)(i);
+      } catch (...) {
+        std::lock_guard lock(error_mutex);
+        if (!error) error = std::current_exception();
+        next.store(chunks);  // stop handing out work
+      }
+    }
+  }
+};
+
+// A fixed set of workers that run one parallel_for at a time.
 class ThreadPool {
  public:
   ~ThreadPool() { resize(0); }
@@ -60,25 +73,25 @@ class ThreadPool {
   void run(int threads, int64_t chunks, const std::function<void(int64_t)>& task) {
     std::lock_guard run_lock(run_mutex_);  // one parallel region at a time
     resize(threads - 1);
-    task_ = &task;
-    chunks_ = chunks;
-    next_.store(0);
+    queue_.task = &task;
+    queue_.chunks = chunks;
+    queue_.next.store(0);
+    queue_.error = nullptr;
     pending_workers_.store(static_cast<int>(workers_.size()));
-    error_ = nullptr;
     {
       // Under the mutex, so that a worker about to sleep cannot miss it.
       std::lock_guard lock(mutex_);
       generation_.fetch_add(1, std::memory_order_release);
     }
     wake_.notify_all();
-    work();  // the caller is a worker too
+    queue_.work();  // the caller is a worker too
     const auto all_done = [&] { return pending_workers_.load(std::memory_order_acquire) == 0; };
     if (!spin_until(all_done)) {
       std::unique_lock lock(mutex_);
       done_.wait(lock, all_done);
     }
-    task_ = nullptr;
-    if (error_) std::rethrow_exception(error_);
+    queue_.task = nullptr;
+    if (queue_.error) std::rethrow_exception(queue_.error);
   }
 
  private:
@@ -108,22 +121,10 @@ class ThreadPool {
       }
       if (stop_.load()) return;
       seen = generation_.load(std::memory_order_acquire);
-      work();
+      queue_.work();
       if (pending_workers_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
         std::lock_guard lock(mutex_);  // pairs with run()'s predicate check
         done_.notify_one();
-      }
-    }
-  }
-
-  void work() {
-    for (int64_t i = next_.fetch_add(1); i < chunks_; i = next_.fetch_add(1)) {
-      try {
-        (*task_)(i);
-      } catch (...) {
-        std::lock_guard lock(mutex_);
-        if (!error_) error_ = std::current_exception();
-        next_.store(chunks_);  // stop handing out work
       }
     }
   }
@@ -133,16 +134,23 @@ class ThreadPool {
   std::condition_variable wake_;
   std::condition_variable done_;
   std::vector<std::thread> workers_;
-  const std::function<void(int64_t)>* task_ = nullptr;
-  int64_t chunks_ = 0;
-  std::atomic<int64_t> next_{0};
+  ChunkQueue queue_;
   std::atomic<int> pending_workers_{0};
   std::atomic<uint64_t> generation_{0};
   std::atomic<bool> stop_{false};
-  std::exception_ptr error_;
 };
 
+// 0: not chosen (MONOQUANT_NUM_THREADS or set_num_threads choose it).
 std::atomic<int> g_threads{0};
+std::atomic<const ParallelRuntime*> g_runtime{nullptr};
+
+int env_threads() {
+  if (const char* env = std::getenv("MONOQUANT_NUM_THREADS")) {
+    const int n = std::atoi(env);
+    if (n >= 1) return n;
+  }
+  return 0;
+}
 thread_local bool t_inside_parallel = false;
 
 ThreadPool& pool() {
@@ -153,12 +161,18 @@ ThreadPool& pool() {
 }  // namespace
 
 int num_threads() {
-  int n = g_threads.load();
-  if (n == 0) {
-    n = default_threads();
-    g_threads.store(n);
-  }
-  return n;
+  if (const int n = g_threads.load()) return n;
+  static const int from_env = env_threads();
+  if (from_env) return from_env;
+  if (const ParallelRuntime* rt = g_runtime.load()) return std::max(1, rt->max_threads());
+  return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+}
+
+void set_parallel_runtime(const ParallelRuntime* runtime) { g_runtime.store(runtime); }
+
+const char* parallel_runtime_name() {
+  const ParallelRuntime* rt = g_runtime.load();
+  return rt ? rt->name : "monoquant pool";
 }
 
 void set_num_threads(int n) {
@@ -170,9 +184,10 @@ void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, in
   if (n <= 0) return;
   grain = std::max<int64_t>(grain, 1);
   const int threads = num_threads();
+  const ParallelRuntime* runtime = g_runtime.load();
   // At most n / grain chunks, so that every chunk holds at least grain items.
   const int64_t max_chunks = std::max<int64_t>(1, n / grain);
-  if (threads == 1 || max_chunks == 1 || t_inside_parallel) {
+  if (threads == 1 || max_chunks == 1 || t_inside_parallel || (runtime && runtime->in_parallel())) {
     fn(0, n);
     return;
   }
@@ -194,7 +209,16 @@ void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, in
     }
     t_inside_parallel = outer;
   };
-  pool().run(std::min<int64_t>(threads, chunks), chunks, task);
+  const int team = static_cast<int>(std::min<int64_t>(threads, chunks));
+  if (runtime) {
+    ChunkQueue queue;
+    queue.task = &task;
+    queue.chunks = chunks;
+    runtime->run([](void* q) { static_cast<ChunkQueue*>(q)->work(); }, &queue, static_cast<unsigned>(team));
+    if (queue.error) std::rethrow_exception(queue.error);
+    return;
+  }
+  pool().run(team, chunks, task);
 }
 
 }  // namespace monoquant

@@ -217,3 +217,66 @@ TEST(ThreadPool, SetNumThreadsValidates) {
   EXPECT_EQ(num_threads(), 1);
   EXPECT_GE(num_threads(), 1);
 }
+
+namespace {
+
+// A stand-in for torch's OpenMP runtime: each region is a team of fresh
+// std::threads that all call body(ctx), as GOMP_parallel does.
+std::atomic<int> g_fake_regions{0};
+std::atomic<int> g_fake_team_max{0};
+thread_local bool t_in_fake_region = false;
+
+void fake_run(void (*body)(void*), void* ctx, unsigned threads) {
+  g_fake_regions.fetch_add(1);
+  g_fake_team_max.store(std::max<int>(g_fake_team_max.load(), static_cast<int>(threads)));
+  std::vector<std::thread> team;
+  for (unsigned i = 1; i < threads; ++i) {
+    team.emplace_back([=] {
+      t_in_fake_region = true;
+      body(ctx);
+    });
+  }
+  t_in_fake_region = true;
+  body(ctx);
+  t_in_fake_region = false;
+  for (auto& t : team) t.join();
+}
+
+const ParallelRuntime kFake{"fake runtime", [] { return 3; }, [] { return t_in_fake_region; }, fake_run};
+
+struct RuntimeGuard {
+  ~RuntimeGuard() { set_parallel_runtime(nullptr); }
+};
+
+}  // namespace
+
+TEST(ThreadPool, OutsideRuntimeRunsTheRegions) {
+  StateGuard guard;
+  RuntimeGuard runtime_guard;
+  set_parallel_runtime(&kFake);
+  EXPECT_STREQ(parallel_runtime_name(), "fake runtime");
+  g_fake_regions = 0;
+  g_fake_team_max = 0;
+  set_num_threads(3);
+  check_cover(10000, 7);
+  check_cover(5, 1);
+  EXPECT_GE(g_fake_regions.load(), 2);
+  EXPECT_EQ(g_fake_team_max.load(), 3);
+  // Errors come back through the runtime, and it stays usable.
+  EXPECT_THROW(parallel_for(1000, 1, [](int64_t b, int64_t e) {
+                 if (b <= 500 && 500 < e) throw std::out_of_range("index 500");
+               }),
+               std::out_of_range);
+  check_cover(1000, 1);
+  // Called from inside one of the runtime's own regions: serial, no new team.
+  const int before = g_fake_regions.load();
+  t_in_fake_region = true;
+  int calls = 0;
+  parallel_for(1000, 1, [&](int64_t b, int64_t e) { calls += (b == 0 && e == 1000); });
+  t_in_fake_region = false;
+  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(g_fake_regions.load(), before);
+  set_parallel_runtime(nullptr);
+  EXPECT_STREQ(parallel_runtime_name(), "monoquant pool");
+  check_cover(1000, 1);
+}
