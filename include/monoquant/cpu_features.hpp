@@ -12,6 +12,11 @@ struct CpuFeatures {
   bool avx512f = false;
   bool avx512vnni = false;
   bool avx_vnni = false;
+  // AMX tiles as the CPU reports them (CPUID 7.0 EDX); usable only after the
+  // OS grants the tile state (amx_int8_available() in linear.hpp asks).
+  bool amx_tile = false;
+  bool amx_int8 = false;
+  bool amx_bf16 = false;
 };
 
 const CpuFeatures& cpu_features();

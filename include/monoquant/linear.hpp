@@ -30,7 +30,9 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include "monoquant/tensor.hpp"
 
@@ -160,8 +162,8 @@ struct Conv2dGeometry {
 Tensor conv2d(const TensorView& x, const PackedLinearWeightView& w, const float* bias, const Conv2dGeometry& geometry,
               const LinearOptions& options);
 
-// Which kernel set linear_into uses: "scalar", "avx2", "avx2_vnni" or
-// "avx512_vnni". It follows active_isa() (scalar/avx2); on CPUs with AVX-VNNI
+// Which kernel set linear_into uses: "scalar", "avx2", "avx2_vnni",
+// "avx512_vnni" or "amx". It follows active_isa() (scalar/avx2); on CPUs with AVX-VNNI
 // the avx2 set upgrades its integer kernels to 256-bit vpdpbusd, and with
 // AVX-512 VNNI (+BW, VL) the W8A8 kernel to 512-bit vpdpbusd and the
 // float-activation (weight-only) kernels to 512-bit ones, unless disabled
@@ -175,5 +177,19 @@ bool vnni_available();
 void set_vnni_enabled(bool enabled);
 bool avx512_vnni_available();
 void set_avx512_enabled(bool enabled);
+// AMX-TILE + AMX-INT8 on top of avx512_vnni_available(), and the OS granted
+// the tile state. The "amx" set runs W8A8 (gemm_i8) on tiles from 16 rows.
+// MONOQUANT_AMX=0 or set_amx_enabled(false) turns it off.
+bool amx_int8_available();
+void set_amx_enabled(bool enabled);
+
+// The registry of linear kernel sets: every set this CPU (and process) can
+// run, the scalar reference first, the default choice last. Kernel tests and
+// benches iterate over it, so a new set is tested wherever it can run.
+std::vector<std::string> available_linear_kernel_sets();
+// Pins linear_into to one set of that list (through the same switches as
+// MONOQUANT_ISA / _VNNI / _AVX512 / _AMX); "best" restores the default.
+// A set this CPU cannot run throws unsupported.
+void use_linear_kernel_set(std::string_view name);
 
 }  // namespace monoquant

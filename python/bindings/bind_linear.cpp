@@ -3,6 +3,7 @@
 // wraps them in a PackedLinearWeightView without copying.
 #include <nanobind/stl/optional.h>
 #include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
 
 #include <string>
 
@@ -223,6 +224,10 @@ void bind_linear(nb::module_& m) {
   m.def("set_vnni_enabled", &set_vnni_enabled, nb::arg("enabled"));
   m.def("avx512_vnni_available", &avx512_vnni_available);
   m.def("set_avx512_enabled", &set_avx512_enabled, nb::arg("enabled"));
+  m.def("amx_int8_available", &amx_int8_available);
+  m.def("set_amx_enabled", &set_amx_enabled, nb::arg("enabled"));
+  m.def("available_linear_kernel_sets", &available_linear_kernel_sets);
+  m.def("use_linear_kernel_set", [](const std::string& name) { use_linear_kernel_set(name); }, nb::arg("name"));
 }
 
 }  // namespace monoquant::python

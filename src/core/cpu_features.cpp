@@ -24,6 +24,10 @@ CpuFeatures detect() {
   unsigned eax, ebx, ecx, edx;
   __asm__("cpuid" : "=a"(eax), "=b"(ebx), "=c"(ecx), "=d"(edx) : "a"(1), "c"(0));
   f.f16c = (ecx >> 29) & 1u;
+  __asm__("cpuid" : "=a"(eax), "=b"(ebx), "=c"(ecx), "=d"(edx) : "a"(7), "c"(0));
+  f.amx_bf16 = (edx >> 22) & 1u;
+  f.amx_tile = (edx >> 24) & 1u;
+  f.amx_int8 = (edx >> 25) & 1u;
 #endif
   return f;
 }

@@ -1,5 +1,6 @@
 // The inner loops of the quantized linear layers, one table per instruction
-// set (gemm_reference.cpp is the oracle; gemm_avx2.cpp, gemm_avx2_vnni.cpp).
+// set (gemm_reference.cpp is the oracle; gemm_avx2.cpp, gemm_avx2_vnni.cpp,
+// gemm_avx512_vnni.cpp, gemm_amx.cpp).
 // Each entry computes the output columns of packed blocks [nb_begin, nb_end)
 // for all rows; linear.cpp owns activation quantization and threading.
 //
@@ -57,6 +58,9 @@ struct LinearKernels {
   // activations quantized per row and group (zero_point 0, row_scales
   // [m, groups]), prepared like gemm_i8's.
   void (*gemm_i8g)(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end);
+  // gemm_i8 reads the prepared form only for m <= prepared_max_m (AMX reads
+  // the signed codes themselves from 16 rows on); above it, prepared is null.
+  int64_t prepared_max_m = INT64_MAX;
 };
 
 const LinearKernels& reference_linear_kernels();
@@ -66,6 +70,9 @@ const LinearKernels& avx2_vnni_linear_kernels();
 // Only valid where avx512_vnni_available(); 512-bit gemm_i8 / gemm_i8g, the rest
 // as avx2_vnni (in the EVEX encoding, so AVX-VNNI is not required).
 const LinearKernels& avx512_vnni_linear_kernels();
+// Only valid where amx_int8_available(): gemm_i8 on AMX int8 tiles from 16
+// rows on, everything else as avx512_vnni.
+const LinearKernels& amx_linear_kernels();
 // The table linear_into uses now.
 const LinearKernels& active_linear_kernels();
 

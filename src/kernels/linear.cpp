@@ -10,6 +10,11 @@
 #include <limits>
 #include <string>
 
+#if defined(__linux__) && defined(__x86_64__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
 #include "kernels/gemm.hpp"
 #include "monoquant/cpu_features.hpp"
 #include "monoquant/error.hpp"
@@ -33,6 +38,26 @@ bool avx512_env_default() {
 }
 
 std::atomic<bool> g_avx512_enabled{avx512_env_default()};
+
+bool amx_env_default() {
+  const char* env = std::getenv("MONOQUANT_AMX");
+  return !(env && std::string(env) == "0");
+}
+
+std::atomic<bool> g_amx_enabled{amx_env_default()};
+
+// Linux hands out the 8 KiB AMX tile state only to processes that ask
+// (arch_prctl ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA, Linux >= 5.16);
+// without it the first tile instruction faults. Asked once per process.
+bool request_amx_permission() {
+#if defined(__linux__) && defined(__x86_64__)
+  constexpr int kArchReqXcompPerm = 0x1023;
+  constexpr int kXfeatureXtiledata = 18;
+  return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+#else
+  return false;
+#endif
+}
 
 // Integer sums stay exact while |sum| <= 255 * 128 * K fits in int32.
 constexpr int64_t kMaxIntegerK = 65536;
@@ -253,9 +278,22 @@ bool avx512_vnni_available() {
 
 void set_avx512_enabled(bool enabled) { g_avx512_enabled.store(enabled); }
 
+bool amx_int8_available() {
+  static const bool ok = [] {
+    const CpuFeatures& f = cpu_features();
+    return avx512_vnni_available() && f.amx_tile && f.amx_int8 && request_amx_permission();
+  }();
+  return ok;
+}
+
+void set_amx_enabled(bool enabled) { g_amx_enabled.store(enabled); }
+
 namespace kernels {
 const LinearKernels& active_linear_kernels() {
   if (active_isa() == Isa::scalar) return reference_linear_kernels();
+  if (g_vnni_enabled.load() && g_avx512_enabled.load() && g_amx_enabled.load() && amx_int8_available()) {
+    return amx_linear_kernels();
+  }
   if (g_vnni_enabled.load() && g_avx512_enabled.load() && avx512_vnni_available()) return avx512_vnni_linear_kernels();
   if (g_vnni_enabled.load() && vnni_available()) return avx2_vnni_linear_kernels();
   return avx2_linear_kernels();
@@ -270,9 +308,19 @@ std::string linear_kernel_reason() {
   if (&kernels::active_linear_kernels() == &kernels::reference_linear_kernels()) {
     return "scalar reference: MONOQUANT_ISA=scalar or no AVX2/FMA/F16C";
   }
+  if (name == "amx") {
+    return "AMX int8 tiles (tdpbssd) for W8A8 from 16 rows; 512-bit vpdpbusd (AVX-512 VNNI) for the rest";
+  }
   if (name == "avx512_vnni") {
-    return std::string("512-bit vpdpbusd (AVX-512 VNNI + BW + VL)") +
-           (f.avx_vnni ? "" : "; AVX-VNNI absent, not needed (its 256-bit kernels run EVEX-encoded)");
+    std::string why = std::string("512-bit vpdpbusd (AVX-512 VNNI + BW + VL)") +
+                      (f.avx_vnni ? "" : "; AVX-VNNI absent, not needed (its 256-bit kernels run EVEX-encoded)");
+    if (f.amx_tile && f.amx_int8) {
+      why += !g_amx_enabled.load() ? "; AMX disabled by MONOQUANT_AMX=0"
+                                   : "; AMX present but the OS refused the tile state (arch_prctl)";
+    } else {
+      why += "; no AMX";
+    }
+    return why;
   }
   std::string why = name == "avx2_vnni" ? "256-bit vpdpbusd (AVX-VNNI)" : "AVX2 (vpmaddubsw / vpmaddwd, no VNNI)";
   if (!g_vnni_enabled.load()) return why + "; VNNI disabled by MONOQUANT_VNNI=0";
@@ -280,6 +328,34 @@ std::string linear_kernel_reason() {
   if (!avx512_vnni_available()) why += "; no AVX-512 VNNI";
   if (name == "avx2" && !vnni_available()) why += " and no AVX-VNNI";
   return why;
+}
+
+std::vector<std::string> available_linear_kernel_sets() {
+  std::vector<std::string> sets{"scalar"};
+  if (best_isa() != Isa::avx2) return sets;
+  sets.push_back("avx2");
+  if (vnni_available()) sets.push_back("avx2_vnni");
+  if (avx512_vnni_available()) sets.push_back("avx512_vnni");
+  if (amx_int8_available()) sets.push_back("amx");
+  return sets;
+}
+
+void use_linear_kernel_set(std::string_view name) {
+  if (name == "best") {
+    set_isa(best_isa());
+    set_vnni_enabled(true), set_avx512_enabled(true), set_amx_enabled(true);
+    return;
+  }
+  const std::vector<std::string> sets = available_linear_kernel_sets();
+  if (std::find(sets.begin(), sets.end(), name) == sets.end()) {
+    std::string have;
+    for (const std::string& s : sets) have += (have.empty() ? "" : ", ") + s;
+    throw_unsupported("linear kernel set '" + std::string(name) + "' cannot run here; available: " + have);
+  }
+  set_isa(name == "scalar" ? Isa::scalar : Isa::avx2);
+  set_vnni_enabled(name != "avx2");
+  set_avx512_enabled(name == "avx512_vnni" || name == "amx");
+  set_amx_enabled(name == "amx");
 }
 
 void linear_into(const float* x, int64_t m, int64_t ldx, const PackedLinearWeightView& w, const float* bias,
@@ -314,7 +390,7 @@ void linear_into(const float* x, int64_t m, int64_t ldx, const PackedLinearWeigh
   auto* q = reinterpret_cast<int8_t*>(scratch(mu * static_cast<std::size_t>(kp), 0));
   auto* meta = reinterpret_cast<float*>(scratch(mu * sizeof(float) * (1 + (int4 ? groups : 0)), 1));
   QuantizedRows rows{q, meta, int4 ? reinterpret_cast<int32_t*>(meta + m) : nullptr};
-  if (!int4 && kt.prepared_bytes) {
+  if (!int4 && kt.prepared_bytes && m <= kt.prepared_max_m) {
     rows.prepare = &kt;
     rows.prepared = scratch(mu * static_cast<std::size_t>(kp * kt.prepared_bytes), 2);
   }

@@ -28,33 +28,24 @@ using monoquant::PackedLinearWeight;
 using monoquant::TensorView;
 using monoquant::WeightFormat;
 
+// Every kernel set this CPU runs, from the library's registry.
 struct KernelSet {
-  const char* name;
-  monoquant::Isa isa;
-  bool vnni;
-  bool avx512;
+  std::string name;
 };
 
 std::vector<KernelSet> kernel_sets() {
-  std::vector<KernelSet> v{{"scalar", monoquant::Isa::scalar, false, false}};
-  if (mqtest::have_avx2()) v.push_back({"avx2", monoquant::Isa::avx2, false, false});
-  if (monoquant::vnni_available()) v.push_back({"avx2_vnni", monoquant::Isa::avx2, true, false});
-  if (monoquant::avx512_vnni_available()) v.push_back({"avx512_vnni", monoquant::Isa::avx2, true, true});
+  std::vector<KernelSet> v;
+  for (const std::string& name : monoquant::available_linear_kernel_sets()) v.push_back({name});
   return v;
 }
 
 void use(const KernelSet& ks) {
-  monoquant::set_isa(ks.isa);
-  monoquant::set_vnni_enabled(ks.vnni);
-  monoquant::set_avx512_enabled(ks.avx512);
+  monoquant::use_linear_kernel_set(ks.name);
   ASSERT_EQ(monoquant::linear_kernel_name(), ks.name);
 }
 
 struct VnniGuard {
-  ~VnniGuard() {
-    monoquant::set_vnni_enabled(true);
-    monoquant::set_avx512_enabled(true);
-  }
+  ~VnniGuard() { monoquant::use_linear_kernel_set("best"); }
 };
 
 struct Shape3 {
@@ -64,7 +55,8 @@ struct Shape3 {
 const std::vector<Shape3>& odd_shapes() {
   static const std::vector<Shape3> s{{1, 1, 1},    {1, 7, 9},     {2, 13, 17},  {3, 33, 8},   {4, 64, 16},
                                      {5, 100, 33}, {7, 129, 65},  {17, 383, 31}, {1, 1000, 41}, {64, 67, 23},
-                                     {129, 35, 19}, {512, 29, 13}, {1100, 37, 40}};  // > 1024 rows: AVX-512 panel in parts
+                                     {129, 35, 19}, {512, 29, 13}, {1100, 37, 40},  // > 1024 rows: AVX-512 panel in parts
+                                     {16, 64, 16}, {32, 256, 40}, {48, 1536, 24}, {33, 320, 9}};  // whole AMX tiles and tails
   return s;
 }
 

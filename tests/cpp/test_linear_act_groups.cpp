@@ -31,34 +31,24 @@ using monoquant::PackedLinearWeight;
 using monoquant::TensorView;
 using monoquant::WeightFormat;
 
+// Every kernel set this CPU runs, from the library's registry.
 struct KernelSet {
-  const char* name;
-  monoquant::Isa isa;
-  bool vnni;
-  bool avx512;
+  std::string name;
 };
 
-// Scalar first: it is the reference the others are compared with.
 std::vector<KernelSet> kernel_sets() {
-  std::vector<KernelSet> v{{"scalar", monoquant::Isa::scalar, false, false}};
-  if (mqtest::have_avx2()) v.push_back({"avx2", monoquant::Isa::avx2, false, false});
-  if (monoquant::vnni_available()) v.push_back({"avx2_vnni", monoquant::Isa::avx2, true, false});
-  if (monoquant::avx512_vnni_available()) v.push_back({"avx512_vnni", monoquant::Isa::avx2, true, true});
+  std::vector<KernelSet> v;
+  for (const std::string& name : monoquant::available_linear_kernel_sets()) v.push_back({name});
   return v;
 }
 
 void use(const KernelSet& ks) {
-  monoquant::set_isa(ks.isa);
-  monoquant::set_vnni_enabled(ks.vnni);
-  monoquant::set_avx512_enabled(ks.avx512);
+  monoquant::use_linear_kernel_set(ks.name);
   ASSERT_EQ(monoquant::linear_kernel_name(), ks.name);
 }
 
 struct VnniGuard {
-  ~VnniGuard() {
-    monoquant::set_vnni_enabled(true);
-    monoquant::set_avx512_enabled(true);
-  }
+  ~VnniGuard() { monoquant::use_linear_kernel_set("best"); }
 };
 
 std::vector<int8_t> rand_codes(std::mt19937& gen, std::size_t n, int lo, int hi) {

@@ -68,20 +68,13 @@ def test_kernel_sets_agree_bit_for_bit():
                              show_progress=False)
     x = torch.randn(5, 192)
     outs = {}
-    sets = [("scalar", dict(isa="scalar")), ("avx2", dict(isa="avx2", vnni=False, avx512=False)),
-            ("vnni", dict(isa="avx2", vnni=True, avx512=False)), ("best", dict(isa="avx2", vnni=True, avx512=True))]
     try:
-        for name, cfg in sets:
-            monoquant._core.set_isa(cfg["isa"])
-            if "vnni" in cfg:
-                monoquant._core.set_vnni_enabled(cfg["vnni"])
-                monoquant._core.set_avx512_enabled(cfg["avx512"])
+        for name in monoquant._core.available_linear_kernel_sets():
+            monoquant._core.use_linear_kernel_set(name)
             with torch.no_grad():
                 outs[name] = (ops.kernel_name(), res.model(x).clone())
     finally:
-        monoquant._core.set_isa("avx2")
-        monoquant._core.set_vnni_enabled(True)
-        monoquant._core.set_avx512_enabled(True)
+        monoquant._core.use_linear_kernel_set("best")
     ref = outs["scalar"][1]
     for name, (kernel, y) in outs.items():
         assert torch.equal(y, ref), (name, kernel)

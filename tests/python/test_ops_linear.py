@@ -17,33 +17,22 @@ import torch.nn.functional as F
 import monoquant
 from monoquant import _core, ops
 
-SHAPES = [(1, 1, 1), (1, 7, 9), (3, 33, 17), (17, 129, 65), (64, 383, 31), (512, 40, 13), (5, 1000, 24)]
+SHAPES = [(1, 1, 1), (1, 7, 9), (3, 33, 17), (17, 129, 65), (64, 383, 31), (512, 40, 13), (5, 1000, 24),
+          (32, 384, 40), (130, 1536, 24)]
 INT4_CASES = [((1, 100, 9), 32), ((3, 200, 17), 64), ((2, 300, 33), 128), ((64, 77, 5), 32), ((129, 257, 12), 128)]
 
 
 def kernel_sets():
-    sets = ["scalar"]
-    feats = _core.cpu_features()
-    if feats["avx2"] and feats["fma"] and feats["f16c"]:
-        sets.append("avx2")
-        if ops.vnni_available():
-            sets.append("avx2_vnni")
-        if ops.avx512_vnni_available():
-            sets.append("avx512_vnni")
-    return sets
+    # The C++ registry: every set this CPU runs (scalar first), so AMX is tested where present.
+    return list(_core.available_linear_kernel_sets())
 
 
 @pytest.fixture(params=kernel_sets())
 def kernels(request):
-    old = _core.active_isa()
-    _core.set_isa("scalar" if request.param == "scalar" else "avx2")
-    ops.set_vnni_enabled(request.param in ("avx2_vnni", "avx512_vnni"))
-    ops.set_avx512_enabled(request.param == "avx512_vnni")
+    _core.use_linear_kernel_set(request.param)
     assert ops.kernel_name() == request.param
     yield request.param
-    _core.set_isa(old)
-    ops.set_vnni_enabled(True)
-    ops.set_avx512_enabled(True)
+    _core.use_linear_kernel_set("best")
 
 
 def random_int8(n, k):

@@ -1,0 +1,213 @@
+// W8A8 on AMX int8 tiles (Sapphire Rapids and later): TDPBSSD multiplies a
+// 16 x 64 tile of signed activation codes by a 64 x 8 tile of weight codes
+// into 16 x 8 exact int32 sums. The packed int8 layout needs no repacking: a
+// block's 16 consecutive k-quads ([16][8 columns][4 k], 512 contiguous bytes)
+// are exactly a B tile with a 32-byte row stride.
+//
+// Bits: the sums are exact, acc = sum q*w - zero_point * sum w equals the
+// reference's sum (q - zero_point) * w (no int32 overflow for K <= 65536), and
+// the epilogue is the reference's fma(float(acc), row_scale * col_scale, bias),
+// lane for lane. Everything but gemm_i8 at M >= kAmxMinRows comes from the
+// avx512_vnni table (AMX needs AVX-512 anyway).
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "kernels/gemm.hpp"
+
+namespace monoquant::kernels {
+namespace {
+
+constexpr int64_t B = kLinearBlockN;
+constexpr int64_t kTileRows = 16;  // rows of A and C, k-quads of B
+constexpr int64_t kTileK = 64;     // bytes of an A row: k values per step
+// Below this many rows a 16-row tile is mostly padding and the 512-bit
+// vpdpbusd kernel, which reads the prepared (unsigned) activations, is faster.
+constexpr int64_t kAmxMinRows = 16;
+
+// The tiles: C00..C11 = 16 x 8 int32 (rows m0 / m0+16 x blocks nb / nb+1),
+// A0, A1 = 16 x 64 int8, B0, B1 = 16 k-quads x 8 columns x 4 k. Macros, not
+// constants: the tile intrinsics paste their argument into the instruction.
+#define C00 0
+#define C01 1
+#define C10 2
+#define C11 3
+#define A0 4
+#define A1 5
+#define B0 6
+#define B1 7
+
+struct alignas(64) TileConfig {
+  uint8_t palette_id;
+  uint8_t start_row;
+  uint8_t reserved[14];
+  uint16_t colsb[16];
+  uint8_t rows[16];
+};
+
+void configure_tiles() {
+  TileConfig c{};
+  c.palette_id = 1;
+  for (int t = C00; t <= C11; ++t) c.rows[t] = kTileRows, c.colsb[t] = B * 4;
+  for (int t = A0; t <= A1; ++t) c.rows[t] = kTileRows, c.colsb[t] = kTileK;
+  for (int t = B0; t <= B1; ++t) c.rows[t] = kTileRows, c.colsb[t] = B * 4;
+  _tile_loadconfig(&c);
+}
+
+// y[m0 + r][nb*8 + c] for the valid rows and columns of one 16 x 8 result.
+void epilogue(const IntGemmArgs& a, const int32_t* acc, int64_t m0, int64_t nb) {
+  const PackedLinearWeightView& w = *a.w;
+  const int64_t n0 = nb * B, cols = std::min<int64_t>(B, w.n - n0);
+  const __mmask8 mask = static_cast<__mmask8>((1u << cols) - 1u);
+  const __m256 col_scale = _mm256_maskz_loadu_ps(mask, w.scales + n0);
+  const __m256 bias = a.bias ? _mm256_maskz_loadu_ps(mask, a.bias + n0) : _mm256_setzero_ps();
+  const __m256i zp_sums =
+      _mm256_mullo_epi32(_mm256_set1_epi32(a.zero_point), _mm256_maskz_loadu_epi32(mask, w.sums + n0));
+  const int64_t rows = std::min<int64_t>(kTileRows, a.m - m0);
+  for (int64_t r = 0; r < rows; ++r) {
+    const __m256i dot = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + r * B));
+    const __m256 f = _mm256_cvtepi32_ps(_mm256_sub_epi32(dot, zp_sums));
+    const __m256 s = _mm256_mul_ps(_mm256_set1_ps(a.row_scales[m0 + r]), col_scale);
+    _mm256_mask_storeu_ps(a.y + (m0 + r) * a.ldy + n0, mask, _mm256_fmadd_ps(f, s, bias));
+  }
+}
+
+// Where the tiles of one call read from. A rows: the activation codes (row
+// stride kp), except the last row tile when it is short or K is not a whole
+// number of 64-byte steps: that one is copied, zero-padded, to `a_tail`.
+// B: the packed block, except a last step shorter than 16 k-quads, copied,
+// zero-padded, to `b_tail` (a full tile read would run past the block; the
+// zero weights make the garbage activation bytes past kp harmless).
+struct Operands {
+  int64_t kp, steps, lda;
+  int64_t a_tail_m0;  // first row held in a_tail (>= m: none)
+  const int8_t* q;
+  const int8_t* a_tail;
+  const int8_t* w;
+  const int8_t* b_tail;  // [blocks of the call][512], or nullptr
+  int64_t b_tail_nb0;
+  const int8_t* a_rows(int64_t m0) const { return m0 >= a_tail_m0 ? a_tail + (m0 - a_tail_m0) * steps * kTileK : q + m0 * kp; }
+  int64_t a_stride(int64_t m0) const { return m0 >= a_tail_m0 ? steps * kTileK : kp; }
+  const int8_t* b_step(int64_t nb, int64_t s) const {
+    if (b_tail && s == steps - 1) return b_tail + (nb - b_tail_nb0) * kTileRows * B * 4;
+    return w + nb * B * kp + s * kTileRows * B * 4;
+  }
+};
+
+template <int MB, int NB>
+void tile_block(const IntGemmArgs& a, const Operands& o, int64_t m0, int64_t nb) {
+  _tile_zero(C00);
+  if constexpr (NB == 2) _tile_zero(C01);
+  if constexpr (MB == 2) _tile_zero(C10);
+  if constexpr (MB == 2 && NB == 2) _tile_zero(C11);
+  const int8_t* a0 = o.a_rows(m0);
+  const int64_t lda0 = o.a_stride(m0);
+  const int8_t* a1 = MB == 2 ? o.a_rows(m0 + kTileRows) : nullptr;
+  const int64_t lda1 = MB == 2 ? o.a_stride(m0 + kTileRows) : 0;
+  for (int64_t s = 0; s < o.steps; ++s) {
+    _tile_loadd(A0, a0 + s * kTileK, lda0);
+    _tile_loadd(B0, o.b_step(nb, s), B * 4);
+    _tile_dpbssd(C00, A0, B0);
+    if constexpr (NB == 2) {
+      _tile_loadd(B1, o.b_step(nb + 1, s), B * 4);
+      _tile_dpbssd(C01, A0, B1);
+    }
+    if constexpr (MB == 2) {
+      _tile_loadd(A1, a1 + s * kTileK, lda1);
+      _tile_dpbssd(C10, A1, B0);
+      if constexpr (NB == 2) _tile_dpbssd(C11, A1, B1);
+    }
+  }
+  alignas(64) int32_t acc[kTileRows * B];
+  _tile_stored(C00, acc, B * 4);
+  epilogue(a, acc, m0, nb);
+  if constexpr (NB == 2) {
+    _tile_stored(C01, acc, B * 4);
+    epilogue(a, acc, m0, nb + 1);
+  }
+  if constexpr (MB == 2) {
+    _tile_stored(C10, acc, B * 4);
+    epilogue(a, acc, m0 + kTileRows, nb);
+    if constexpr (NB == 2) {
+      _tile_stored(C11, acc, B * 4);
+      epilogue(a, acc, m0 + kTileRows, nb + 1);
+    }
+  }
+}
+
+void gemm_i8(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
+  if (a.m < kAmxMinRows) {
+    avx512_vnni_linear_kernels().gemm_i8(a, nb_begin, nb_end);
+    return;
+  }
+  const PackedLinearWeightView& w = *a.w;
+  Operands o{};
+  o.kp = w.k_padded();
+  o.steps = (o.kp + kTileK - 1) / kTileK;
+  o.q = a.q;
+  o.w = static_cast<const int8_t*>(w.data);
+  const int64_t tail_bytes = o.kp % kTileK;
+  const int64_t row_tiles = (a.m + kTileRows - 1) / kTileRows;
+  thread_local std::vector<int8_t> a_tail, b_tail;
+  o.a_tail_m0 = a.m;
+  if (a.m % kTileRows != 0 || tail_bytes != 0) {
+    o.a_tail_m0 = (row_tiles - 1) * kTileRows;
+    a_tail.assign(static_cast<std::size_t>(kTileRows * o.steps * kTileK), 0);
+    for (int64_t r = o.a_tail_m0; r < a.m; ++r) {
+      std::memcpy(a_tail.data() + (r - o.a_tail_m0) * o.steps * kTileK, a.q + r * o.kp, static_cast<std::size_t>(o.kp));
+    }
+    o.a_tail = a_tail.data();
+  }
+  if (tail_bytes != 0) {
+    const int64_t tile_bytes = kTileRows * B * 4, used = tail_bytes / 4 * B * 4;
+    b_tail.assign(static_cast<std::size_t>((nb_end - nb_begin) * tile_bytes), 0);
+    for (int64_t nb = nb_begin; nb < nb_end; ++nb) {
+      std::memcpy(b_tail.data() + (nb - nb_begin) * tile_bytes, o.w + nb * B * o.kp + (o.steps - 1) * tile_bytes,
+                  static_cast<std::size_t>(used));
+    }
+    o.b_tail = b_tail.data();
+    o.b_tail_nb0 = nb_begin;
+  }
+  configure_tiles();
+  // Row tiles outer: a pair of A tiles (32 x K) stays in L1 / L2 while the
+  // thread's weight blocks stream past it.
+  for (int64_t m0 = 0; m0 < a.m; m0 += 2 * kTileRows) {
+    const bool two_rows = m0 + kTileRows < a.m;
+    int64_t nb = nb_begin;
+    for (; nb + 2 <= nb_end; nb += 2) {
+      if (two_rows) tile_block<2, 2>(a, o, m0, nb);
+      else tile_block<1, 2>(a, o, m0, nb);
+    }
+    if (nb < nb_end) {
+      if (two_rows) tile_block<2, 1>(a, o, m0, nb);
+      else tile_block<1, 1>(a, o, m0, nb);
+    }
+  }
+  _tile_release();
+}
+
+#undef C00
+#undef C01
+#undef C10
+#undef C11
+#undef A0
+#undef A1
+#undef B0
+#undef B1
+
+}  // namespace
+
+const LinearKernels& amx_linear_kernels() {
+  static const LinearKernels table = [] {
+    LinearKernels t = avx512_vnni_linear_kernels();
+    t.name = "amx";
+    t.gemm_i8 = gemm_i8;
+    t.prepared_max_m = kAmxMinRows - 1;
+    return t;
+  }();
+  return table;
+}
+
+}  // namespace monoquant::kernels
