@@ -17,6 +17,8 @@ struct CpuFeatures {
   bool amx_tile = false;
   bool amx_int8 = false;
   bool amx_bf16 = false;
+  // Native bf16 arithmetic (vdpbf16ps, CPUID 7.1 EAX): torch's bf16 runs fast.
+  bool avx512_bf16 = false;
 };
 
 const CpuFeatures& cpu_features();

@@ -147,6 +147,13 @@ struct LinearOptions {
 void linear_into(const float* x, int64_t m, int64_t ldx, const PackedLinearWeightView& w, const float* bias,
                  const LinearOptions& options, float* y, int64_t ldy);
 
+// The same with bfloat16 activations in or out (the float part of a model
+// running in bf16): x_dtype and y_dtype are f32 or bf16, strides in elements.
+// A bf16 input is widened exactly; the float32 result is rounded to nearest
+// even (NaN stays NaN). The arithmetic in between is linear_into's.
+void linear_into(const void* x, DType x_dtype, int64_t m, int64_t ldx, const PackedLinearWeightView& w,
+                 const float* bias, const LinearOptions& options, void* y, DType y_dtype, int64_t ldy);
+
 // x: float32 [..., K], last dimension contiguous, leading ones collapsible to
 // rows; bias: nullptr or float32 [N]. Returns float32 [..., N].
 Tensor linear(const TensorView& x, const PackedLinearWeightView& w, const float* bias, const LinearOptions& options);
@@ -182,6 +189,13 @@ void set_avx512_enabled(bool enabled);
 // MONOQUANT_AMX=0 or set_amx_enabled(false) turns it off.
 bool amx_int8_available();
 void set_amx_enabled(bool enabled);
+// AMX-BF16 and AVX-512 BF16 as well: the "amx" set then also runs weight-only
+// layers from 16 rows on bf16 tiles, the activations rounded to bf16 (results
+// within the bf16 tolerance of the float32 reference, not bit-exact).
+// MONOQUANT_AMX_BF16=0 or set_bf16_weight_only_enabled(false) keeps those
+// layers on the float32 AVX-512 kernels (results within 2e-5 of float32).
+bool amx_bf16_available();
+void set_bf16_weight_only_enabled(bool enabled);
 
 // The registry of linear kernel sets: every set this CPU (and process) can
 // run, the scalar reference first, the default choice last. Kernel tests and

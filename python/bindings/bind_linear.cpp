@@ -199,7 +199,8 @@ void bind_linear(nb::module_& m) {
       "linear_raw",
       [](uintptr_t x, int64_t m, uintptr_t y, uintptr_t data, uintptr_t scales, uintptr_t sums, uintptr_t bias,
          const std::string& format, int64_t n, int64_t k, int64_t group_size, const std::string& mode,
-         double act_scale, int64_t act_zero_point, int64_t act_group_size) {
+         double act_scale, int64_t act_zero_point, int64_t act_group_size, const std::string& x_dtype,
+         const std::string& y_dtype) {
         PackedLinearWeightView w;
         w.format = parse_weight_format(format);
         w.n = n;
@@ -211,13 +212,15 @@ void bind_linear(nb::module_& m) {
         w.validate();
         const LinearOptions o = make_options(mode, act_scale, act_zero_point, act_group_size);
         if (x == 0 || y == 0) throw_invalid_argument("linear_raw: null input or output");
+        const DType xt = parse_dtype(x_dtype), yt = parse_dtype(y_dtype);
         nb::gil_scoped_release release;
-        linear_into(reinterpret_cast<const float*>(x), m, k, w, reinterpret_cast<const float*>(bias), o,
-                    reinterpret_cast<float*>(y), n);
+        linear_into(reinterpret_cast<const void*>(x), xt, m, k, w, reinterpret_cast<const float*>(bias), o,
+                    reinterpret_cast<void*>(y), yt, n);
       },
       nb::arg("x"), nb::arg("m"), nb::arg("y"), nb::arg("data"), nb::arg("scales"), nb::arg("sums"), nb::arg("bias"),
       nb::arg("format"), nb::arg("out_features"), nb::arg("in_features"), nb::arg("group_size"), nb::arg("mode"),
-      nb::arg("act_scale"), nb::arg("act_zero_point"), nb::arg("act_group_size") = 0);
+      nb::arg("act_scale"), nb::arg("act_zero_point"), nb::arg("act_group_size") = 0,
+      nb::arg("x_dtype") = "float32", nb::arg("y_dtype") = "float32");
   m.def("linear_kernel_name", [] { return std::string(linear_kernel_name()); });
   m.def("linear_kernel_reason", [] { return linear_kernel_reason(); });
   m.def("vnni_available", &vnni_available);
@@ -225,6 +228,8 @@ void bind_linear(nb::module_& m) {
   m.def("avx512_vnni_available", &avx512_vnni_available);
   m.def("set_avx512_enabled", &set_avx512_enabled, nb::arg("enabled"));
   m.def("amx_int8_available", &amx_int8_available);
+  m.def("amx_bf16_available", &amx_bf16_available);
+  m.def("set_bf16_weight_only_enabled", &set_bf16_weight_only_enabled, nb::arg("enabled"));
   m.def("set_amx_enabled", &set_amx_enabled, nb::arg("enabled"));
   m.def("available_linear_kernel_sets", &available_linear_kernel_sets);
   m.def("use_linear_kernel_set", [](const std::string& name) { use_linear_kernel_set(name); }, nb::arg("name"));

@@ -78,6 +78,10 @@ NB_MODULE(_core, m) {
     d["avx512f"] = f.avx512f;
     d["avx512vnni"] = f.avx512vnni;
     d["avx_vnni"] = f.avx_vnni;
+    d["avx512_bf16"] = f.avx512_bf16;
+    d["amx_tile"] = f.amx_tile;
+    d["amx_int8"] = f.amx_int8;
+    d["amx_bf16"] = f.amx_bf16;
     return d;
   });
   m.def("active_isa", [] { return std::string(monoquant::name_of(monoquant::active_isa())); });

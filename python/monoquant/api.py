@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from . import _core, awq, gptq, io, ops, smoothing
+from . import compute_dtype as _compute_dtype
 from .calibration import calibrate
 from .errors import InvalidArgumentError, MonoquantError, UnsupportedError
 from .metrics import error_metrics
@@ -664,6 +665,7 @@ def quantize(
     smoothquant: Optional[float] = None,
     act_group_size: Optional[int] = None,
     recipe: Optional[Mapping] = None,
+    compute_dtype: Optional[torch.dtype] = None,
 ) -> QuantizationResult:
     """Quantize a model, a state dict or a checkpoint path.
 
@@ -702,6 +704,10 @@ def quantize(
         AWQ) applies to every quantized layer with its own scheme.
     int4_range: "full" (codes [-8, 7], scale absmax / 7.5: compressed-tensors'
         convention, the default) or "restricted" ([-7, 7], absmax / 7).
+    compute_dtype: torch.bfloat16 runs the model's float part (attention, norms, layers
+        kept float) in bf16 where the CPU has native bf16 (AVX-512 BF16 / AMX), the
+        quantized layers taking and returning bf16 activations; float inputs must then
+        be bf16, as after ``model.to(torch.bfloat16)``. Elsewhere a warning, and float32.
     layer_types: module types to quantize (default nn.Linear, nn.Conv1d,
         nn.Conv2d and transformers' Conv1D; add nn.Embedding for embeddings).
     skip / include: module names, ``"re:<regex>"`` patterns or module types;
@@ -761,12 +767,23 @@ def quantize(
     act_order = bool(act_order)
     if method == "gptq":
         config["gptq"] = {"act_order": bool(act_order), "dampening": float(dampening), "sequential": bool(sequential)}
+    compute_dtype = _compute_dtype.resolve(compute_dtype)
     if isinstance(model, nn.Module):
-        return _quantize_model(model, sch, bits, calibration_data=calibration_data, observer=observer,
-                               method=method, gptq_options=config.get("gptq"), smoothquant=smoothquant,
-                               recipe_rules=recipe_rules,
-                               layer_types=layer_types, num_calibration_samples=num_calibration_samples,
-                               inplace=inplace, **kwargs)
+        result = _quantize_model(model, sch, bits, calibration_data=calibration_data, observer=observer,
+                                 method=method, gptq_options=config.get("gptq"), smoothquant=smoothquant,
+                                 recipe_rules=recipe_rules,
+                                 layer_types=layer_types, num_calibration_samples=num_calibration_samples,
+                                 inplace=inplace, **kwargs)
+        if compute_dtype is not None:
+            cast_warns: List[str] = []
+            config["compute_dtype"] = _compute_dtype.apply(result.model, compute_dtype, cast_warns) or "float32"
+            for msg in cast_warns:
+                result.warnings.append(msg)
+                warnings.warn(msg, RuntimeWarning, stacklevel=2)
+        return result
+    if compute_dtype is not None:
+        raise InvalidArgumentError("compute_dtype applies to a model that runs (an nn.Module or a model "
+                                   "directory), not to a state dict")
     if isinstance(model, Mapping):
         if smoothquant is not None:
             raise InvalidArgumentError("smoothquant runs the model on calibration data: pass the nn.Module")

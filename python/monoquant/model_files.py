@@ -23,12 +23,13 @@ import json
 import os
 import re
 import warnings
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
 
 from . import _core, io
+from . import compute_dtype as _compute_dtype
 from .errors import FormatError, InvalidArgumentError, UnsupportedError
 from .modules import (QuantConv1d, QuantConv2d, QuantEmbedding, QuantLinear, QuantModule,
                       half_weight_from_float_shape)
@@ -319,13 +320,16 @@ def fill_float_weights(model: nn.Module, tensors: Dict[str, torch.Tensor], path:
                       f"ignored: {', '.join(unexpected[:5])}", RuntimeWarning, stacklevel=3)
 
 
-def load(path, model: Optional[nn.Module] = None) -> nn.Module:
+def load(path, model: Optional[nn.Module] = None, compute_dtype: Optional[torch.dtype] = None) -> nn.Module:
     """Rebuild a quantized model from ``path`` (a .safetensors file, a .pt archive or a model directory)
     written by monoquant or by another compressed-tensors tool.
 
     model: the float architecture to fill (its weights are replaced; it is changed in place and returned).
     Without it, ``path`` must be a directory whose ``config.json`` names a transformers architecture.
+    compute_dtype: torch.bfloat16 runs the float part in bf16 where the CPU has native bf16
+    (as ``monoquant.quantize(..., compute_dtype=)``; compute_dtype.py).
     """
+    compute_dtype = _compute_dtype.resolve(compute_dtype)
     path = os.fspath(path)
     if not os.path.exists(path):
         raise InvalidArgumentError(f"{path}: no such file or directory")
@@ -372,6 +376,11 @@ def load(path, model: Optional[nn.Module] = None) -> nn.Module:
     prefixes = tuple(n + "." for n in built)
     fill_float_weights(model, {k: v for k, v in tensors.items() if not k.startswith(prefixes)}, path, prefixes)
     model.eval()
+    if compute_dtype is not None:
+        cast_warns: List[str] = []
+        _compute_dtype.apply(model, compute_dtype, cast_warns)
+        for msg in cast_warns:
+            warnings.warn(msg, RuntimeWarning, stacklevel=2)
     return model
 
 

@@ -64,6 +64,8 @@ class QuantModule(nn.Module):
     scheme: LayerScheme
     #: the float module type this one replaces ("Linear", "Conv1D", "Conv2d", ...)
     source_type: str = ""
+    #: the dtype the model around this module was cast to (.to(torch.bfloat16)); None: not cast
+    compute_dtype: Optional[torch.dtype] = None
 
     def _init_quant(self, qw: QuantizedWeight, scheme: LayerScheme, bias: Optional[Tensor], float_dtype: torch.dtype,
                     act_scale: float, act_zero_point: int) -> None:
@@ -231,7 +233,13 @@ class QuantModule(nn.Module):
             raise UnsupportedError(f"{type(self).__name__} runs on monoquant's CPU kernels and cannot move to "
                                    f"{probe.device}; dequantize the model (monoquant.dequantize) to run it there")
         # A dtype change (.half(), .to(torch.bfloat16)) leaves the quantized
-        # weight as it is: the kernels compute in float32 and return the input's dtype.
+        # weight as it is: the kernels compute in float32 and return the input's dtype,
+        # and an embedding then returns the new dtype (compute_dtype), as the model around it expects.
+        half, brain = fn(torch.zeros(1, dtype=torch.float16)).dtype, fn(torch.zeros(1, dtype=torch.bfloat16)).dtype
+        if half != torch.float16:
+            self.compute_dtype = half
+        elif brain != torch.bfloat16:
+            self.compute_dtype = brain
         return self
 
     def __getstate__(self):
@@ -437,7 +445,8 @@ class QuantEmbedding(QuantModule):
 
     def forward(self, ids: Tensor) -> Tensor:
         out = ops.embedding(ids, self.codes, self.scales, self.format, self.embedding_dim, self.group_size)
-        return out if self.float_dtype == torch.float32 else out.to(self.float_dtype)
+        dtype = self.compute_dtype or self.float_dtype
+        return out if dtype == torch.float32 else out.to(dtype)
 
     def extra_repr(self) -> str:
         return f"{self.num_embeddings}, {self.embedding_dim}, {self._extra()}"

@@ -144,6 +144,16 @@ def _as_f32(x: Tensor) -> Tensor:
     return x if x.is_contiguous() else x.contiguous()
 
 
+_IO_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16"}
+
+
+def _as_io(x: Tensor, dtype: torch.dtype) -> Tensor:
+    x = x.detach()
+    if x.dtype != dtype:
+        x = x.to(dtype)
+    return x if x.is_contiguous() else x.contiguous()
+
+
 def _packed_sizes(format: str, n: int, k: int, group_size: int) -> Tuple[int, int, int]:
     """Bytes of data, and element counts of scales and sums, of a packed weight."""
     chunk = 8 if format == "int4" else 4
@@ -185,19 +195,22 @@ def _linear_impl(x: Tensor, data: Tensor, scales: Tensor, sums: Tensor, bias: Op
     _check_array(data, torch.uint8, nbytes, "data")
     _check_array(scales, torch.float32, nscales, "scales")
     _check_array(sums, torch.int32, nsums, "sums")
-    xf = _as_f32(x)
+    # bfloat16 activations (a model whose float part runs in bf16) go to the kernels as they are.
+    io_dtype = torch.bfloat16 if x.dtype == torch.bfloat16 else torch.float32
+    xf = _as_io(x, io_dtype)
     b = None
     if bias is not None:
         b = _as_f32(bias)
         if b.numel() != n or b.device.type != "cpu":
             raise InvalidArgumentError(f"bias must be a CPU tensor of out_features = {n} elements")
-    y = torch.empty((*x.shape[:-1], n), dtype=torch.float32)
+    y = torch.empty((*x.shape[:-1], n), dtype=io_dtype)
     m = xf.numel() // k
     if m:
         _core.linear_raw(xf.data_ptr(), m, y.data_ptr(), data.data_ptr(), scales.data_ptr(), sums.data_ptr(),
                          0 if b is None else b.data_ptr(), format, n, k, int(group_size), mode, float(act_scale),
-                         int(act_zero_point), _act_group(format, group_size))
-    return y if x.dtype == torch.float32 else y.to(x.dtype)
+                         int(act_zero_point), _act_group(format, group_size), _IO_NAMES[io_dtype],
+                         _IO_NAMES[io_dtype])
+    return y if x.dtype == io_dtype else y.to(x.dtype)
 
 
 def _linear_eager(x: Tensor, w: "PackedLinearWeight", bias: Optional[Tensor], mode: str, act_scale: float,
@@ -208,7 +221,8 @@ def _linear_eager(x: Tensor, w: "PackedLinearWeight", bias: Optional[Tensor], mo
     so this uses the cheapest tensor queries (``is_cpu``, ``size(-1)``) and
     sends anything unusual to ``_linear_impl``."""
     k, n = w.in_features, w.out_features
-    if not (x.dtype is torch.float32 and x.is_cpu and x.is_contiguous() and x.dim() >= 1 and x.size(-1) == k
+    io = x.dtype
+    if not ((io is torch.float32 or io is torch.bfloat16) and x.is_cpu and x.is_contiguous() and x.dim() >= 1 and x.size(-1) == k
             and (bias is None or (bias.dtype is torch.float32 and bias.is_cpu and bias.is_contiguous()
                                   and bias.numel() == n))):
         return _linear_impl(x.detach(), w.data, w.scales, w.sums, bias, w.format, n, k, w.group_size, mode,
@@ -217,9 +231,10 @@ def _linear_eager(x: Tensor, w: "PackedLinearWeight", bias: Optional[Tensor], mo
     m = x.numel() // k
     y = x.new_empty((m, n)) if x.dim() == 2 else x.new_empty((*x.shape[:-1], n))
     if m:
+        name = "float32" if io is torch.float32 else "bfloat16"
         _core.linear_raw(x.data_ptr(), m, y.data_ptr(), data, scales, sums, 0 if bias is None else bias.data_ptr(),
                          w.format, n, k, w.group_size, mode, act_scale, act_zero_point,
-                         _act_group(w.format, w.group_size))
+                         _act_group(w.format, w.group_size), name, name)
     return y
 
 

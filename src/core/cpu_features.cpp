@@ -28,6 +28,8 @@ CpuFeatures detect() {
   f.amx_bf16 = (edx >> 22) & 1u;
   f.amx_tile = (edx >> 24) & 1u;
   f.amx_int8 = (edx >> 25) & 1u;
+  __asm__("cpuid" : "=a"(eax), "=b"(ebx), "=c"(ecx), "=d"(edx) : "a"(7), "c"(1));
+  f.avx512_bf16 = (eax >> 5) & 1u;
 #endif
   return f;
 }

@@ -27,6 +27,9 @@ struct FloatGemmArgs {
   const float* bias;  // [n] or nullptr
   float* y;           // [m, n], row stride ldy
   int64_t ldy;
+  // From m >= LinearKernels::bf16_min_m: x rounded to bf16, [round_up(m, 16)]
+  // rows of round_up(k, 32) elements, zero-padded (rows and columns).
+  const uint16_t* xb = nullptr;
 };
 
 struct IntGemmArgs {
@@ -61,6 +64,11 @@ struct LinearKernels {
   // gemm_i8 reads the prepared form only for m <= prepared_max_m (AMX reads
   // the signed codes themselves from 16 rows on); above it, prepared is null.
   int64_t prepared_max_m = INT64_MAX;
+  // Weight-only on bf16 tiles: from this many rows on (0: never), gemm_float
+  // reads FloatGemmArgs::xb, which linear_into fills row by row with
+  // to_bf16_row(x, k, k_padded, out) (round to nearest even, zeros after k).
+  int64_t bf16_min_m = 0;
+  void (*to_bf16_row)(const float* x, int64_t k, int64_t k_padded, uint16_t* out) = nullptr;
 };
 
 const LinearKernels& reference_linear_kernels();

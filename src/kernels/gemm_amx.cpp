@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "kernels/gemm.hpp"
+#include "monoquant/linear.hpp"
 
 namespace monoquant::kernels {
 namespace {
@@ -188,6 +189,201 @@ void gemm_i8(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
   _tile_release();
 }
 
+// ------------------------------------------------ weight-only on AMX-BF16
+// TDPBF16PS multiplies 16 rows x 32 bf16 activations by 32 k x 8 columns of
+// bf16 weights (16 k-pairs x 8 columns x 2) into float32 sums. Activations
+// are rounded to bf16 once per call (linear_into, to_bf16_row); each block's
+// weights are decoded once per call into a bf16 panel [K/2 pairs][8][2], then
+// every row tile streams past it. Decoding: int8 codes exactly (the column
+// scale is applied to the float sum, as in the reference), int4 as
+// bf16(code * group scale), f16 rounded to bf16, bf16 as stored. So the
+// result differs from the float32 reference by the bf16 rounding of the
+// activations (and of int4 / f16 weights): relative 2^-9 per product, the
+// tolerance the tests state.
+constexpr int64_t kBf16TileK = 32;      // k per A row (64 bytes)
+constexpr int64_t kBf16MinRows = 16;
+
+void configure_bf16_tiles() {
+  TileConfig c{};
+  c.palette_id = 1;
+  for (int t = C00; t <= C11; ++t) c.rows[t] = kTileRows, c.colsb[t] = B * 4;
+  for (int t = A0; t <= A1; ++t) c.rows[t] = kTileRows, c.colsb[t] = kBf16TileK * 2;
+  for (int t = B0; t <= B1; ++t) c.rows[t] = kTileRows, c.colsb[t] = B * 4;
+  _tile_loadconfig(&c);
+}
+
+int64_t bf16_k_padded(int64_t k) { return (k + kBf16TileK - 1) / kBf16TileK * kBf16TileK; }
+
+void to_bf16_row(const float* x, int64_t k, int64_t k_padded, uint16_t* out) {
+  int64_t i = 0;
+  for (; i + 16 <= k; i += 16) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(x + i)));
+  }
+  if (i < k) {
+    const __mmask16 mask = static_cast<__mmask16>((1u << (k - i)) - 1u);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i),
+                        (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(mask, x + i)));
+    i += 16;
+  }
+  for (; i < k_padded; ++i) out[i] = 0;
+}
+
+// 32 bf16 in [column][4 k] order (one k-quad of a block) -> two panel rows
+// [k-pair][column][2]: 32-bit unit c*2 + h moves to h*8 + c.
+inline __m512i quad_to_pairs(__m512i v) {
+  const __m512i idx = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+  return _mm512_permutexvar_epi32(idx, v);
+}
+
+inline __m512i pack_bf16(__m512 lo, __m512 hi) { return (__m512i)_mm512_cvtne2ps_pbh(hi, lo); }
+
+// Decodes block nb's weights into panel[round_up(k, 32) / 2][8][2] bf16.
+void decode_panel(const PackedLinearWeightView& w, int64_t nb, uint16_t* panel) {
+  const int64_t kp = w.k_padded(), kb = bf16_k_padded(w.k);
+  auto* out = reinterpret_cast<__m512i*>(panel);  // one __m512i = one k-quad = 2 pairs
+  const int64_t quads = kp / 4;
+  switch (w.format) {
+    case WeightFormat::int8: {
+      const auto* d = static_cast<const int8_t*>(w.data) + nb * B * kp;
+      for (int64_t q = 0; q < quads; ++q) {
+        const __m128i c0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(d + q * 32));
+        const __m128i c1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(d + q * 32 + 16));
+        const __m512 f0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(c0));
+        const __m512 f1 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(c1));
+        _mm512_storeu_si512(out + q, quad_to_pairs(pack_bf16(f0, f1)));
+      }
+      break;
+    }
+    case WeightFormat::int4: {
+      // Chunk t: [8 columns][4 bytes], byte j: k = 8t + j (low), 8t + 4 + j (high).
+      const auto* d = static_cast<const uint8_t*>(w.data) + nb * B * kp / 2;
+      const int64_t groups = w.groups();
+      const __m512i cols_lo = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+      const __m512i cols_hi = _mm512_add_epi32(cols_lo, _mm512_set1_epi32(4));
+      const __m512i eight = _mm512_set1_epi32(8), nibble = _mm512_set1_epi32(0xf);
+      for (int64_t t = 0; t < kp / 8; ++t) {
+        const __m256 s8 = _mm256_loadu_ps(w.scales + (nb * groups + (t * 8) / w.group_size) * B);
+        const __m512 s = _mm512_castps256_ps512(s8);
+        const __m512 s_lo = _mm512_permutexvar_ps(cols_lo, s), s_hi = _mm512_permutexvar_ps(cols_hi, s);
+        const __m512i b0 = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(d + t * 32)));
+        const __m512i b1 = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(d + t * 32 + 16)));
+        const auto value = [&](__m512i bytes, int shift, __m512 scale) {
+          const __m512i code = _mm512_sub_epi32(_mm512_and_si512(_mm512_srli_epi32(bytes, shift), nibble), eight);
+          return _mm512_mul_ps(_mm512_cvtepi32_ps(code), scale);
+        };
+        _mm512_storeu_si512(out + 2 * t, quad_to_pairs(pack_bf16(value(b0, 0, s_lo), value(b1, 0, s_hi))));
+        _mm512_storeu_si512(out + 2 * t + 1, quad_to_pairs(pack_bf16(value(b0, 4, s_lo), value(b1, 4, s_hi))));
+      }
+      break;
+    }
+    case WeightFormat::f16: {
+      const auto* d = static_cast<const uint16_t*>(w.data) + nb * B * kp;
+      for (int64_t q = 0; q < quads; ++q) {
+        const __m512 f0 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(d + q * 32)));
+        const __m512 f1 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(d + q * 32 + 16)));
+        _mm512_storeu_si512(out + q, quad_to_pairs(pack_bf16(f0, f1)));
+      }
+      break;
+    }
+    case WeightFormat::bf16: {
+      const auto* d = static_cast<const uint16_t*>(w.data) + nb * B * kp;
+      for (int64_t q = 0; q < quads; ++q) {
+        _mm512_storeu_si512(out + q, quad_to_pairs(_mm512_loadu_si512(d + q * 32)));
+      }
+      break;
+    }
+  }
+  // Zero weights from kp up to the last whole 32-k step.
+  std::memset(panel + kp * B, 0, static_cast<std::size_t>((kb - kp) * B) * sizeof(uint16_t));
+}
+
+void bf16_epilogue(const FloatGemmArgs& a, const float* acc, int64_t m0, int64_t nb) {
+  const PackedLinearWeightView& w = *a.w;
+  const int64_t n0 = nb * B, cols = std::min<int64_t>(B, w.n - n0);
+  const __mmask8 mask = static_cast<__mmask8>((1u << cols) - 1u);
+  const __m256 scale = w.format == WeightFormat::int8 ? _mm256_maskz_loadu_ps(mask, w.scales + n0) : _mm256_set1_ps(1.0f);
+  const __m256 bias = a.bias ? _mm256_maskz_loadu_ps(mask, a.bias + n0) : _mm256_setzero_ps();
+  const int64_t rows = std::min<int64_t>(kTileRows, a.m - m0);
+  for (int64_t r = 0; r < rows; ++r) {
+    const __m256 sum = _mm256_loadu_ps(acc + r * B);
+    _mm256_mask_storeu_ps(a.y + (m0 + r) * a.ldy + n0, mask, _mm256_add_ps(_mm256_mul_ps(sum, scale), bias));
+  }
+}
+
+template <int MB, int NB>
+void bf16_tile_block(const FloatGemmArgs& a, const uint16_t* panel0, const uint16_t* panel1, int64_t steps,
+                     int64_t m0, int64_t nb) {
+  const int64_t lda = steps * kBf16TileK * 2;  // bytes per activation row
+  const auto* a0 = reinterpret_cast<const std::byte*>(a.xb) + m0 * lda;
+  const auto* a1 = a0 + kTileRows * lda;
+  _tile_zero(C00);
+  if constexpr (NB == 2) _tile_zero(C01);
+  if constexpr (MB == 2) _tile_zero(C10);
+  if constexpr (MB == 2 && NB == 2) _tile_zero(C11);
+  constexpr int64_t kStepBytes = kTileRows * B * 4;  // one B tile: 16 pairs x 8 columns x 2 bf16
+  for (int64_t s = 0; s < steps; ++s) {
+    _tile_loadd(A0, a0 + s * kBf16TileK * 2, lda);
+    _tile_loadd(B0, reinterpret_cast<const std::byte*>(panel0) + s * kStepBytes, B * 4);
+    _tile_dpbf16ps(C00, A0, B0);
+    if constexpr (NB == 2) {
+      _tile_loadd(B1, reinterpret_cast<const std::byte*>(panel1) + s * kStepBytes, B * 4);
+      _tile_dpbf16ps(C01, A0, B1);
+    }
+    if constexpr (MB == 2) {
+      _tile_loadd(A1, a1 + s * kBf16TileK * 2, lda);
+      _tile_dpbf16ps(C10, A1, B0);
+      if constexpr (NB == 2) _tile_dpbf16ps(C11, A1, B1);
+    }
+  }
+  alignas(64) float acc[kTileRows * B];
+  _tile_stored(C00, acc, B * 4);
+  bf16_epilogue(a, acc, m0, nb);
+  if constexpr (NB == 2) {
+    _tile_stored(C01, acc, B * 4);
+    bf16_epilogue(a, acc, m0, nb + 1);
+  }
+  if constexpr (MB == 2) {
+    _tile_stored(C10, acc, B * 4);
+    bf16_epilogue(a, acc, m0 + kTileRows, nb);
+    if constexpr (NB == 2) {
+      _tile_stored(C11, acc, B * 4);
+      bf16_epilogue(a, acc, m0 + kTileRows, nb + 1);
+    }
+  }
+}
+
+void gemm_float(const FloatGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
+  if (a.xb == nullptr) {
+    avx512_vnni_linear_kernels().gemm_float(a, nb_begin, nb_end);
+    return;
+  }
+  const PackedLinearWeightView& w = *a.w;
+  const int64_t kb = bf16_k_padded(w.k), steps = kb / kBf16TileK;
+  thread_local std::vector<uint16_t> panels;
+  panels.resize(static_cast<std::size_t>(2 * kb * B));
+  uint16_t* p0 = panels.data();
+  uint16_t* p1 = p0 + kb * B;
+  configure_bf16_tiles();
+  // Block pairs outer: each pair's weights are decoded once, then every row
+  // tile (the bf16 activations, in L2) streams past them.
+  for (int64_t nb = nb_begin; nb < nb_end; nb += 2) {
+    const bool pair = nb + 1 < nb_end;
+    decode_panel(w, nb, p0);
+    if (pair) decode_panel(w, nb + 1, p1);
+    for (int64_t m0 = 0; m0 < a.m; m0 += 2 * kTileRows) {
+      const bool two_rows = m0 + kTileRows < a.m;
+      if (pair) {
+        if (two_rows) bf16_tile_block<2, 2>(a, p0, p1, steps, m0, nb);
+        else bf16_tile_block<1, 2>(a, p0, p1, steps, m0, nb);
+      } else {
+        if (two_rows) bf16_tile_block<2, 1>(a, p0, p1, steps, m0, nb);
+        else bf16_tile_block<1, 1>(a, p0, p1, steps, m0, nb);
+      }
+    }
+  }
+  _tile_release();
+}
+
 #undef C00
 #undef C01
 #undef C10
@@ -205,6 +401,11 @@ const LinearKernels& amx_linear_kernels() {
     t.name = "amx";
     t.gemm_i8 = gemm_i8;
     t.prepared_max_m = kAmxMinRows - 1;
+    if (amx_bf16_available()) {
+      t.gemm_float = gemm_float;
+      t.bf16_min_m = kBf16MinRows;
+      t.to_bf16_row = to_bf16_row;
+    }
     return t;
   }();
   return table;

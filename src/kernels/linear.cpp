@@ -46,6 +46,13 @@ bool amx_env_default() {
 
 std::atomic<bool> g_amx_enabled{amx_env_default()};
 
+bool amx_bf16_env_default() {
+  const char* env = std::getenv("MONOQUANT_AMX_BF16");
+  return !(env && std::string(env) == "0");
+}
+
+std::atomic<bool> g_bf16_weight_only{amx_bf16_env_default()};
+
 // Linux hands out the 8 KiB AMX tile state only to processes that ask
 // (arch_prctl ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA, Linux >= 5.16);
 // without it the first tile instruction faults. Asked once per process.
@@ -91,9 +98,10 @@ void for_block_ranges(int64_t nblocks, int64_t grain_blocks, const Fn& fn) {
   });
 }
 
-// Per-thread scratch reused across calls (no allocation per token).
+// Per-thread scratch reused across calls (no allocation per token). Slots
+// 0-2: quantized activations; 3, 4: float32 copies of bf16 input / output.
 std::byte* scratch(std::size_t bytes, int slot) {
-  thread_local Buffer buffers[3];
+  thread_local Buffer buffers[5];
   Buffer& b = buffers[slot];
   if (b.size() < bytes) b = Buffer(std::max(bytes, b.size() * 2));
   return b.data();
@@ -288,6 +296,13 @@ bool amx_int8_available() {
 
 void set_amx_enabled(bool enabled) { g_amx_enabled.store(enabled); }
 
+void set_bf16_weight_only_enabled(bool enabled) { g_bf16_weight_only.store(enabled); }
+
+bool amx_bf16_available() {
+  const CpuFeatures& f = cpu_features();
+  return amx_int8_available() && f.amx_bf16 && f.avx512_bf16;
+}
+
 namespace kernels {
 const LinearKernels& active_linear_kernels() {
   if (active_isa() == Isa::scalar) return reference_linear_kernels();
@@ -309,7 +324,12 @@ std::string linear_kernel_reason() {
     return "scalar reference: MONOQUANT_ISA=scalar or no AVX2/FMA/F16C";
   }
   if (name == "amx") {
-    return "AMX int8 tiles (tdpbssd) for W8A8 from 16 rows; 512-bit vpdpbusd (AVX-512 VNNI) for the rest";
+    return std::string("AMX int8 tiles (tdpbssd) for W8A8 from 16 rows") +
+           (!amx_bf16_available()      ? "; no AMX-BF16 / AVX-512 BF16: float-activation layers on AVX-512"
+            : g_bf16_weight_only.load() ? "; AMX-BF16 tiles (tdpbf16ps, bf16-rounded activations) for float-activation "
+                                          "layers from 16 rows"
+                                        : "; AMX-BF16 for float-activation layers disabled by MONOQUANT_AMX_BF16=0") +
+           "; 512-bit vpdpbusd (AVX-512 VNNI) for the rest";
   }
   if (name == "avx512_vnni") {
     std::string why = std::string("512-bit vpdpbusd (AVX-512 VNNI + BW + VL)") +
@@ -368,8 +388,20 @@ void linear_into(const float* x, int64_t m, int64_t ldx, const PackedLinearWeigh
   const int64_t nblocks = w.n_blocks(), kp = w.k_padded();
   const int64_t grain = block_grain(m, w.k, options.mode);
   if (options.mode == LinearMode::weight_only) {
-    const kernels::FloatGemmArgs a{x, m, ldx, &w, bias, y, ldy};
-    for_block_ranges(nblocks, grain, [&](int64_t b0, int64_t b1) { kt.gemm_float(a, b0, b1); });
+    kernels::FloatGemmArgs a{x, m, ldx, &w, bias, y, ldy};
+    int64_t float_grain = grain;
+    if (kt.bf16_min_m && m >= kt.bf16_min_m && g_bf16_weight_only.load()) {
+      // bf16 tiles: the activations rounded once, whole 16-row tiles of whole 32-k steps.
+      const int64_t kb = (w.k + 31) / 32 * 32, rows = (m + 15) / 16 * 16;
+      auto* xb = reinterpret_cast<uint16_t*>(scratch(static_cast<std::size_t>(rows * kb) * sizeof(uint16_t), 2));
+      parallel_for(m, std::max<int64_t>(1, 16384 / kb), [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) kt.to_bf16_row(x + r * ldx, w.k, kb, xb + r * kb);
+      });
+      std::memset(xb + m * kb, 0, static_cast<std::size_t>((rows - m) * kb) * sizeof(uint16_t));
+      a.xb = xb;
+      float_grain = block_grain(m, w.k, LinearMode::dynamic_int8);  // tile speed, like the integer kernels
+    }
+    for_block_ranges(nblocks, float_grain, [&](int64_t b0, int64_t b1) { kt.gemm_float(a, b0, b1); });
     return;
   }
   const auto mu = static_cast<std::size_t>(m);
@@ -402,6 +434,43 @@ void linear_into(const float* x, int64_t m, int64_t ldx, const PackedLinearWeigh
     return;
   }
   for_block_ranges(nblocks, grain, [&](int64_t b0, int64_t b1) { kt.gemm_i8(a, b0, b1); });
+}
+
+void linear_into(const void* x, DType x_dtype, int64_t m, int64_t ldx, const PackedLinearWeightView& w,
+                 const float* bias, const LinearOptions& options, void* y, DType y_dtype, int64_t ldy) {
+  const auto is_io = [](DType t) { return t == DType::f32 || t == DType::bf16; };
+  if (!is_io(x_dtype) || !is_io(y_dtype)) {
+    throw_invalid_argument("linear activations must be float32 or bfloat16, got " + std::string(name_of(x_dtype)) +
+                           " in and " + std::string(name_of(y_dtype)) + " out");
+  }
+  if (m < 0 || ldx < w.k || ldy < w.n) throw_invalid_argument("linear_into: bad row count or row stride");
+  if (m == 0) return;
+  const kernels::QuantKernels& qk = kernels::active_kernels();
+  const auto mu = static_cast<std::size_t>(m);
+  const int64_t row_grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(w.k, 1));
+  const float* xf = static_cast<const float*>(x);
+  int64_t ldxf = ldx;
+  if (x_dtype == DType::bf16) {
+    auto* wide = reinterpret_cast<float*>(scratch(mu * static_cast<std::size_t>(w.k) * sizeof(float), 3));
+    const auto* xb = static_cast<const uint16_t*>(x);
+    parallel_for(m, row_grain, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) qk.bf16_to_f32(xb + r * ldx, w.k, wide + r * w.k);
+    });
+    xf = wide;
+    ldxf = w.k;
+  }
+  if (y_dtype == DType::f32) {
+    linear_into(xf, m, ldxf, w, bias, options, static_cast<float*>(y), ldy);
+    return;
+  }
+  auto* yf = reinterpret_cast<float*>(scratch(mu * static_cast<std::size_t>(w.n) * sizeof(float), 4));
+  linear_into(xf, m, ldxf, w, bias, options, yf, w.n);
+  auto* yb = static_cast<uint16_t*>(y);
+  parallel_for(m, row_grain, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      qk.f32_to_bf16(yf + r * w.n, w.n, std::numeric_limits<float>::infinity(), yb + r * ldy);
+    }
+  });
 }
 
 Tensor linear(const TensorView& x, const PackedLinearWeightView& w, const float* bias, const LinearOptions& options) {

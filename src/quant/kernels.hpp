@@ -27,7 +27,8 @@ struct QuantKernels {
   void (*pack_i4)(const int8_t* q, int64_t n, uint8_t* packed);
   void (*unpack_i4)(const uint8_t* packed, int64_t n, int8_t* q);
   // Round-to-nearest-even casts. x is first clamped to [-clamp, clamp]
-  // (pass +Inf for no clamp); input is finite.
+  // (pass +Inf for no clamp); input is finite, except that f32_to_bf16 with
+  // clamp +Inf passes Inf and NaN (made quiet) through.
   void (*f32_to_f16)(const float* x, int64_t n, float clamp, uint16_t* h);
   void (*f16_to_f32)(const uint16_t* h, int64_t n, float* x);
   void (*f32_to_bf16)(const float* x, int64_t n, float clamp, uint16_t* b);

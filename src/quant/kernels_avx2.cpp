@@ -4,6 +4,8 @@
 // the tails go to the reference so that there is one definition of the edge.
 #include <immintrin.h>
 
+#include <limits>
+
 #include <algorithm>
 #include <bit>
 
@@ -161,16 +163,21 @@ void f16_to_f32(const uint16_t* h, int64_t n, float* x) {
 // bit, keep the high half. Input is finite, so no NaN handling is needed here.
 void f32_to_bf16(const float* x, int64_t n, float clamp, uint16_t* b) {
   const __m256 hi = _mm256_set1_ps(clamp), lo = _mm256_set1_ps(-clamp);
+  const bool unclamped = clamp == std::numeric_limits<float>::infinity();
   const __m256i bias = _mm256_set1_epi32(0x7fff);
   const __m256i one = _mm256_set1_epi32(1);
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
     __m256i r[2];
     for (int k = 0; k < 2; ++k) {
-      const __m256 v = _mm256_min_ps(_mm256_max_ps(_mm256_loadu_ps(x + i + 8 * k), lo), hi);
+      const __m256 raw = _mm256_loadu_ps(x + i + 8 * k);
+      // No clamp (+Inf): NaN and Inf pass through, NaN made quiet as in the reference.
+      const __m256 v = unclamped ? raw : _mm256_min_ps(_mm256_max_ps(raw, lo), hi);
       const __m256i bits = _mm256_castps_si256(v);
       const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(bits, 16), one);
-      r[k] = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(bits, bias), lsb), 16);
+      const __m256i rounded = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(bits, bias), lsb), 16);
+      const __m256i quiet_nan = _mm256_or_si256(_mm256_srli_epi32(bits, 16), _mm256_set1_epi32(0x40));
+      r[k] = _mm256_blendv_epi8(rounded, quiet_nan, _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q)));
     }
     const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(r[0], r[1]), _MM_SHUFFLE(3, 1, 2, 0));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(b + i), packed);

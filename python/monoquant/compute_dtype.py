@@ -1,0 +1,49 @@
+"""``compute_dtype``: run the float part of a quantized model (attention, norms, activations, the layers kept
+float) in bfloat16, as ``model.to(torch.bfloat16)`` does, while the quantized layers keep their weights and take
+and return bf16 activations directly (the C++ kernels widen the input and round the output themselves).
+
+Only where the CPU has native bf16 arithmetic (AVX-512 BF16 or AMX-BF16): elsewhere torch emulates bf16 and the
+model would run slower than in float32, so the model stays float32 and a warning says why."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import torch
+from torch import nn
+
+from . import _core
+from .errors import InvalidArgumentError
+
+_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16"}
+
+
+def native_bf16() -> bool:
+    f = _core.cpu_features()
+    return bool(f["avx512_bf16"] or f["amx_bf16"])
+
+
+def resolve(dtype) -> Optional[torch.dtype]:
+    """None or float32: nothing to do; bfloat16: cast; anything else is an error."""
+    if dtype is None or dtype is torch.float32:
+        return None
+    if dtype is torch.bfloat16:
+        return dtype
+    raise InvalidArgumentError(f"compute_dtype must be torch.float32 or torch.bfloat16, got {dtype!r}")
+
+
+def apply(model: nn.Module, dtype, warns: List[str]) -> Optional[str]:
+    """Casts ``model``'s float part to ``dtype`` in place; returns the dtype's name, or None when nothing was
+    cast (float32 asked, or no native bf16 here: then a message is added to ``warns``)."""
+    dtype = resolve(dtype)
+    if dtype is None:
+        return None
+    if not native_bf16():
+        warns.append("compute_dtype=torch.bfloat16 ignored: this CPU has no native bf16 arithmetic (AVX-512 BF16 "
+                     "or AMX-BF16), so bf16 would run slower than float32; the float part stays float32")
+        return None
+    model.to(dtype)
+    return _NAMES[dtype]
+
+
+__all__ = ["apply", "resolve", "native_bf16"]
