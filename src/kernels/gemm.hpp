@@ -30,6 +30,9 @@ struct FloatGemmArgs {
   // From m >= LinearKernels::bf16_min_m: x rounded to bf16, [round_up(m, 16)]
   // rows of round_up(k, 32) elements, zero-padded (rows and columns).
   const uint16_t* xb = nullptr;
+  // Non-null (only where LinearKernels::bf16_out_min_m allows): write the
+  // result as bf16 here, row stride ldy, instead of y.
+  uint16_t* yb = nullptr;
 };
 
 struct IntGemmArgs {
@@ -43,6 +46,7 @@ struct IntGemmArgs {
   const float* bias;
   float* y;
   int64_t ldy;
+  uint16_t* yb = nullptr;  // as FloatGemmArgs::yb (gemm_i8 only)
 };
 
 struct LinearKernels {
@@ -69,6 +73,9 @@ struct LinearKernels {
   // to_bf16_row(x, k, k_padded, out) (round to nearest even, zeros after k).
   int64_t bf16_min_m = 0;
   void (*to_bf16_row)(const float* x, int64_t k, int64_t k_padded, uint16_t* out) = nullptr;
+  // gemm_i8 from this many rows, and gemm_float whenever it reads xb, write
+  // bf16 results (yb, rounded to nearest even) themselves. 0: never.
+  int64_t bf16_out_min_m = 0;
 };
 
 const LinearKernels& reference_linear_kernels();

@@ -12,6 +12,8 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstddef>
+#include <utility>
 #include <cstring>
 #include <vector>
 
@@ -27,6 +29,9 @@ constexpr int64_t kTileK = 64;     // bytes of an A row: k values per step
 // Below this many rows a 16-row tile is mostly padding and the 512-bit
 // vpdpbusd kernel, which reads the prepared (unsigned) activations, is faster.
 constexpr int64_t kAmxMinRows = 16;
+// From this many rows W8A8 uses the wide (16-column) tiles, whose panels cost
+// a copy of the weights per call; below, the 8-column tiles read them in place.
+constexpr int64_t kWideMinRows = 64;
 
 // The tiles: C00..C11 = 16 x 8 int32 (rows m0 / m0+16 x blocks nb / nb+1),
 // A0, A1 = 16 x 64 int8, B0, B1 = 16 k-quads x 8 columns x 4 k. Macros, not
@@ -71,7 +76,12 @@ void epilogue(const IntGemmArgs& a, const int32_t* acc, int64_t m0, int64_t nb) 
     const __m256i dot = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + r * B));
     const __m256 f = _mm256_cvtepi32_ps(_mm256_sub_epi32(dot, zp_sums));
     const __m256 s = _mm256_mul_ps(_mm256_set1_ps(a.row_scales[m0 + r]), col_scale);
-    _mm256_mask_storeu_ps(a.y + (m0 + r) * a.ldy + n0, mask, _mm256_fmadd_ps(f, s, bias));
+    const __m256 y = _mm256_fmadd_ps(f, s, bias);
+    if (a.yb) {
+      _mm_mask_storeu_epi16(a.yb + (m0 + r) * a.ldy + n0, mask, (__m128i)_mm256_cvtneps_pbh(y));
+    } else {
+      _mm256_mask_storeu_ps(a.y + (m0 + r) * a.ldy + n0, mask, y);
+    }
   }
 }
 
@@ -138,9 +148,15 @@ void tile_block(const IntGemmArgs& a, const Operands& o, int64_t m0, int64_t nb)
   }
 }
 
+void gemm_i8_wide(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end);
+
 void gemm_i8(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
   if (a.m < kAmxMinRows) {
     avx512_vnni_linear_kernels().gemm_i8(a, nb_begin, nb_end);
+    return;
+  }
+  if (a.m >= kWideMinRows) {
+    gemm_i8_wide(a, nb_begin, nb_end);
     return;
   }
   const PackedLinearWeightView& w = *a.w;
@@ -189,29 +205,224 @@ void gemm_i8(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
   _tile_release();
 }
 
+// ------------------------------------------------ wide tiles: 16 columns
+// A 16-column B tile does twice the work of an 8-column one per instruction
+// (the TMUL's time depends on the rows of A, not the columns of B), so the
+// paths for many rows interleave two packed blocks into one panel per call:
+//   int8  [k-quads][16 columns][4]   (block nb's 32 bytes, then nb+1's)
+//   bf16  [k-pairs][16 columns][2]
+// 64 bytes a row, 16 rows a B tile, zero-padded past K to whole steps.
+// All of a thread's panels are built first, then row chunks of up to
+// kRowChunk rows (their activations stay in L2) sweep over them.
+constexpr int64_t kRowChunk = 256;
+constexpr int64_t kBf16TileK = 32;     // bf16 k per A row (64 bytes)
+constexpr int64_t kBf16MinRows = 16;
+constexpr int64_t kWide = 2 * B;       // columns of a wide tile
+constexpr int64_t kPanelStep = 1024;   // bytes of one B tile: 16 rows x 64
+
+void configure_wide_tiles() {
+  TileConfig c{};
+  c.palette_id = 1;
+  for (int t = C00; t <= B1; ++t) c.rows[t] = kTileRows, c.colsb[t] = 64;
+  _tile_loadconfig(&c);
+}
+
+// Columns of the tile at block nb that this call owns and the layer has.
+int64_t wide_cols(const PackedLinearWeightView& w, int64_t nb, int64_t nb_end) {
+  return std::min({kWide, (nb_end - nb) * B, w.n - nb * B});
+}
+
+// 16 results at element offset `at`: float32 into y, or rounded to bf16
+// (vcvtneps2bf16: nearest even, NaN stays NaN) into yb.
+inline void store_row(float* y, uint16_t* yb, int64_t at, __mmask16 mask, __m512 v) {
+  if (yb) {
+    _mm256_mask_storeu_epi16(yb + at, mask, (__m256i)_mm512_cvtneps_pbh(v));
+  } else {
+    _mm512_mask_storeu_ps(y + at, mask, v);
+  }
+}
+
+// y = fma(float(acc - zp * sum w), row_scale * col_scale, bias): gemm_i8's epilogue, 16 columns.
+void wide_i8_epilogue(const IntGemmArgs& a, const int32_t* acc, int64_t m0, int64_t nb, int64_t cols) {
+  const PackedLinearWeightView& w = *a.w;
+  const int64_t n0 = nb * B;
+  const __mmask16 mask = static_cast<__mmask16>((1u << cols) - 1u);
+  const __m512 col_scale = _mm512_maskz_loadu_ps(mask, w.scales + n0);
+  const __m512 bias = a.bias ? _mm512_maskz_loadu_ps(mask, a.bias + n0) : _mm512_setzero_ps();
+  const __m512i zp_sums = _mm512_mullo_epi32(_mm512_set1_epi32(a.zero_point), _mm512_maskz_loadu_epi32(mask, w.sums + n0));
+  const int64_t rows = std::min<int64_t>(kTileRows, a.m - m0);
+  for (int64_t r = 0; r < rows; ++r) {
+    const __m512 f = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_load_si512(acc + r * kWide), zp_sums));
+    const __m512 sc = _mm512_mul_ps(_mm512_set1_ps(a.row_scales[m0 + r]), col_scale);
+    store_row(a.y, a.yb, (m0 + r) * a.ldy + n0, mask, _mm512_fmadd_ps(f, sc, bias));
+  }
+}
+
+// y = sum * (int8: column scale) + bias: the float reference's epilogue, 16 columns.
+void wide_float_epilogue(const FloatGemmArgs& a, const float* acc, int64_t m0, int64_t nb, int64_t cols) {
+  const PackedLinearWeightView& w = *a.w;
+  const int64_t n0 = nb * B;
+  const __mmask16 mask = static_cast<__mmask16>((1u << cols) - 1u);
+  const __m512 scale = w.format == WeightFormat::int8 ? _mm512_maskz_loadu_ps(mask, w.scales + n0) : _mm512_set1_ps(1.0f);
+  const __m512 bias = a.bias ? _mm512_maskz_loadu_ps(mask, a.bias + n0) : _mm512_setzero_ps();
+  const int64_t rows = std::min<int64_t>(kTileRows, a.m - m0);
+  for (int64_t r = 0; r < rows; ++r) {
+    const __m512 sum = _mm512_load_ps(acc + r * kWide);
+    store_row(a.y, a.yb, (m0 + r) * a.ldy + n0, mask, _mm512_add_ps(_mm512_mul_ps(sum, scale), bias));
+  }
+}
+
+// C[rows m0.., m0+16..] x [panels p0, p1] over `steps` K steps. a_rows(m) and
+// lda: activation tile rows. Bf16 picks tdpbf16ps, else tdpbssd.
+template <bool Bf16, int MB, int NB, class Store>
+void wide_tile_block(const std::byte* a0, const std::byte* a1, int64_t lda, const std::byte* p0, const std::byte* p1,
+                     int64_t steps, const Store& store) {
+  _tile_zero(C00);
+  if constexpr (NB == 2) _tile_zero(C01);
+  if constexpr (MB == 2) _tile_zero(C10);
+  if constexpr (MB == 2 && NB == 2) _tile_zero(C11);
+  for (int64_t s = 0; s < steps; ++s) {
+    _tile_loadd(A0, a0 + s * 64, lda);
+    _tile_loadd(B0, p0 + s * kPanelStep, 64);
+    if constexpr (Bf16) _tile_dpbf16ps(C00, A0, B0);
+    else _tile_dpbssd(C00, A0, B0);
+    if constexpr (NB == 2) {
+      _tile_loadd(B1, p1 + s * kPanelStep, 64);
+      if constexpr (Bf16) _tile_dpbf16ps(C01, A0, B1);
+      else _tile_dpbssd(C01, A0, B1);
+    }
+    if constexpr (MB == 2) {
+      _tile_loadd(A1, a1 + s * 64, lda);
+      if constexpr (Bf16) _tile_dpbf16ps(C10, A1, B0);
+      else _tile_dpbssd(C10, A1, B0);
+      if constexpr (NB == 2) {
+        if constexpr (Bf16) _tile_dpbf16ps(C11, A1, B1);
+        else _tile_dpbssd(C11, A1, B1);
+      }
+    }
+  }
+  alignas(64) int32_t acc[kTileRows * kWide];
+  _tile_stored(C00, acc, 64);
+  store(acc, 0, 0);
+  if constexpr (NB == 2) {
+    _tile_stored(C01, acc, 64);
+    store(acc, 0, 1);
+  }
+  if constexpr (MB == 2) {
+    _tile_stored(C10, acc, 64);
+    store(acc, 1, 0);
+    if constexpr (NB == 2) {
+      _tile_stored(C11, acc, 64);
+      store(acc, 1, 1);
+    }
+  }
+}
+
+// The sweep shared by both wide paths. Panels are built a group at a time
+// (about kPanelGroupBytes, so that they stay in L2 beside a row chunk), then
+// row chunks outer, the group's panel pairs inner, row tile pairs innermost.
+// build(first_pair, end_pair, out) fills those pairs' panels.
+constexpr int64_t kPanelGroupBytes = 256 * 1024;
+
+template <bool Bf16, class Build, class ARows, class Store>
+void wide_sweep(int64_t m, int64_t pairs, int64_t steps, const Build& build, const ARows& a_rows, const Store& store) {
+  const int64_t panel_bytes = steps * kPanelStep;
+  const int64_t group = std::max<int64_t>(2, kPanelGroupBytes / panel_bytes / 2 * 2);
+  thread_local std::vector<std::byte> panels;
+  panels.resize(static_cast<std::size_t>(std::min(group, pairs) * panel_bytes));
+  configure_wide_tiles();
+  for (int64_t g0 = 0; g0 < pairs; g0 += group) {
+    const int64_t g1 = std::min(pairs, g0 + group);
+    build(g0, g1, panels.data());
+    for (int64_t c0 = 0; c0 < m; c0 += kRowChunk) {
+      const int64_t c1 = std::min(m, c0 + kRowChunk);
+      for (int64_t p = g0; p < g1; p += 2) {
+        const std::byte* p0 = panels.data() + (p - g0) * panel_bytes;
+        const std::byte* p1 = p0 + panel_bytes;
+        for (int64_t m0 = c0; m0 < c1; m0 += 2 * kTileRows) {
+          const auto [a0, lda0] = a_rows(m0);
+          const auto [a1, lda1] = a_rows(m0 + kTileRows);
+          const bool two_rows = m0 + kTileRows < c1 && lda0 == lda1;  // one stride for both tiles
+          const auto at = [&](const int32_t* acc, int mi, int pi) { store(acc, m0 + mi * kTileRows, p + pi); };
+          const auto at1 = [&](const int32_t* acc, int, int pi) { store(acc, m0 + kTileRows, p + pi); };
+          if (p + 1 < g1) {
+            if (two_rows) {
+              wide_tile_block<Bf16, 2, 2>(a0, a1, lda0, p0, p1, steps, at);
+            } else {
+              wide_tile_block<Bf16, 1, 2>(a0, a0, lda0, p0, p1, steps, at);
+              if (m0 + kTileRows < c1) wide_tile_block<Bf16, 1, 2>(a1, a1, lda1, p0, p1, steps, at1);
+            }
+          } else if (two_rows) {
+            wide_tile_block<Bf16, 2, 1>(a0, a1, lda0, p0, p1, steps, at);
+          } else {
+            wide_tile_block<Bf16, 1, 1>(a0, a0, lda0, p0, p1, steps, at);
+            if (m0 + kTileRows < c1) wide_tile_block<Bf16, 1, 1>(a1, a1, lda1, p0, p1, steps, at1);
+          }
+        }
+      }
+    }
+  }
+  _tile_release();
+}
+
+// int8 panels for pairs [p0, p1) of the blocks from nb_begin: row q of a
+// pair's panel = its first block's k-quad q ++ its second's (zeros past nb_end).
+void build_i8_panels(const PackedLinearWeightView& w, int64_t nb_begin, int64_t nb_end, int64_t steps, int64_t p0,
+                     int64_t p1, std::byte* out) {
+  const int64_t kp = w.k_padded(), quads = kp / 4;
+  const auto* d = static_cast<const std::byte*>(w.data);
+  for (int64_t p = p0; p < p1; ++p) {
+    const int64_t nb = nb_begin + 2 * p;
+    std::byte* panel = out + (p - p0) * steps * kPanelStep;
+    const std::byte* b0 = d + nb * B * kp;
+    const std::byte* b1 = nb + 1 < nb_end ? b0 + B * kp : nullptr;
+    for (int64_t q = 0; q < quads; ++q) {
+      const __m256i lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b0 + q * 32));
+      const __m256i hi = b1 ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b1 + q * 32)) : _mm256_setzero_si256();
+      _mm512_storeu_si512(panel + q * 64, _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1));
+    }
+    std::memset(panel + quads * 64, 0, static_cast<std::size_t>(steps * kPanelStep - quads * 64));
+  }
+}
+
+void gemm_i8_wide(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
+  const PackedLinearWeightView& w = *a.w;
+  const int64_t kp = w.k_padded(), steps = (kp + kTileK - 1) / kTileK, pairs = (nb_end - nb_begin + 1) / 2;
+  thread_local std::vector<std::byte> a_tail;
+  // Activation rows from the codes (row stride kp) except the last row tile
+  // when it is short or K is not whole 64-byte steps: copied, zero-padded.
+  const int64_t tail_m0 = (a.m % kTileRows != 0 || kp % kTileK != 0) ? (a.m - 1) / kTileRows * kTileRows : a.m;
+  if (tail_m0 < a.m) {
+    a_tail.assign(static_cast<std::size_t>(kTileRows * steps * kTileK), std::byte{0});
+    for (int64_t r = tail_m0; r < a.m; ++r) {
+      std::memcpy(a_tail.data() + (r - tail_m0) * steps * kTileK, a.q + r * kp, static_cast<std::size_t>(kp));
+    }
+  }
+  const auto* q = reinterpret_cast<const std::byte*>(a.q);
+  const auto a_rows = [&](int64_t m0) {
+    using Rows = std::pair<const std::byte*, int64_t>;
+    return m0 >= tail_m0 ? Rows{a_tail.data() + (m0 - tail_m0) * steps * kTileK, steps * kTileK} : Rows{q + m0 * kp, kp};
+  };
+  const auto store = [&](const int32_t* acc, int64_t m0, int64_t pair) {
+    const int64_t nb = nb_begin + 2 * pair;
+    wide_i8_epilogue(a, acc, m0, nb, wide_cols(w, nb, nb_end));
+  };
+  const auto build = [&](int64_t p0, int64_t p1, std::byte* out) {
+    build_i8_panels(w, nb_begin, nb_end, steps, p0, p1, out);
+  };
+  wide_sweep<false>(a.m, pairs, steps, build, a_rows, store);
+}
+
 // ------------------------------------------------ weight-only on AMX-BF16
-// TDPBF16PS multiplies 16 rows x 32 bf16 activations by 32 k x 8 columns of
-// bf16 weights (16 k-pairs x 8 columns x 2) into float32 sums. Activations
-// are rounded to bf16 once per call (linear_into, to_bf16_row); each block's
-// weights are decoded once per call into a bf16 panel [K/2 pairs][8][2], then
-// every row tile streams past it. Decoding: int8 codes exactly (the column
-// scale is applied to the float sum, as in the reference), int4 as
+// tdpbf16ps: 16 rows x 32 bf16 activations times 32 k x 16 columns of bf16
+// weights into float32 sums. Activations are rounded to bf16 once per call
+// (linear_into, to_bf16_row: xb, zero-padded to whole tiles); weights are
+// decoded once per call into the wide panels above: int8 codes exactly (the
+// column scale is applied to the float sum, as in the reference), int4 as
 // bf16(code * group scale), f16 rounded to bf16, bf16 as stored. So the
 // result differs from the float32 reference by the bf16 rounding of the
 // activations (and of int4 / f16 weights): relative 2^-9 per product, the
 // tolerance the tests state.
-constexpr int64_t kBf16TileK = 32;      // k per A row (64 bytes)
-constexpr int64_t kBf16MinRows = 16;
-
-void configure_bf16_tiles() {
-  TileConfig c{};
-  c.palette_id = 1;
-  for (int t = C00; t <= C11; ++t) c.rows[t] = kTileRows, c.colsb[t] = B * 4;
-  for (int t = A0; t <= A1; ++t) c.rows[t] = kTileRows, c.colsb[t] = kBf16TileK * 2;
-  for (int t = B0; t <= B1; ++t) c.rows[t] = kTileRows, c.colsb[t] = B * 4;
-  _tile_loadconfig(&c);
-}
-
 int64_t bf16_k_padded(int64_t k) { return (k + kBf16TileK - 1) / kBf16TileK * kBf16TileK; }
 
 void to_bf16_row(const float* x, int64_t k, int64_t k_padded, uint16_t* out) {
@@ -228,8 +439,8 @@ void to_bf16_row(const float* x, int64_t k, int64_t k_padded, uint16_t* out) {
   for (; i < k_padded; ++i) out[i] = 0;
 }
 
-// 32 bf16 in [column][4 k] order (one k-quad of a block) -> two panel rows
-// [k-pair][column][2]: 32-bit unit c*2 + h moves to h*8 + c.
+// 32 bf16 in [column][4 k] order (one k-quad of a block) -> two panel rows'
+// halves [column][2] for k-pairs 2q and 2q + 1: 32-bit unit c*2 + h moves to h*8 + c.
 inline __m512i quad_to_pairs(__m512i v) {
   const __m512i idx = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
   return _mm512_permutexvar_epi32(idx, v);
@@ -237,20 +448,22 @@ inline __m512i quad_to_pairs(__m512i v) {
 
 inline __m512i pack_bf16(__m512 lo, __m512 hi) { return (__m512i)_mm512_cvtne2ps_pbh(hi, lo); }
 
-// Decodes block nb's weights into panel[round_up(k, 32) / 2][8][2] bf16.
-void decode_panel(const PackedLinearWeightView& w, int64_t nb, uint16_t* panel) {
-  const int64_t kp = w.k_padded(), kb = bf16_k_padded(w.k);
-  auto* out = reinterpret_cast<__m512i*>(panel);  // one __m512i = one k-quad = 2 pairs
+// Block nb's weights as bf16 into its half of a wide panel (half 0 or 1:
+// bytes 0-31 or 32-63 of every 64-byte row, one row per k-pair).
+void decode_half(const PackedLinearWeightView& w, int64_t nb, std::byte* panel) {
+  const int64_t kp = w.k_padded();
   const int64_t quads = kp / 4;
+  const auto put = [&](int64_t q, __m512i pairs) {  // k-pairs 2q, 2q + 1
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(panel + (2 * q) * 64), _mm512_castsi512_si256(pairs));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(panel + (2 * q + 1) * 64), _mm512_extracti64x4_epi64(pairs, 1));
+  };
   switch (w.format) {
     case WeightFormat::int8: {
       const auto* d = static_cast<const int8_t*>(w.data) + nb * B * kp;
       for (int64_t q = 0; q < quads; ++q) {
-        const __m128i c0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(d + q * 32));
-        const __m128i c1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(d + q * 32 + 16));
-        const __m512 f0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(c0));
-        const __m512 f1 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(c1));
-        _mm512_storeu_si512(out + q, quad_to_pairs(pack_bf16(f0, f1)));
+        const __m512 f0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(d + q * 32))));
+        const __m512 f1 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(d + q * 32 + 16))));
+        put(q, quad_to_pairs(pack_bf16(f0, f1)));
       }
       break;
     }
@@ -262,17 +475,16 @@ void decode_panel(const PackedLinearWeightView& w, int64_t nb, uint16_t* panel) 
       const __m512i cols_hi = _mm512_add_epi32(cols_lo, _mm512_set1_epi32(4));
       const __m512i eight = _mm512_set1_epi32(8), nibble = _mm512_set1_epi32(0xf);
       for (int64_t t = 0; t < kp / 8; ++t) {
-        const __m256 s8 = _mm256_loadu_ps(w.scales + (nb * groups + (t * 8) / w.group_size) * B);
-        const __m512 s = _mm512_castps256_ps512(s8);
-        const __m512 s_lo = _mm512_permutexvar_ps(cols_lo, s), s_hi = _mm512_permutexvar_ps(cols_hi, s);
+        const __m512 sc = _mm512_castps256_ps512(_mm256_loadu_ps(w.scales + (nb * groups + (t * 8) / w.group_size) * B));
+        const __m512 s_lo = _mm512_permutexvar_ps(cols_lo, sc), s_hi = _mm512_permutexvar_ps(cols_hi, sc);
         const __m512i b0 = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(d + t * 32)));
         const __m512i b1 = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(d + t * 32 + 16)));
         const auto value = [&](__m512i bytes, int shift, __m512 scale) {
           const __m512i code = _mm512_sub_epi32(_mm512_and_si512(_mm512_srli_epi32(bytes, shift), nibble), eight);
           return _mm512_mul_ps(_mm512_cvtepi32_ps(code), scale);
         };
-        _mm512_storeu_si512(out + 2 * t, quad_to_pairs(pack_bf16(value(b0, 0, s_lo), value(b1, 0, s_hi))));
-        _mm512_storeu_si512(out + 2 * t + 1, quad_to_pairs(pack_bf16(value(b0, 4, s_lo), value(b1, 4, s_hi))));
+        put(2 * t, quad_to_pairs(pack_bf16(value(b0, 0, s_lo), value(b1, 0, s_hi))));
+        put(2 * t + 1, quad_to_pairs(pack_bf16(value(b0, 4, s_lo), value(b1, 4, s_hi))));
       }
       break;
     }
@@ -281,73 +493,14 @@ void decode_panel(const PackedLinearWeightView& w, int64_t nb, uint16_t* panel) 
       for (int64_t q = 0; q < quads; ++q) {
         const __m512 f0 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(d + q * 32)));
         const __m512 f1 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(d + q * 32 + 16)));
-        _mm512_storeu_si512(out + q, quad_to_pairs(pack_bf16(f0, f1)));
+        put(q, quad_to_pairs(pack_bf16(f0, f1)));
       }
       break;
     }
     case WeightFormat::bf16: {
       const auto* d = static_cast<const uint16_t*>(w.data) + nb * B * kp;
-      for (int64_t q = 0; q < quads; ++q) {
-        _mm512_storeu_si512(out + q, quad_to_pairs(_mm512_loadu_si512(d + q * 32)));
-      }
+      for (int64_t q = 0; q < quads; ++q) put(q, quad_to_pairs(_mm512_loadu_si512(d + q * 32)));
       break;
-    }
-  }
-  // Zero weights from kp up to the last whole 32-k step.
-  std::memset(panel + kp * B, 0, static_cast<std::size_t>((kb - kp) * B) * sizeof(uint16_t));
-}
-
-void bf16_epilogue(const FloatGemmArgs& a, const float* acc, int64_t m0, int64_t nb) {
-  const PackedLinearWeightView& w = *a.w;
-  const int64_t n0 = nb * B, cols = std::min<int64_t>(B, w.n - n0);
-  const __mmask8 mask = static_cast<__mmask8>((1u << cols) - 1u);
-  const __m256 scale = w.format == WeightFormat::int8 ? _mm256_maskz_loadu_ps(mask, w.scales + n0) : _mm256_set1_ps(1.0f);
-  const __m256 bias = a.bias ? _mm256_maskz_loadu_ps(mask, a.bias + n0) : _mm256_setzero_ps();
-  const int64_t rows = std::min<int64_t>(kTileRows, a.m - m0);
-  for (int64_t r = 0; r < rows; ++r) {
-    const __m256 sum = _mm256_loadu_ps(acc + r * B);
-    _mm256_mask_storeu_ps(a.y + (m0 + r) * a.ldy + n0, mask, _mm256_add_ps(_mm256_mul_ps(sum, scale), bias));
-  }
-}
-
-template <int MB, int NB>
-void bf16_tile_block(const FloatGemmArgs& a, const uint16_t* panel0, const uint16_t* panel1, int64_t steps,
-                     int64_t m0, int64_t nb) {
-  const int64_t lda = steps * kBf16TileK * 2;  // bytes per activation row
-  const auto* a0 = reinterpret_cast<const std::byte*>(a.xb) + m0 * lda;
-  const auto* a1 = a0 + kTileRows * lda;
-  _tile_zero(C00);
-  if constexpr (NB == 2) _tile_zero(C01);
-  if constexpr (MB == 2) _tile_zero(C10);
-  if constexpr (MB == 2 && NB == 2) _tile_zero(C11);
-  constexpr int64_t kStepBytes = kTileRows * B * 4;  // one B tile: 16 pairs x 8 columns x 2 bf16
-  for (int64_t s = 0; s < steps; ++s) {
-    _tile_loadd(A0, a0 + s * kBf16TileK * 2, lda);
-    _tile_loadd(B0, reinterpret_cast<const std::byte*>(panel0) + s * kStepBytes, B * 4);
-    _tile_dpbf16ps(C00, A0, B0);
-    if constexpr (NB == 2) {
-      _tile_loadd(B1, reinterpret_cast<const std::byte*>(panel1) + s * kStepBytes, B * 4);
-      _tile_dpbf16ps(C01, A0, B1);
-    }
-    if constexpr (MB == 2) {
-      _tile_loadd(A1, a1 + s * kBf16TileK * 2, lda);
-      _tile_dpbf16ps(C10, A1, B0);
-      if constexpr (NB == 2) _tile_dpbf16ps(C11, A1, B1);
-    }
-  }
-  alignas(64) float acc[kTileRows * B];
-  _tile_stored(C00, acc, B * 4);
-  bf16_epilogue(a, acc, m0, nb);
-  if constexpr (NB == 2) {
-    _tile_stored(C01, acc, B * 4);
-    bf16_epilogue(a, acc, m0, nb + 1);
-  }
-  if constexpr (MB == 2) {
-    _tile_stored(C10, acc, B * 4);
-    bf16_epilogue(a, acc, m0 + kTileRows, nb);
-    if constexpr (NB == 2) {
-      _tile_stored(C11, acc, B * 4);
-      bf16_epilogue(a, acc, m0 + kTileRows, nb + 1);
     }
   }
 }
@@ -358,30 +511,29 @@ void gemm_float(const FloatGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
     return;
   }
   const PackedLinearWeightView& w = *a.w;
-  const int64_t kb = bf16_k_padded(w.k), steps = kb / kBf16TileK;
-  thread_local std::vector<uint16_t> panels;
-  panels.resize(static_cast<std::size_t>(2 * kb * B));
-  uint16_t* p0 = panels.data();
-  uint16_t* p1 = p0 + kb * B;
-  configure_bf16_tiles();
-  // Block pairs outer: each pair's weights are decoded once, then every row
-  // tile (the bf16 activations, in L2) streams past them.
-  for (int64_t nb = nb_begin; nb < nb_end; nb += 2) {
-    const bool pair = nb + 1 < nb_end;
-    decode_panel(w, nb, p0);
-    if (pair) decode_panel(w, nb + 1, p1);
-    for (int64_t m0 = 0; m0 < a.m; m0 += 2 * kTileRows) {
-      const bool two_rows = m0 + kTileRows < a.m;
-      if (pair) {
-        if (two_rows) bf16_tile_block<2, 2>(a, p0, p1, steps, m0, nb);
-        else bf16_tile_block<1, 2>(a, p0, p1, steps, m0, nb);
+  const int64_t kb = bf16_k_padded(w.k), steps = kb / kBf16TileK, pairs = (nb_end - nb_begin + 1) / 2;
+  const int64_t kp = w.k_padded();
+  const auto build = [&](int64_t p0, int64_t p1, std::byte* out) {
+    for (int64_t p = p0; p < p1; ++p) {
+      std::byte* panel = out + (p - p0) * steps * kPanelStep;
+      // Zeros: the k-pairs past kp, and the second half of a pair past nb_end.
+      std::memset(panel + kp / 2 * 64, 0, static_cast<std::size_t>(steps * kPanelStep - kp / 2 * 64));
+      const int64_t nb = nb_begin + 2 * p;
+      decode_half(w, nb, panel);
+      if (nb + 1 < nb_end) {
+        decode_half(w, nb + 1, panel + 32);
       } else {
-        if (two_rows) bf16_tile_block<2, 1>(a, p0, p1, steps, m0, nb);
-        else bf16_tile_block<1, 1>(a, p0, p1, steps, m0, nb);
+        for (int64_t r = 0; r < kp / 2; ++r) std::memset(panel + r * 64 + 32, 0, 32);
       }
     }
-  }
-  _tile_release();
+  };
+  const auto* xb = reinterpret_cast<const std::byte*>(a.xb);
+  const auto a_rows = [&](int64_t m0) { return std::pair<const std::byte*, int64_t>{xb + m0 * kb * 2, kb * 2}; };
+  const auto store = [&](const int32_t* acc, int64_t m0, int64_t pair) {
+    const int64_t nb = nb_begin + 2 * pair;
+    wide_float_epilogue(a, reinterpret_cast<const float*>(acc), m0, nb, wide_cols(w, nb, nb_end));
+  };
+  wide_sweep<true>(a.m, pairs, steps, build, a_rows, store);
 }
 
 #undef C00
@@ -401,6 +553,7 @@ const LinearKernels& amx_linear_kernels() {
     t.name = "amx";
     t.gemm_i8 = gemm_i8;
     t.prepared_max_m = kAmxMinRows - 1;
+    t.bf16_out_min_m = amx_bf16_available() ? kAmxMinRows : 0;  // vcvtneps2bf16 needs AVX-512 BF16
     if (amx_bf16_available()) {
       t.gemm_float = gemm_float;
       t.bf16_min_m = kBf16MinRows;

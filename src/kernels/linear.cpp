@@ -9,6 +9,7 @@
 #include <cstring>
 #include <limits>
 #include <string>
+#include <vector>
 
 #if defined(__linux__) && defined(__x86_64__)
 #include <sys/syscall.h>
@@ -107,6 +108,22 @@ std::byte* scratch(std::size_t bytes, int slot) {
   return b.data();
 }
 
+// Activation rows as the caller holds them: float32, or bf16 (the float part
+// of a model in bf16), widened a row at a time into this thread's buffer, so
+// no float32 copy of the whole input is ever made.
+struct Rows {
+  const void* x;
+  DType dtype;
+  int64_t ld;  // elements
+  const float* row(int64_t r, int64_t k) const {
+    if (dtype == DType::f32) return static_cast<const float*>(x) + r * ld;
+    thread_local std::vector<float> wide;
+    if (static_cast<int64_t>(wide.size()) < k) wide.resize(static_cast<std::size_t>(k));
+    kernels::active_kernels().bf16_to_f32(static_cast<const uint16_t*>(x) + r * ld, k, wide.data());
+    return wide.data();
+  }
+};
+
 struct QuantizedRows {
   int8_t* q;            // [m, kp]
   float* scales;        // [m]
@@ -119,14 +136,14 @@ struct QuantizedRows {
 
 // Quantizes rows of x to int8 codes: per row symmetric (dynamic) or with the
 // static scale / zero point. Row scale NaN marks a row with NaN or Inf.
-void quantize_rows(const float* x, int64_t m, int64_t ldx, int64_t k, int64_t kp, const LinearOptions& o,
-                   int64_t group_size, int64_t groups, const QuantizedRows& out) {
+void quantize_rows(const Rows& x, int64_t m, int64_t k, int64_t kp, const LinearOptions& o, int64_t group_size,
+                   int64_t groups, const QuantizedRows& out) {
   const kernels::QuantKernels& qk = kernels::active_kernels();
   const bool dynamic = o.mode == LinearMode::dynamic_int8;
   const int32_t zp = dynamic ? 0 : o.act_zero_point;
   parallel_for(m, std::max<int64_t>(1, 16384 / std::max<int64_t>(k, 1)), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
-      const float* xr = x + r * ldx;
+      const float* xr = x.row(r, k);
       int8_t* qr = out.q + r * kp;
       const uint32_t bits = qk.absmax_bits(xr, k);
       float scale;
@@ -165,13 +182,14 @@ void quantize_rows(const float* x, int64_t m, int64_t ldx, int64_t k, int64_t kp
 // group of g inputs of each row on its own (the same absmax_bits and
 // quantize_i8 calls, the same float arithmetic), one scale per row and group
 // in scales[r * groups + j]. k is a multiple of g (and of 8), so kp == k.
-void quantize_rows_grouped(const float* x, int64_t m, int64_t ldx, int64_t k, int64_t g, int64_t groups,
+void quantize_rows_grouped(const Rows& x, int64_t m, int64_t k, int64_t g, int64_t groups,
                            float* scales, int8_t* q, const kernels::LinearKernels* prepare, std::byte* prepared) {
   const kernels::QuantKernels& qk = kernels::active_kernels();
   parallel_for(m, std::max<int64_t>(1, 16384 / std::max<int64_t>(k, 1)), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
+      const float* xr = x.row(r, k);
       for (int64_t j = 0; j < groups; ++j) {
-        const float* xg = x + r * ldx + j * g;
+        const float* xg = xr + j * g;
         int8_t* qg = q + r * k + j * g;
         const uint32_t bits = qk.absmax_bits(xg, g);
         float scale;
@@ -378,33 +396,94 @@ void use_linear_kernel_set(std::string_view name) {
   set_amx_enabled(name == "amx");
 }
 
-void linear_into(const float* x, int64_t m, int64_t ldx, const PackedLinearWeightView& w, const float* bias,
-                 const LinearOptions& options, float* y, int64_t ldy) {
+namespace {
+
+// Where results go: float32 rows, or bf16 rows. A kernel that writes bf16
+// itself (LinearKernels::bf16_out_min_m) gets the bf16 pointer; otherwise the
+// float32 result goes through this thread's scratch and is rounded after.
+struct Out {
+  void* y;
+  DType dtype;
+  int64_t ld;
+};
+
+void round_to_bf16(const float* yf, int64_t m, int64_t n, uint16_t* yb, int64_t ldy) {
+  const kernels::QuantKernels& qk = kernels::active_kernels();
+  parallel_for(m, std::max<int64_t>(1, 16384 / std::max<int64_t>(n, 1)), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) qk.f32_to_bf16(yf + r * n, n, std::numeric_limits<float>::infinity(), yb + r * ldy);
+  });
+}
+
+void linear_impl(const Rows& x, int64_t m, const PackedLinearWeightView& w, const float* bias,
+                 const LinearOptions& options, const Out& out) {
   w.validate();
   check_options(w, options);
-  if (m < 0 || ldx < w.k || ldy < w.n) throw_invalid_argument("linear_into: bad row count or row stride");
+  if (m < 0 || x.ld < w.k || out.ld < w.n) throw_invalid_argument("linear_into: bad row count or row stride");
   if (m == 0) return;
   const kernels::LinearKernels& kt = kernels::active_linear_kernels();
   const int64_t nblocks = w.n_blocks(), kp = w.k_padded();
   const int64_t grain = block_grain(m, w.k, options.mode);
+  const auto mu = static_cast<std::size_t>(m);
+  const bool bf16_out = out.dtype == DType::bf16;
+  // The float32 result: the caller's rows, or scratch when it wants bf16 and
+  // the kernel cannot write bf16 itself (then rounded by finish()).
+  float* y = static_cast<float*>(out.y);
+  int64_t ldy = out.ld;
+  uint16_t* yb = nullptr;
+  const auto direct_bf16 = [&](bool kernel_can) {
+    if (!bf16_out) return;
+    if (kernel_can) {
+      yb = static_cast<uint16_t*>(out.y);
+      y = nullptr;
+    } else {
+      y = reinterpret_cast<float*>(scratch(mu * static_cast<std::size_t>(w.n) * sizeof(float), 4));
+      ldy = w.n;
+    }
+  };
+  const auto finish = [&] {
+    if (bf16_out && y != nullptr) round_to_bf16(y, m, w.n, static_cast<uint16_t*>(out.y), out.ld);
+  };
   if (options.mode == LinearMode::weight_only) {
-    kernels::FloatGemmArgs a{x, m, ldx, &w, bias, y, ldy};
+    kernels::FloatGemmArgs a{nullptr, m, w.k, &w, bias, nullptr, 0};
     int64_t float_grain = grain;
     if (kt.bf16_min_m && m >= kt.bf16_min_m && g_bf16_weight_only.load()) {
-      // bf16 tiles: the activations rounded once, whole 16-row tiles of whole 32-k steps.
+      // bf16 tiles: the activations rounded once (bf16 input: copied as it is),
+      // whole 16-row tiles of whole 32-k steps.
       const int64_t kb = (w.k + 31) / 32 * 32, rows = (m + 15) / 16 * 16;
       auto* xb = reinterpret_cast<uint16_t*>(scratch(static_cast<std::size_t>(rows * kb) * sizeof(uint16_t), 2));
       parallel_for(m, std::max<int64_t>(1, 16384 / kb), [&](int64_t r0, int64_t r1) {
-        for (int64_t r = r0; r < r1; ++r) kt.to_bf16_row(x + r * ldx, w.k, kb, xb + r * kb);
+        for (int64_t r = r0; r < r1; ++r) {
+          uint16_t* dst = xb + r * kb;
+          if (x.dtype == DType::bf16) {
+            std::memcpy(dst, static_cast<const uint16_t*>(x.x) + r * x.ld, static_cast<std::size_t>(w.k) * 2);
+            std::memset(dst + w.k, 0, static_cast<std::size_t>(kb - w.k) * 2);
+          } else {
+            kt.to_bf16_row(static_cast<const float*>(x.x) + r * x.ld, w.k, kb, dst);
+          }
+        }
       });
       std::memset(xb + m * kb, 0, static_cast<std::size_t>((rows - m) * kb) * sizeof(uint16_t));
       a.xb = xb;
       float_grain = block_grain(m, w.k, LinearMode::dynamic_int8);  // tile speed, like the integer kernels
+      direct_bf16(kt.bf16_out_min_m && m >= kt.bf16_out_min_m);
+    } else {
+      if (x.dtype == DType::bf16) {
+        auto* wide = reinterpret_cast<float*>(scratch(mu * static_cast<std::size_t>(w.k) * sizeof(float), 3));
+        parallel_for(m, std::max<int64_t>(1, 16384 / w.k), [&](int64_t r0, int64_t r1) {
+          for (int64_t r = r0; r < r1; ++r) std::memcpy(wide + r * w.k, x.row(r, w.k), static_cast<std::size_t>(w.k) * 4);
+        });
+        a.x = wide;
+      } else {
+        a.x = static_cast<const float*>(x.x);
+        a.ldx = x.ld;
+      }
+      direct_bf16(false);
     }
+    a.y = y, a.yb = yb, a.ldy = ldy;
     for_block_ranges(nblocks, float_grain, [&](int64_t b0, int64_t b1) { kt.gemm_float(a, b0, b1); });
+    finish();
     return;
   }
-  const auto mu = static_cast<std::size_t>(m);
   if (options.act_group_size > 0) {
     // W8A8 with activation groups (check_options: grouped int8 weights, same g).
     const int64_t groups = w.groups();
@@ -412,9 +491,11 @@ void linear_into(const float* x, int64_t m, int64_t ldx, const PackedLinearWeigh
     auto* scales = reinterpret_cast<float*>(scratch(mu * static_cast<std::size_t>(groups) * sizeof(float), 1));
     std::byte* prepared =
         kt.prepared_bytes ? scratch(mu * static_cast<std::size_t>(kp * kt.prepared_bytes), 2) : nullptr;
-    quantize_rows_grouped(x, m, ldx, w.k, w.group_size, groups, scales, q, &kt, prepared);
+    quantize_rows_grouped(x, m, w.k, w.group_size, groups, scales, q, &kt, prepared);
+    direct_bf16(false);
     const kernels::IntGemmArgs a{q, m, 0, scales, prepared, nullptr, &w, bias, y, ldy};
     for_block_ranges(nblocks, grain, [&](int64_t b0, int64_t b1) { kt.gemm_i8g(a, b0, b1); });
+    finish();
     return;
   }
   const bool int4 = w.format == WeightFormat::int4;
@@ -426,14 +507,24 @@ void linear_into(const float* x, int64_t m, int64_t ldx, const PackedLinearWeigh
     rows.prepare = &kt;
     rows.prepared = scratch(mu * static_cast<std::size_t>(kp * kt.prepared_bytes), 2);
   }
-  quantize_rows(x, m, ldx, w.k, kp, options, w.group_size, groups, rows);
+  quantize_rows(x, m, w.k, kp, options, w.group_size, groups, rows);
+  direct_bf16(!int4 && kt.bf16_out_min_m && m >= kt.bf16_out_min_m);
   kernels::IntGemmArgs a{q,       m, options.mode == LinearMode::static_int8 ? options.act_zero_point : 0,
                          rows.scales, rows.prepared, rows.group_sums, &w, bias, y, ldy};
+  a.yb = yb;
   if (int4) {
     for_block_ranges(nblocks, grain, [&](int64_t b0, int64_t b1) { kt.gemm_i4(a, b0, b1); });
-    return;
+  } else {
+    for_block_ranges(nblocks, grain, [&](int64_t b0, int64_t b1) { kt.gemm_i8(a, b0, b1); });
   }
-  for_block_ranges(nblocks, grain, [&](int64_t b0, int64_t b1) { kt.gemm_i8(a, b0, b1); });
+  finish();
+}
+
+}  // namespace
+
+void linear_into(const float* x, int64_t m, int64_t ldx, const PackedLinearWeightView& w, const float* bias,
+                 const LinearOptions& options, float* y, int64_t ldy) {
+  linear_impl(Rows{x, DType::f32, ldx}, m, w, bias, options, Out{y, DType::f32, ldy});
 }
 
 void linear_into(const void* x, DType x_dtype, int64_t m, int64_t ldx, const PackedLinearWeightView& w,
@@ -443,34 +534,7 @@ void linear_into(const void* x, DType x_dtype, int64_t m, int64_t ldx, const Pac
     throw_invalid_argument("linear activations must be float32 or bfloat16, got " + std::string(name_of(x_dtype)) +
                            " in and " + std::string(name_of(y_dtype)) + " out");
   }
-  if (m < 0 || ldx < w.k || ldy < w.n) throw_invalid_argument("linear_into: bad row count or row stride");
-  if (m == 0) return;
-  const kernels::QuantKernels& qk = kernels::active_kernels();
-  const auto mu = static_cast<std::size_t>(m);
-  const int64_t row_grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(w.k, 1));
-  const float* xf = static_cast<const float*>(x);
-  int64_t ldxf = ldx;
-  if (x_dtype == DType::bf16) {
-    auto* wide = reinterpret_cast<float*>(scratch(mu * static_cast<std::size_t>(w.k) * sizeof(float), 3));
-    const auto* xb = static_cast<const uint16_t*>(x);
-    parallel_for(m, row_grain, [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r) qk.bf16_to_f32(xb + r * ldx, w.k, wide + r * w.k);
-    });
-    xf = wide;
-    ldxf = w.k;
-  }
-  if (y_dtype == DType::f32) {
-    linear_into(xf, m, ldxf, w, bias, options, static_cast<float*>(y), ldy);
-    return;
-  }
-  auto* yf = reinterpret_cast<float*>(scratch(mu * static_cast<std::size_t>(w.n) * sizeof(float), 4));
-  linear_into(xf, m, ldxf, w, bias, options, yf, w.n);
-  auto* yb = static_cast<uint16_t*>(y);
-  parallel_for(m, row_grain, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      qk.f32_to_bf16(yf + r * w.n, w.n, std::numeric_limits<float>::infinity(), yb + r * ldy);
-    }
-  });
+  linear_impl(Rows{x, x_dtype, ldx}, m, w, bias, options, Out{y, y_dtype, ldy});
 }
 
 Tensor linear(const TensorView& x, const PackedLinearWeightView& w, const float* bias, const LinearOptions& options) {
