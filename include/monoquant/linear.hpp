@@ -205,5 +205,9 @@ std::vector<std::string> available_linear_kernel_sets();
 // MONOQUANT_ISA / _VNNI / _AVX512 / _AMX); "best" restores the default.
 // A set this CPU cannot run throws unsupported.
 void use_linear_kernel_set(std::string_view name);
+// Tests: split output columns into chunks of at least this many
+// multiply-adds (one 4-block unit at least), so that small shapes really run
+// on several threads; 0 restores the tuned sizes.
+void set_linear_min_chunk_macs(int64_t macs);
 
 }  // namespace monoquant

@@ -78,9 +78,12 @@ constexpr int64_t kMaxIntegerK = 65536;
 constexpr int64_t kMinChunkMacs = int64_t{1} << 18;
 constexpr int64_t kMinChunkMacsIntegerRows = int64_t{1} << 21;
 
+std::atomic<int64_t> g_min_chunk_override{0};  // set_linear_min_chunk_macs (tests)
+
 int64_t block_grain(int64_t m, int64_t k, LinearMode mode) {
   const int64_t per_block = std::max<int64_t>(1, m * k * kLinearBlockN);
-  const int64_t min_macs = mode != LinearMode::weight_only && m > 1 ? kMinChunkMacsIntegerRows : kMinChunkMacs;
+  int64_t min_macs = mode != LinearMode::weight_only && m > 1 ? kMinChunkMacsIntegerRows : kMinChunkMacs;
+  if (const int64_t forced = g_min_chunk_override.load()) min_macs = forced;
   return std::max<int64_t>(1, min_macs / per_block);
 }
 
@@ -377,6 +380,8 @@ std::vector<std::string> available_linear_kernel_sets() {
   if (amx_int8_available()) sets.push_back("amx");
   return sets;
 }
+
+void set_linear_min_chunk_macs(int64_t macs) { g_min_chunk_override.store(std::max<int64_t>(0, macs)); }
 
 void use_linear_kernel_set(std::string_view name) {
   if (name == "best") {

@@ -1,0 +1,163 @@
+// The microkernel tester: every linear kernel set of the registry x every
+// mode x odd shapes x inputs that are misaligned and strided x thread splits
+// that really split the work. The thread count must never change a bit (each
+// output column is computed by one thread, whole), and the integer modes must
+// give the scalar reference's bits on every set. A stand-in parallel runtime
+// records each region's team size, so the test knows the work was split
+// rather than run as one chunk; chunks are forced small for that
+// (set_linear_min_chunk_macs), otherwise these shapes would fit in one.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <memory>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "monoquant/linear.hpp"
+#include "monoquant/thread_pool.hpp"
+#include "test_util.hpp"
+
+namespace {
+
+using monoquant::DType;
+using monoquant::LinearMode;
+using monoquant::LinearOptions;
+using monoquant::PackedLinearWeight;
+using monoquant::TensorView;
+
+std::atomic<int> g_widest_team{0};
+
+// GOMP_parallel's contract with std::threads, recording the widest team.
+void counting_run(void (*body)(void*), void* ctx, unsigned threads) {
+  g_widest_team.store(std::max<int>(g_widest_team.load(), static_cast<int>(threads)));
+  std::vector<std::thread> team;
+  for (unsigned i = 1; i < threads; ++i) team.emplace_back([=] { body(ctx); });
+  body(ctx);
+  for (auto& t : team) t.join();
+}
+
+thread_local bool t_never = false;
+const monoquant::ParallelRuntime kCounting{"counting runtime", [] { return 3; }, [] { return t_never; }, counting_run};
+
+struct SplitGuard {
+  SplitGuard() {
+    monoquant::set_parallel_runtime(&kCounting);
+    monoquant::set_linear_min_chunk_macs(1);
+  }
+  ~SplitGuard() {
+    monoquant::set_linear_min_chunk_macs(0);
+    monoquant::set_parallel_runtime(nullptr);
+    monoquant::use_linear_kernel_set("best");
+  }
+};
+
+struct Case {
+  std::string name;
+  std::shared_ptr<const PackedLinearWeight> w;  // packed weights are move-only; cases share them
+  LinearOptions options;
+  bool integer;  // bit-exact against the scalar reference
+};
+
+std::vector<Case> cases(std::mt19937& gen, int64_t k, int64_t n) {
+  std::uniform_int_distribution<int> i8(-128, 127), i4(-8, 7);
+  std::uniform_real_distribution<float> sc(0.001f, 0.05f);
+  std::vector<int8_t> codes(static_cast<std::size_t>(n * k)), nib(static_cast<std::size_t>(n * k));
+  for (auto& c : codes) c = static_cast<int8_t>(i8(gen));
+  for (auto& c : nib) c = static_cast<int8_t>(i4(gen));
+  std::vector<float> scales(static_cast<std::size_t>(n));
+  for (auto& s : scales) s = sc(gen);
+  const int64_t g = 32, groups = (k + g - 1) / g, rb = (k + 1) / 2;
+  std::vector<float> gscales(static_cast<std::size_t>(n * groups));
+  for (auto& s : gscales) s = sc(gen);
+  std::vector<uint8_t> packed(static_cast<std::size_t>(n * rb), 0);
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t i = 0; i < k; ++i) {
+      const auto v = static_cast<uint8_t>(nib[r * k + i] + 8);
+      packed[r * rb + i / 2] |= (i % 2) ? static_cast<uint8_t>(v << 4) : v;
+    }
+  std::vector<uint16_t> half(static_cast<std::size_t>(n * k));
+  for (std::size_t i = 0; i < half.size(); ++i) half[i] = static_cast<uint16_t>(0x3c00 + (codes[i] & 0x3ff));
+  const auto i8w = std::make_shared<const PackedLinearWeight>(monoquant::pack_linear_int8(TensorView(codes.data(), DType::i8, {n, k}),
+                                               TensorView(scales.data(), DType::f32, {n})));
+  const auto i4w = std::make_shared<const PackedLinearWeight>(monoquant::pack_linear_int4(TensorView(packed.data(), DType::u8, {n, rb}), k,
+                                               TensorView(gscales.data(), DType::f32, {n, groups}), g));
+  std::vector<Case> out;
+  out.push_back({"w8 weight-only", i8w, {LinearMode::weight_only}, false});
+  out.push_back({"w4 weight-only", i4w, {LinearMode::weight_only}, false});
+  out.push_back({"f16 weight-only",
+                 std::make_shared<const PackedLinearWeight>(
+                     monoquant::pack_linear_half(TensorView(half.data(), DType::f16, {n, k}))),
+                 {LinearMode::weight_only}, false});
+  out.push_back({"w8a8 dynamic", i8w, {LinearMode::dynamic_int8}, true});
+  out.push_back({"w8a8 static", i8w, {LinearMode::static_int8, 0.02f, -37}, true});
+  out.push_back({"w4a8 dynamic", i4w, {LinearMode::dynamic_int8}, true});
+  out.push_back({"w4a8 static", i4w, {LinearMode::static_int8, 0.02f, 0}, true});
+  if (k % g == 0) {
+    std::vector<float> gs8(static_cast<std::size_t>(n * (k / g)));
+    for (auto& s : gs8) s = sc(gen);
+    LinearOptions o{LinearMode::dynamic_int8};
+    o.act_group_size = g;
+    out.push_back({"w8a8 act groups",
+                   std::make_shared<const PackedLinearWeight>(monoquant::pack_linear_int8_grouped(
+                       TensorView(codes.data(), DType::i8, {n, k}), TensorView(gs8.data(), DType::f32, {n, k / g}), g)),
+                   o, true});
+  }
+  return out;
+}
+
+// y for m rows read from x + offset with row stride ldx.
+std::vector<float> run(const Case& c, const std::vector<float>& x, int64_t offset, int64_t m, int64_t ldx,
+                       const float* bias) {
+  std::vector<float> y(static_cast<std::size_t>(m * c.w->n));
+  monoquant::linear_into(x.data() + offset, m, ldx, c.w->view(), bias, c.options, y.data(), c.w->n);
+  return y;
+}
+
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+TEST(LinearSplits, EverySetModeAndSplitAgrees) {
+  mqtest::StateGuard guard;
+  SplitGuard split;
+  std::mt19937 gen(mqtest::kSeed + 41);
+  struct Shape {
+    int64_t m, k, n;
+  };
+  // N of 5 to 20 blocks (several 4-block units to hand out), odd K and M, AMX tile edges.
+  const std::vector<Shape> shapes{{1, 96, 40}, {3, 37, 100}, {17, 130, 65}, {64, 128, 160}, {70, 200, 41}};
+  for (const Shape& s : shapes) {
+    const int64_t ldx = s.k + 3, offset = 1;  // rows 4-byte aligned only, and strided
+    std::vector<float> x(static_cast<std::size_t>(offset + s.m * ldx));
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    for (auto& v : x) v = nd(gen);
+    std::vector<float> bias(static_cast<std::size_t>(s.n));
+    for (auto& v : bias) v = nd(gen);
+    for (const Case& c : cases(gen, s.k, s.n)) {
+      const std::string at = c.name + " m=" + std::to_string(s.m) + " k=" + std::to_string(s.k) +
+                             " n=" + std::to_string(s.n);
+      monoquant::use_linear_kernel_set("scalar");
+      monoquant::set_num_threads(1);
+      const auto reference = run(c, x, offset, s.m, ldx, bias.data());
+      for (const std::string& set : monoquant::available_linear_kernel_sets()) {
+        monoquant::use_linear_kernel_set(set);
+        monoquant::set_num_threads(1);
+        const auto one = run(c, x, offset, s.m, ldx, bias.data());
+        if (c.integer) EXPECT_TRUE(same_bits(one, reference)) << set << " " << at;
+        for (int threads : {2, 3}) {
+          monoquant::set_num_threads(threads);
+          g_widest_team = 0;
+          const auto split_y = run(c, x, offset, s.m, ldx, bias.data());
+          EXPECT_GE(g_widest_team.load(), 2) << "not split: " << set << " " << at;
+          EXPECT_TRUE(same_bits(split_y, one)) << set << " " << threads << " threads " << at;
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
