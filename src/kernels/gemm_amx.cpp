@@ -324,8 +324,24 @@ void wide_tile_block(const std::byte* a0, const std::byte* a1, int64_t lda, cons
 // build(first_pair, end_pair, out) fills those pairs' panels.
 constexpr int64_t kPanelGroupBytes = 256 * 1024;
 
-template <bool Bf16, class Build, class ARows, class Store>
-void wide_sweep(int64_t m, int64_t pairs, int64_t steps, const Build& build, const ARows& a_rows, const Store& store) {
+// A wide sweep's unit of work: Block::run<MB, NB>(a0, a1, lda, p0, p1, m0,
+// pair) computes MB row tiles from m0 by NB panel pairs from `pair`.
+// PlainBlock: every K step into one accumulator, then store(acc, m0, pair).
+template <bool Bf16, class Store>
+struct PlainBlock {
+  int64_t steps;
+  const Store& store;
+  template <int MB, int NB>
+  void run(const std::byte* a0, const std::byte* a1, int64_t lda, const std::byte* p0, const std::byte* p1,
+           int64_t m0, int64_t pair) const {
+    wide_tile_block<Bf16, MB, NB>(a0, a1, lda, p0, p1, steps, [&](const int32_t* acc, int mi, int pi) {
+      store(acc, m0 + mi * kTileRows, pair + pi);
+    });
+  }
+};
+
+template <class Build, class ARows, class Block>
+void wide_sweep(int64_t m, int64_t pairs, int64_t steps, const Build& build, const ARows& a_rows, const Block& block) {
   const int64_t panel_bytes = steps * kPanelStep;
   const int64_t group = std::max<int64_t>(2, kPanelGroupBytes / panel_bytes / 2 * 2);
   thread_local std::vector<std::byte> panels;
@@ -342,21 +358,20 @@ void wide_sweep(int64_t m, int64_t pairs, int64_t steps, const Build& build, con
         for (int64_t m0 = c0; m0 < c1; m0 += 2 * kTileRows) {
           const auto [a0, lda0] = a_rows(m0);
           const auto [a1, lda1] = a_rows(m0 + kTileRows);
-          const bool two_rows = m0 + kTileRows < c1 && lda0 == lda1;  // one stride for both tiles
-          const auto at = [&](const int32_t* acc, int mi, int pi) { store(acc, m0 + mi * kTileRows, p + pi); };
-          const auto at1 = [&](const int32_t* acc, int, int pi) { store(acc, m0 + kTileRows, p + pi); };
+          const bool second = m0 + kTileRows < c1;
+          const bool two_rows = second && lda0 == lda1;  // one stride for both tiles
           if (p + 1 < g1) {
             if (two_rows) {
-              wide_tile_block<Bf16, 2, 2>(a0, a1, lda0, p0, p1, steps, at);
+              block.template run<2, 2>(a0, a1, lda0, p0, p1, m0, p);
             } else {
-              wide_tile_block<Bf16, 1, 2>(a0, a0, lda0, p0, p1, steps, at);
-              if (m0 + kTileRows < c1) wide_tile_block<Bf16, 1, 2>(a1, a1, lda1, p0, p1, steps, at1);
+              block.template run<1, 2>(a0, a0, lda0, p0, p1, m0, p);
+              if (second) block.template run<1, 2>(a1, a1, lda1, p0, p1, m0 + kTileRows, p);
             }
           } else if (two_rows) {
-            wide_tile_block<Bf16, 2, 1>(a0, a1, lda0, p0, p1, steps, at);
+            block.template run<2, 1>(a0, a1, lda0, p0, p1, m0, p);
           } else {
-            wide_tile_block<Bf16, 1, 1>(a0, a0, lda0, p0, p1, steps, at);
-            if (m0 + kTileRows < c1) wide_tile_block<Bf16, 1, 1>(a1, a1, lda1, p0, p1, steps, at1);
+            block.template run<1, 1>(a0, a0, lda0, p0, p1, m0, p);
+            if (second) block.template run<1, 1>(a1, a1, lda1, p0, p1, m0 + kTileRows, p);
           }
         }
       }
@@ -410,7 +425,143 @@ void gemm_i8_wide(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
   const auto build = [&](int64_t p0, int64_t p1, std::byte* out) {
     build_i8_panels(w, nb_begin, nb_end, steps, p0, p1, out);
   };
-  wide_sweep<false>(a.m, pairs, steps, build, a_rows, store);
+  wide_sweep(a.m, pairs, steps, build, a_rows, PlainBlock<false, decltype(store)>{steps, store});
+}
+
+// ------------------------------------------------ W4A8 on AMX int8 tiles
+// The int4 codes are unpacked to int8 (nibble - 8) into the same wide int8
+// panels; groups are whole 64-k steps (group_size a multiple of 64, else the
+// avx512_vnni kernel runs). Per group the exact int32 sums are folded into
+// float accumulators, f = fma(float(acc_g), s_g, f) in group order, and then
+// y = fma(f, row_scale, bias): the reference's roundings, lane for lane.
+void build_i4_panels(const PackedLinearWeightView& w, int64_t nb_begin, int64_t nb_end, int64_t steps, int64_t p0,
+                     int64_t p1, std::byte* out) {
+  const int64_t kp = w.k_padded(), chunks = kp / 8;
+  const auto* d = static_cast<const std::byte*>(w.data);
+  const __m256i low = _mm256_set1_epi8(0x0f), eight = _mm256_set1_epi8(8);
+  const auto codes = [&](const std::byte* block, int64_t t, int shift) {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + t * 32));
+    return _mm256_sub_epi8(_mm256_and_si256(shift ? _mm256_srli_epi16(v, 4) : v, low), eight);
+  };
+  for (int64_t p = p0; p < p1; ++p) {
+    const int64_t nb = nb_begin + 2 * p;
+    std::byte* panel = out + (p - p0) * steps * kPanelStep;
+    const std::byte* b0 = d + nb * B * kp / 2;
+    const std::byte* b1 = nb + 1 < nb_end ? b0 + B * kp / 2 : nullptr;
+    for (int64_t t = 0; t < chunks; ++t) {  // chunk t: k-quads 2t (low nibbles) and 2t + 1 (high)
+      for (int h = 0; h < 2; ++h) {
+        const __m256i lo = codes(b0, t, h * 4);
+        const __m256i hi = b1 ? codes(b1, t, h * 4) : _mm256_setzero_si256();
+        _mm512_storeu_si512(panel + (2 * t + h) * 64, _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1));
+      }
+    }
+    std::memset(panel + chunks * 128, 0, static_cast<std::size_t>(steps * kPanelStep - chunks * 128));
+  }
+}
+
+struct I4Block {
+  const IntGemmArgs& a;
+  int64_t nb_begin, nb_end, groups, steps_per_group, steps;
+
+  // Scales of group j for the 16 columns of the pair at block nb (zeros past nb_end).
+  __m512 group_scales(int64_t nb, int64_t j) const {
+    const float* s = a.w->scales + (nb * groups + j) * B;
+    const __m256 lo = _mm256_loadu_ps(s);
+    const __m256 hi = nb + 1 < nb_end ? _mm256_loadu_ps(s + groups * B) : _mm256_setzero_ps();
+    return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(lo)), _mm256_castps_pd(hi), 1));
+  }
+
+  template <int MB, int NB>
+  void run(const std::byte* a0, const std::byte* a1, int64_t lda, const std::byte* p0, const std::byte* p1,
+           int64_t m0, int64_t pair) const {
+    alignas(64) float f[MB * NB][kTileRows * kWide] = {};
+    alignas(64) int32_t acc[kTileRows * kWide];
+    const auto fold = [&](int tile, int64_t nb, int64_t j) {
+      const __m512 s = group_scales(nb, j);
+      for (int64_t r = 0; r < kTileRows; ++r) {
+        const __m512 sum = _mm512_cvtepi32_ps(_mm512_load_si512(acc + r * kWide));
+        _mm512_store_ps(f[tile] + r * kWide, _mm512_fmadd_ps(sum, s, _mm512_load_ps(f[tile] + r * kWide)));
+      }
+    };
+    const int64_t nb0 = nb_begin + 2 * pair, nb1 = nb0 + 2;
+    for (int64_t j = 0; j < groups; ++j) {
+      const int64_t s0 = j * steps_per_group, s1 = std::min(steps, s0 + steps_per_group);
+      _tile_zero(C00);
+      if constexpr (NB == 2) _tile_zero(C01);
+      if constexpr (MB == 2) _tile_zero(C10);
+      if constexpr (MB == 2 && NB == 2) _tile_zero(C11);
+      for (int64_t s = s0; s < s1; ++s) {
+        _tile_loadd(A0, a0 + s * 64, lda);
+        _tile_loadd(B0, p0 + s * kPanelStep, 64);
+        _tile_dpbssd(C00, A0, B0);
+        if constexpr (NB == 2) {
+          _tile_loadd(B1, p1 + s * kPanelStep, 64);
+          _tile_dpbssd(C01, A0, B1);
+        }
+        if constexpr (MB == 2) {
+          _tile_loadd(A1, a1 + s * 64, lda);
+          _tile_dpbssd(C10, A1, B0);
+          if constexpr (NB == 2) _tile_dpbssd(C11, A1, B1);
+        }
+      }
+      _tile_stored(C00, acc, 64);
+      fold(0, nb0, j);
+      if constexpr (NB == 2) {
+        _tile_stored(C01, acc, 64);
+        fold(1, nb1, j);
+      }
+      if constexpr (MB == 2) {
+        _tile_stored(C10, acc, 64);
+        fold(NB, nb0, j);
+        if constexpr (NB == 2) {
+          _tile_stored(C11, acc, 64);
+          fold(3, nb1, j);
+        }
+      }
+    }
+    for (int mi = 0; mi < MB; ++mi) {
+      for (int pi = 0; pi < NB; ++pi) finish(f[mi * NB + pi], m0 + mi * kTileRows, nb0 + 2 * pi);
+    }
+  }
+
+  // y = fma(f, row_scale, bias) for the valid rows and columns.
+  void finish(const float* f, int64_t m0, int64_t nb) const {
+    const int64_t n0 = nb * B, cols = wide_cols(*a.w, nb, nb_end);
+    const __mmask16 mask = static_cast<__mmask16>((1u << cols) - 1u);
+    const __m512 bias = a.bias ? _mm512_maskz_loadu_ps(mask, a.bias + n0) : _mm512_setzero_ps();
+    const int64_t rows = std::min<int64_t>(kTileRows, a.m - m0);
+    for (int64_t r = 0; r < rows; ++r) {
+      const __m512 y = _mm512_fmadd_ps(_mm512_load_ps(f + r * kWide), _mm512_set1_ps(a.row_scales[m0 + r]), bias);
+      store_row(a.y, a.yb, (m0 + r) * a.ldy + n0, mask, y);
+    }
+  }
+};
+
+void gemm_i4(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
+  const PackedLinearWeightView& w = *a.w;
+  if (a.m < kAmxMinRows || w.group_size % kTileK != 0) {
+    avx512_vnni_linear_kernels().gemm_i4(a, nb_begin, nb_end);
+    return;
+  }
+  const int64_t kp = w.k_padded(), steps = (kp + kTileK - 1) / kTileK, pairs = (nb_end - nb_begin + 1) / 2;
+  thread_local std::vector<std::byte> a_tail;
+  // As gemm_i8_wide: the last row tile copied, zero-padded, when short or K is not whole steps.
+  const int64_t tail_m0 = (a.m % kTileRows != 0 || kp % kTileK != 0) ? (a.m - 1) / kTileRows * kTileRows : a.m;
+  if (tail_m0 < a.m) {
+    a_tail.assign(static_cast<std::size_t>(kTileRows * steps * kTileK), std::byte{0});
+    for (int64_t r = tail_m0; r < a.m; ++r) {
+      std::memcpy(a_tail.data() + (r - tail_m0) * steps * kTileK, a.q + r * kp, static_cast<std::size_t>(kp));
+    }
+  }
+  const auto* q = reinterpret_cast<const std::byte*>(a.q);
+  const auto a_rows = [&](int64_t m0) {
+    using Rows = std::pair<const std::byte*, int64_t>;
+    return m0 >= tail_m0 ? Rows{a_tail.data() + (m0 - tail_m0) * steps * kTileK, steps * kTileK} : Rows{q + m0 * kp, kp};
+  };
+  const auto build = [&](int64_t p0, int64_t p1, std::byte* out) {
+    build_i4_panels(w, nb_begin, nb_end, steps, p0, p1, out);
+  };
+  wide_sweep(a.m, pairs, steps, build, a_rows, I4Block{a, nb_begin, nb_end, w.groups(), w.group_size / kTileK, steps});
 }
 
 // ------------------------------------------------ weight-only on AMX-BF16
@@ -533,7 +684,7 @@ void gemm_float(const FloatGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
     const int64_t nb = nb_begin + 2 * pair;
     wide_float_epilogue(a, reinterpret_cast<const float*>(acc), m0, nb, wide_cols(w, nb, nb_end));
   };
-  wide_sweep<true>(a.m, pairs, steps, build, a_rows, store);
+  wide_sweep(a.m, pairs, steps, build, a_rows, PlainBlock<true, decltype(store)>{steps, store});
 }
 
 #undef C00
@@ -552,6 +703,7 @@ const LinearKernels& amx_linear_kernels() {
     LinearKernels t = avx512_vnni_linear_kernels();
     t.name = "amx";
     t.gemm_i8 = gemm_i8;
+    t.gemm_i4 = gemm_i4;
     t.prepared_max_m = kAmxMinRows - 1;
     t.bf16_out_min_m = amx_bf16_available() ? kAmxMinRows : 0;  // vcvtneps2bf16 needs AVX-512 BF16
     if (amx_bf16_available()) {

@@ -70,7 +70,8 @@ std::vector<Case> cases(std::mt19937& gen, int64_t k, int64_t n) {
   for (auto& c : nib) c = static_cast<int8_t>(i4(gen));
   std::vector<float> scales(static_cast<std::size_t>(n));
   for (auto& s : scales) s = sc(gen);
-  const int64_t g = 32, groups = (k + g - 1) / g, rb = (k + 1) / 2;
+  // int4 groups of 64 (whole AMX steps: the AMX W4A8 path), activation groups of 32.
+  const int64_t g4 = 64, g = 32, groups = (k + g4 - 1) / g4, rb = (k + 1) / 2;
   std::vector<float> gscales(static_cast<std::size_t>(n * groups));
   for (auto& s : gscales) s = sc(gen);
   std::vector<uint8_t> packed(static_cast<std::size_t>(n * rb), 0);
@@ -84,7 +85,7 @@ std::vector<Case> cases(std::mt19937& gen, int64_t k, int64_t n) {
   const auto i8w = std::make_shared<const PackedLinearWeight>(monoquant::pack_linear_int8(TensorView(codes.data(), DType::i8, {n, k}),
                                                TensorView(scales.data(), DType::f32, {n})));
   const auto i4w = std::make_shared<const PackedLinearWeight>(monoquant::pack_linear_int4(TensorView(packed.data(), DType::u8, {n, rb}), k,
-                                               TensorView(gscales.data(), DType::f32, {n, groups}), g));
+                                               TensorView(gscales.data(), DType::f32, {n, groups}), g4));
   std::vector<Case> out;
   out.push_back({"w8 weight-only", i8w, {LinearMode::weight_only}, false});
   out.push_back({"w4 weight-only", i4w, {LinearMode::weight_only}, false});
