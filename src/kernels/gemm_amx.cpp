@@ -564,6 +564,129 @@ void gemm_i4(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
   wide_sweep(a.m, pairs, steps, build, a_rows, I4Block{a, nb_begin, nb_end, w.groups(), w.group_size / kTileK, steps});
 }
 
+// ------------------------------------------------ W8A8 with activation groups on AMX
+// Grouped int8 weights have the int8 layout, so the wide int8 panels serve.
+// A group of g inputs is g / kstep tile steps (kstep = 64; the tile shapes
+// allow 32, A 16 x 32 bytes and B 8 k-quads, but see gemm_i8g). Per group j the exact dot
+// products are folded as acc = fma(float(dot_j), sa[m][j] * sw[n][j], acc),
+// then y = acc + bias: gemm_i8g's roundings, lane for lane.
+void configure_group_tiles(int64_t kstep) {
+  TileConfig c{};
+  c.palette_id = 1;
+  for (int t = C00; t <= C11; ++t) c.rows[t] = kTileRows, c.colsb[t] = 64;
+  for (int t = A0; t <= A1; ++t) c.rows[t] = kTileRows, c.colsb[t] = static_cast<uint16_t>(kstep);
+  for (int t = B0; t <= B1; ++t) c.rows[t] = static_cast<uint8_t>(kstep / 4), c.colsb[t] = 64;
+  _tile_loadconfig(&c);
+}
+
+struct GroupedBlock {
+  const IntGemmArgs& a;
+  int64_t nb_begin, nb_end, groups, kstep, steps_per_group;
+
+  __m512 weight_scales(int64_t nb, int64_t j) const {
+    const float* s = a.w->scales + (nb * groups + j) * B;
+    const __m256 lo = _mm256_loadu_ps(s);
+    const __m256 hi = nb + 1 < nb_end ? _mm256_loadu_ps(s + groups * B) : _mm256_setzero_ps();
+    return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(lo)), _mm256_castps_pd(hi), 1));
+  }
+
+  template <int MB, int NB>
+  void run(const std::byte* a0, const std::byte* a1, int64_t lda, const std::byte* p0, const std::byte* p1,
+           int64_t m0, int64_t pair) const {
+    alignas(64) float f[MB * NB][kTileRows * kWide] = {};
+    alignas(64) int32_t dot[kTileRows * kWide];
+    const int64_t step_bytes = kstep / 4 * 64;  // B rows of one step in the panel
+    const auto fold = [&](int tile, int64_t rows_from, int64_t nb, int64_t j) {
+      const __m512 sw = weight_scales(nb, j);
+      const int64_t rows = std::min<int64_t>(kTileRows, a.m - rows_from);
+      for (int64_t r = 0; r < rows; ++r) {
+        const __m512 s = _mm512_mul_ps(_mm512_set1_ps(a.row_scales[(rows_from + r) * groups + j]), sw);
+        const __m512 d = _mm512_cvtepi32_ps(_mm512_load_si512(dot + r * kWide));
+        _mm512_store_ps(f[tile] + r * kWide, _mm512_fmadd_ps(d, s, _mm512_load_ps(f[tile] + r * kWide)));
+      }
+    };
+    const int64_t nb0 = nb_begin + 2 * pair, nb1 = nb0 + 2;
+    for (int64_t j = 0; j < groups; ++j) {
+      _tile_zero(C00);
+      if constexpr (NB == 2) _tile_zero(C01);
+      if constexpr (MB == 2) _tile_zero(C10);
+      if constexpr (MB == 2 && NB == 2) _tile_zero(C11);
+      for (int64_t s = j * steps_per_group; s < (j + 1) * steps_per_group; ++s) {
+        _tile_loadd(A0, a0 + s * kstep, lda);
+        _tile_loadd(B0, p0 + s * step_bytes, 64);
+        _tile_dpbssd(C00, A0, B0);
+        if constexpr (NB == 2) {
+          _tile_loadd(B1, p1 + s * step_bytes, 64);
+          _tile_dpbssd(C01, A0, B1);
+        }
+        if constexpr (MB == 2) {
+          _tile_loadd(A1, a1 + s * kstep, lda);
+          _tile_dpbssd(C10, A1, B0);
+          if constexpr (NB == 2) _tile_dpbssd(C11, A1, B1);
+        }
+      }
+      _tile_stored(C00, dot, 64);
+      fold(0, m0, nb0, j);
+      if constexpr (NB == 2) {
+        _tile_stored(C01, dot, 64);
+        fold(1, m0, nb1, j);
+      }
+      if constexpr (MB == 2) {
+        _tile_stored(C10, dot, 64);
+        fold(NB, m0 + kTileRows, nb0, j);
+        if constexpr (NB == 2) {
+          _tile_stored(C11, dot, 64);
+          fold(3, m0 + kTileRows, nb1, j);
+        }
+      }
+    }
+    for (int mi = 0; mi < MB; ++mi) {
+      for (int pi = 0; pi < NB; ++pi) finish(f[mi * NB + pi], m0 + mi * kTileRows, nb0 + 2 * pi);
+    }
+  }
+
+  // y = acc + (bias or 0) for the valid rows and columns.
+  void finish(const float* f, int64_t m0, int64_t nb) const {
+    const int64_t n0 = nb * B, cols = wide_cols(*a.w, nb, nb_end);
+    const __mmask16 mask = static_cast<__mmask16>((1u << cols) - 1u);
+    const __m512 bias = a.bias ? _mm512_maskz_loadu_ps(mask, a.bias + n0) : _mm512_setzero_ps();
+    const int64_t rows = std::min<int64_t>(kTileRows, a.m - m0);
+    for (int64_t r = 0; r < rows; ++r) {
+      store_row(a.y, a.yb, (m0 + r) * a.ldy + n0, mask, _mm512_add_ps(_mm512_load_ps(f + r * kWide), bias));
+    }
+  }
+};
+
+void gemm_i8g(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
+  const PackedLinearWeightView& w = *a.w;
+  const int64_t g = w.group_size;
+  // Groups of 32: folding after every half step costs more than the tiles
+  // save (measured: no faster than the avx512_vnni kernel), so g >= 64 only.
+  if (a.m < kAmxMinRows || g % kTileK != 0) {
+    avx512_vnni_linear_kernels().gemm_i8g(a, nb_begin, nb_end);
+    return;
+  }
+  const int64_t kp = w.k_padded(), steps = (kp + kTileK - 1) / kTileK, pairs = (nb_end - nb_begin + 1) / 2;
+  const int64_t kstep = std::min<int64_t>(g, kTileK);
+  // The last row tile copied, zero-padded, when short (K = kp is a whole number of groups).
+  thread_local std::vector<std::byte> a_tail;
+  const int64_t tail_m0 = a.m % kTileRows != 0 ? a.m / kTileRows * kTileRows : a.m;
+  if (tail_m0 < a.m) {
+    a_tail.assign(static_cast<std::size_t>(kTileRows * kp), std::byte{0});
+    std::memcpy(a_tail.data(), a.q + tail_m0 * kp, static_cast<std::size_t>((a.m - tail_m0) * kp));
+  }
+  const auto* q = reinterpret_cast<const std::byte*>(a.q);
+  const auto a_rows = [&](int64_t m0) {
+    using Rows = std::pair<const std::byte*, int64_t>;
+    return m0 >= tail_m0 ? Rows{a_tail.data() + (m0 - tail_m0) * kp, kp} : Rows{q + m0 * kp, kp};
+  };
+  const auto build = [&](int64_t p0, int64_t p1, std::byte* out) {
+    build_i8_panels(w, nb_begin, nb_end, steps, p0, p1, out);
+    configure_group_tiles(kstep);  // wide_sweep configured the 64-k tiles
+  };
+  wide_sweep(a.m, pairs, steps, build, a_rows, GroupedBlock{a, nb_begin, nb_end, w.groups(), kstep, g / kstep});
+}
+
 // ------------------------------------------------ weight-only on AMX-BF16
 // tdpbf16ps: 16 rows x 32 bf16 activations times 32 k x 16 columns of bf16
 // weights into float32 sums. Activations are rounded to bf16 once per call
@@ -704,6 +827,7 @@ const LinearKernels& amx_linear_kernels() {
     t.name = "amx";
     t.gemm_i8 = gemm_i8;
     t.gemm_i4 = gemm_i4;
+    t.gemm_i8g = gemm_i8g;
     t.prepared_max_m = kAmxMinRows - 1;
     t.bf16_out_min_m = amx_bf16_available() ? kAmxMinRows : 0;  // vcvtneps2bf16 needs AVX-512 BF16
     if (amx_bf16_available()) {
