@@ -76,6 +76,11 @@ struct LinearKernels {
   // gemm_i8 from this many rows, and gemm_float whenever it reads xb, write
   // bf16 results (yb, rounded to nearest even) themselves. 0: never.
   int64_t bf16_out_min_m = 0;
+  // From this many rows (0: never) linear_into gives each thread a range of
+  // rows over all column blocks, rather than column blocks over all rows
+  // (kernels that stream weight panels past many activation rows). Rows are
+  // independent, so the bits do not change.
+  int64_t split_rows_from_m = 0;
 };
 
 const LinearKernels& reference_linear_kernels();

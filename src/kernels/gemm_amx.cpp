@@ -830,6 +830,7 @@ const LinearKernels& amx_linear_kernels() {
     t.gemm_i8g = gemm_i8g;
     t.prepared_max_m = kAmxMinRows - 1;
     t.bf16_out_min_m = amx_bf16_available() ? kAmxMinRows : 0;  // vcvtneps2bf16 needs AVX-512 BF16
+    t.split_rows_from_m = 4 * kRowChunk;
     if (amx_bf16_available()) {
       t.gemm_float = gemm_float;
       t.bf16_min_m = kBf16MinRows;

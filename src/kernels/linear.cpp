@@ -419,6 +419,47 @@ void round_to_bf16(const float* yf, int64_t m, int64_t n, uint16_t* yb, int64_t 
   });
 }
 
+// Rows [r0, r1) of a call's arguments (row split; see run_gemm).
+kernels::IntGemmArgs rows_of(kernels::IntGemmArgs a, int64_t r0, int64_t r1, int64_t kp, int64_t scales_per_row,
+                             int64_t groups) {
+  a.q += r0 * kp;
+  a.m = r1 - r0;
+  a.row_scales += r0 * scales_per_row;
+  if (a.group_sums) a.group_sums += r0 * groups;
+  if (a.y) a.y += r0 * a.ldy;
+  if (a.yb) a.yb += r0 * a.ldy;
+  return a;
+}
+
+kernels::FloatGemmArgs rows_of(kernels::FloatGemmArgs a, int64_t r0, int64_t r1, int64_t kb) {
+  if (a.x) a.x += r0 * a.ldx;
+  if (a.xb) a.xb += r0 * kb;
+  a.m = r1 - r0;
+  if (a.y) a.y += r0 * a.ldy;
+  if (a.yb) a.yb += r0 * a.ldy;
+  return a;
+}
+
+// Runs gemm(first_row, end_row, first_block, end_block) over the threads. By
+// default threads take column blocks (every thread reads all rows). Tables
+// with split_rows_from_m (AMX) take row ranges instead from that many rows,
+// one contiguous range per thread over all blocks: each thread then reads its
+// own activations once and builds every weight panel once, instead of every
+// column chunk streaming all of a long activation matrix again.
+template <class Gemm>
+void run_gemm(const kernels::LinearKernels& kt, int64_t m, int64_t nblocks, int64_t grain, const Gemm& gemm) {
+  const int threads = num_threads();
+  if (kt.split_rows_from_m && m >= kt.split_rows_from_m && threads > 1) {
+    const int64_t per = (m + threads - 1) / threads / 32 * 32 + 32;  // whole 32-row tile pairs
+    const int64_t parts = (m + per - 1) / per;
+    parallel_for(parts, 1, [&](int64_t p0, int64_t p1) {
+      for (int64_t p = p0; p < p1; ++p) gemm(p * per, std::min(m, (p + 1) * per), 0, nblocks);
+    });
+    return;
+  }
+  for_block_ranges(nblocks, grain, [&](int64_t b0, int64_t b1) { gemm(0, m, b0, b1); });
+}
+
 void linear_impl(const Rows& x, int64_t m, const PackedLinearWeightView& w, const float* bias,
                  const LinearOptions& options, const Out& out) {
   w.validate();
@@ -485,7 +526,14 @@ void linear_impl(const Rows& x, int64_t m, const PackedLinearWeightView& w, cons
       direct_bf16(false);
     }
     a.y = y, a.yb = yb, a.ldy = ldy;
-    for_block_ranges(nblocks, float_grain, [&](int64_t b0, int64_t b1) { kt.gemm_float(a, b0, b1); });
+    if (a.xb) {
+      const int64_t kb = (w.k + 31) / 32 * 32;
+      run_gemm(kt, m, nblocks, float_grain, [&](int64_t r0, int64_t r1, int64_t b0, int64_t b1) {
+        kt.gemm_float(rows_of(a, r0, r1, kb), b0, b1);
+      });
+    } else {
+      for_block_ranges(nblocks, float_grain, [&](int64_t b0, int64_t b1) { kt.gemm_float(a, b0, b1); });
+    }
     finish();
     return;
   }
@@ -499,7 +547,14 @@ void linear_impl(const Rows& x, int64_t m, const PackedLinearWeightView& w, cons
     quantize_rows_grouped(x, m, w.k, w.group_size, groups, scales, q, &kt, prepared);
     direct_bf16(false);
     const kernels::IntGemmArgs a{q, m, 0, scales, prepared, nullptr, &w, bias, y, ldy};
-    for_block_ranges(nblocks, grain, [&](int64_t b0, int64_t b1) { kt.gemm_i8g(a, b0, b1); });
+    const auto gemm = [&](int64_t r0, int64_t r1, int64_t b0, int64_t b1) {
+      kt.gemm_i8g(r0 == 0 && r1 == m ? a : rows_of(a, r0, r1, kp, groups, groups), b0, b1);
+    };
+    if (prepared) {  // the prepared form is per call, not per row range
+      for_block_ranges(nblocks, grain, [&](int64_t b0, int64_t b1) { gemm(0, m, b0, b1); });
+    } else {
+      run_gemm(kt, m, nblocks, grain, gemm);
+    }
     finish();
     return;
   }
@@ -517,10 +572,18 @@ void linear_impl(const Rows& x, int64_t m, const PackedLinearWeightView& w, cons
   kernels::IntGemmArgs a{q,       m, options.mode == LinearMode::static_int8 ? options.act_zero_point : 0,
                          rows.scales, rows.prepared, rows.group_sums, &w, bias, y, ldy};
   a.yb = yb;
-  if (int4) {
-    for_block_ranges(nblocks, grain, [&](int64_t b0, int64_t b1) { kt.gemm_i4(a, b0, b1); });
+  const auto gemm = [&](int64_t r0, int64_t r1, int64_t b0, int64_t b1) {
+    const kernels::IntGemmArgs part = r0 == 0 && r1 == m ? a : rows_of(a, r0, r1, kp, 1, groups);
+    if (int4) {
+      kt.gemm_i4(part, b0, b1);
+    } else {
+      kt.gemm_i8(part, b0, b1);
+    }
+  };
+  if (rows.prepared) {  // the prepared form is per call, not per row range
+    for_block_ranges(nblocks, grain, [&](int64_t b0, int64_t b1) { gemm(0, m, b0, b1); });
   } else {
-    for_block_ranges(nblocks, grain, [&](int64_t b0, int64_t b1) { kt.gemm_i8(a, b0, b1); });
+    run_gemm(kt, m, nblocks, grain, gemm);
   }
   finish();
 }

@@ -130,7 +130,8 @@ TEST(LinearSplits, EverySetModeAndSplitAgrees) {
     int64_t m, k, n;
   };
   // N of 5 to 20 blocks (several 4-block units to hand out), odd K and M, AMX tile edges.
-  const std::vector<Shape> shapes{{1, 96, 40}, {3, 37, 100}, {17, 130, 65}, {64, 128, 160}, {70, 200, 41}};
+  const std::vector<Shape> shapes{{1, 96, 40}, {3, 37, 100}, {17, 130, 65}, {64, 128, 160}, {70, 200, 41},
+                                  {1100, 64, 40}};  // the last: AMX splits rows from 1024
   for (const Shape& s : shapes) {
     const int64_t ldx = s.k + 3, offset = 1;  // rows 4-byte aligned only, and strided
     std::vector<float> x(static_cast<std::size_t>(offset + s.m * ldx));
