@@ -9,7 +9,9 @@ Grid: M in {1, 8, 32, 128}; (K, N) in {(384, 384), (384, 1536), (1536, 384),
 
 Peers (each skipped with the reason printed when it does not install or run):
   fp32          torch F.linear (nn.Linear)
+  bf16          torch F.linear in bfloat16 (oneDNN; AMX tiles where the CPU has them)
   ao_dyn        torch.ao quantize_dynamic qint8 on the 'x86' engine (FBGEMM)
+  ao_onednn     the same on the 'onednn' engine
   tao_w8a8      torchao Int8DynamicActivationInt8WeightConfig
   tao_w8        torchao Int8WeightOnlyConfig
   tao_w4        torchao int4 weight-only on CPU: Int4WeightOnlyConfig needs
@@ -17,7 +19,10 @@ Peers (each skipped with the reason printed when it does not install or run):
                 PerGroup(128)) stands in
   quanto_w8 / quanto_w4   optimum-quanto qint8 / qint4 weights
   mq_*          monoquant: w8a8 (dynamic), w8a8s (static), w8 / w4 (g=128)
-                weight-only, w4a8, f16, bf16
+                weight-only, w4a8, f16, bf16; on AMX CPUs also mq_w8a8_vnni /
+                mq_w8_vnni, the same layers pinned to the AVX-512 VNNI set
+Before timing, every peer's output is compared with fp32 on the same input
+(relative error, printed and written with the table).
 Each cell is the median of repeated timings of one call (microseconds), the
 peers of a cell timed round-robin;
 ratios are speed-ups (peer time / monoquant time) measured in the same run.
@@ -92,11 +97,24 @@ def build_peers(lin: nn.Linear, x_cal: torch.Tensor, skipped: dict, only=None):
 
     add("fp32", lambda: lin)
 
-    def ao_dyn():
-        torch.backends.quantized.engine = "x86"
-        return torch.ao.quantization.quantize_dynamic(nn.Sequential(copy.deepcopy(lin)), {nn.Linear},
-                                                      dtype=torch.qint8)
-    add("ao_dyn", ao_dyn)
+    def bf16():  # torch's own bf16 Linear: oneDNN, on AMX tiles where the CPU has them
+        lb = copy.deepcopy(lin).to(torch.bfloat16)
+        return lambda x: lb(x.to(torch.bfloat16)).float()
+    add("bf16", bf16)
+
+    def ao_dyn(engine):
+        def make():
+            torch.backends.quantized.engine = engine
+            m = torch.ao.quantization.quantize_dynamic(nn.Sequential(copy.deepcopy(lin)), {nn.Linear},
+                                                       dtype=torch.qint8)
+
+            def run(x):
+                torch.backends.quantized.engine = engine
+                return m(x)
+            return run
+        return make
+    add("ao_dyn", ao_dyn("x86"))
+    add("ao_onednn", ao_dyn("onednn"))
 
     try:
         import torchao.quantization as tq
@@ -144,7 +162,27 @@ def build_peers(lin: nn.Linear, x_cal: torch.Tensor, skipped: dict, only=None):
     add("mq_w4a8", lambda: q(lin, mode="dynamic", format="int4", group_size=128))
     add("mq_f16", lambda: q(lin, mode="weight_only", format="float16"))
     add("mq_bf16", lambda: q(lin, mode="weight_only", format="bfloat16"))
+    if "amx" in monoquant._core.available_linear_kernel_sets():
+        # The same monoquant layers pinned to the AVX-512 VNNI set: what AMX adds.
+        def pinned(layer):
+            def run(x):
+                monoquant._core.use_linear_kernel_set("avx512_vnni")
+                try:
+                    return layer(x)
+                finally:
+                    monoquant._core.use_linear_kernel_set("best")
+            return run
+        add("mq_w8a8_vnni", lambda: pinned(q(lin, mode="dynamic", format="int8")))
+        add("mq_w8_vnni", lambda: pinned(q(lin, mode="weight_only", format="int8")))
     return peers
+
+
+def check_outputs(peers: dict, x: torch.Tensor) -> dict:
+    """Relative error of each peer's output against fp32 on the same input, before any timing: a fast
+    peer that computes something else is reported, not compared."""
+    with torch.no_grad():
+        ref = peers["fp32"](x).float()
+        return {name: float((fn(x).float() - ref).norm() / ref.norm()) for name, fn in peers.items()}
 
 
 # (monoquant kernel, peer) pairs whose ratio the report lists, with the
@@ -153,6 +191,11 @@ RATIOS = [
     ("mq_w8a8", "fp32", "W8A8 vs fp32 (target >= 1.5x for M >= 8)"),
     ("mq_w8a8", "ao_dyn", "W8A8 vs torch.ao x86/fbgemm (target >= 1.0x)"),
     ("mq_w8a8", "tao_w8a8", "W8A8 vs torchao int8 dyn"),
+    ("mq_w8a8", "ao_onednn", "W8A8 vs torch.ao onednn"),
+    ("mq_w8a8", "bf16", "W8A8 vs torch bf16 (oneDNN, AMX where present)"),
+    ("mq_w8a8", "mq_w8a8_vnni", "W8A8: AMX set vs the same layer on AVX-512 VNNI"),
+    ("mq_w8", "bf16", "W8 weight-only vs torch bf16"),
+    ("mq_w8", "mq_w8_vnni", "W8 weight-only: AMX-BF16 vs AVX-512"),
     ("mq_w8a8s", "fp32", "W8A8 static vs fp32"),
     ("mq_w8", "fp32", "W8 weight-only vs fp32 (target >= 2.5x at M = 1)"),
     ("mq_w8", "tao_w8", "W8 vs torchao int8 weight-only"),
@@ -184,7 +227,7 @@ def main(argv=None):
         shapes, ms = [(384, 1536), (4096, 4096)], [1, 8]
 
     torch.manual_seed(0)
-    rows, skipped = [], {}
+    rows, skipped, errors = [], {}, []
     header = None
     print(f"torch {torch.__version__}, monoquant {monoquant.__version__}, kernels {ops.kernel_name()}, "
           f"cpu {monoquant._core.cpu_features()}", flush=True)
@@ -194,6 +237,11 @@ def main(argv=None):
             lin.weight.mul_(0.5)
         peers = build_peers(lin, torch.randn(8, k), skipped, args.peers)
         names = list(peers)
+        if "fp32" in peers:
+            errs = check_outputs(peers, torch.randn(max(ms), k))
+            errors.append((k, n, errs))
+            print(f"K={k} N={n} relative error vs fp32 at M={max(ms)}: " +
+                  ", ".join(f"{a}={e:.2e}" for a, e in errs.items()), flush=True)
         header = header or names
         for t in args.threads:
             torch.set_num_threads(t)
@@ -211,6 +259,12 @@ def main(argv=None):
              f"torch {torch.__version__}; monoquant kernel set `{ops.kernel_name()}`; same process, same run.", ""]
     for name, why in skipped.items():
         lines.append(f"- skipped `{name}`: {why}")
+    if errors:
+        lines += ["", "Outputs checked before timing: relative error ||y - y_fp32|| / ||y_fp32|| on the same input "
+                  "(a peer far above its format's error would be computing something else).", "",
+                  "| K | N | " + " | ".join(cols) + " |", "|" + "---|" * (2 + len(cols))]
+        for k, n, errs in errors:
+            lines.append(f"| {k} | {n} | " + " | ".join(f"{errs.get(c, float('nan')):.1e}" for c in cols) + " |")
     lines += ["", "| threads | K | N | M | " + " | ".join(cols) + " |", "|" + "---|" * (4 + len(cols))]
     for t, k, n, m, times in rows:
         lines.append(f"| {t} | {k} | {n} | {m} | " + " | ".join(f"{times.get(c, float('nan')):.1f}" for c in cols) + " |")
