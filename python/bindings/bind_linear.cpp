@@ -229,6 +229,7 @@ void bind_linear(nb::module_& m) {
   m.def("set_avx512_enabled", &set_avx512_enabled, nb::arg("enabled"));
   m.def("amx_int8_available", &amx_int8_available);
   m.def("amx_bf16_available", &amx_bf16_available);
+  m.def("bf16_weight_only_min_rows", &bf16_weight_only_min_rows);
   m.def("set_bf16_weight_only_enabled", &set_bf16_weight_only_enabled, nb::arg("enabled"));
   m.def("set_amx_enabled", &set_amx_enabled, nb::arg("enabled"));
   m.def("available_linear_kernel_sets", &available_linear_kernel_sets);

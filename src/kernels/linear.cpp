@@ -319,6 +319,10 @@ void set_amx_enabled(bool enabled) { g_amx_enabled.store(enabled); }
 
 void set_bf16_weight_only_enabled(bool enabled) { g_bf16_weight_only.store(enabled); }
 
+int64_t bf16_weight_only_min_rows() {
+  return g_bf16_weight_only.load() ? kernels::active_linear_kernels().bf16_min_m : 0;
+}
+
 bool amx_bf16_available() {
   const CpuFeatures& f = cpu_features();
   return amx_int8_available() && f.amx_bf16 && f.avx512_bf16;
@@ -348,7 +352,7 @@ std::string linear_kernel_reason() {
     return std::string("AMX int8 tiles (tdpbssd) for W8A8 from 16 rows") +
            (!amx_bf16_available()      ? "; no AMX-BF16 / AVX-512 BF16: float-activation layers on AVX-512"
             : g_bf16_weight_only.load() ? "; AMX-BF16 tiles (tdpbf16ps, bf16-rounded activations) for float-activation "
-                                          "layers from 16 rows"
+                                          "layers from 4 rows"
                                         : "; AMX-BF16 for float-activation layers disabled by MONOQUANT_AMX_BF16=0") +
            "; 512-bit vpdpbusd (AVX-512 VNNI) for the rest";
   }
@@ -510,7 +514,8 @@ void linear_impl(const Rows& x, int64_t m, const PackedLinearWeightView& w, cons
       });
       std::memset(xb + m * kb, 0, static_cast<std::size_t>((rows - m) * kb) * sizeof(uint16_t));
       a.xb = xb;
-      float_grain = block_grain(m, w.k, LinearMode::dynamic_int8);  // tile speed, like the integer kernels
+      // A block costs its weight decode (as much as 16 rows of products) plus the tile work.
+      float_grain = block_grain(std::max<int64_t>(m, 16), w.k, LinearMode::weight_only);
       direct_bf16(kt.bf16_out_min_m && m >= kt.bf16_out_min_m);
     } else {
       if (x.dtype == DType::bf16) {

@@ -194,11 +194,12 @@ void expect_close(const std::vector<float>& got, const std::vector<double>& want
 }
 
 // The tolerance a set promises for weight-only layers of m rows: oracle_float's
-// bound, except on AMX-BF16 tiles (the amx set from 16 rows), where the
+// bound, except on AMX-BF16 tiles (the amx set from bf16_weight_only_min_rows()), where the
 // activations (and int4 / f16 weights) are rounded to bf16, 2^-9 relative
 // each: the bound becomes 2^-7 * sum |x * wdeq| + 1e-6.
 std::vector<double> tolerance_for(const KernelSet& ks, int64_t m, std::vector<double> tol) {
-  if (ks.name != "amx" || !monoquant::amx_bf16_available() || m < 16) return tol;
+  const int64_t from = monoquant::bf16_weight_only_min_rows();
+  if (ks.name != "amx" || from == 0 || m < from) return tol;
   for (double& t : tol) t = (t - 1e-6) / 2e-5 * 0x1p-7 + 1e-6;
   return tol;
 }
@@ -692,7 +693,7 @@ TEST(Linear, Conv2dMatchesDirectConvolution) {
                 }
             const float got = y.as<float>()[((bi * o + oc) * ho + oy) * wo + ox];
             // AMX-BF16 (ho * wo = 40 rows per image): bf16-rounded activations.
-            const double rel = ks.name == "amx" && monoquant::amx_bf16_available() ? 0x1p-7 : 2e-5;
+            const double rel = ks.name == "amx" && monoquant::bf16_weight_only_min_rows() ? 0x1p-7 : 2e-5;
             ASSERT_NEAR(got, acc, rel * mag + 1e-5) << ks.name;
           }
   }

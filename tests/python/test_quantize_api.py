@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 import monoquant as mq
+from tolerances import bf16_tiles
 from monoquant import errors
 
 
@@ -93,6 +94,8 @@ def test_call_forms(label, kwargs, mode, fmt, bound):
     x = torch.randn(5, 64)
     with torch.no_grad():
         y, ref = r.model(x), model(x)
+    if fmt == "float16" and bf16_tiles(x.shape[0]):
+        bound = 1e-2  # AMX-BF16 tiles round activations and float16 weights to bf16
     assert 0 < rel(y, ref) < bound
     # The input model is untouched (inplace=False).
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
@@ -198,7 +201,8 @@ def test_conv_and_embedding_modules():
     x1 = torch.randn(3, 8, 20)
     # weight-only int8: exactly the float conv with the dequantized weight (up to summation order)
     ref = nn.functional.conv1d(x1, q1.dequantized_weight(), c1.bias, stride=2, padding=2)
-    torch.testing.assert_close(q1(x1), ref, rtol=1e-5, atol=1e-5)
+    tol = 1e-5 if not bf16_tiles(10) else 2.0 ** -7 * 8  # 10 output positions per sequence
+    torch.testing.assert_close(q1(x1), ref, rtol=tol, atol=tol)
     emb = nn.Embedding(50, 64, padding_idx=0)
     for bits, kw in ((8, {}), (4, {"group_size": 32})):
         qe = mq.quantize(nn.Sequential(emb), bits=bits, layer_types=(nn.Embedding,), **kw).model[0]
