@@ -462,12 +462,21 @@ void build_i4_panels(const PackedLinearWeightView& w, int64_t nb_begin, int64_t 
   }
 }
 
-struct I4Block {
+// Tile blocks whose exact int32 sums are folded into float accumulators one
+// weight group at a time, in group order (W4A8, and W8A8 with activation
+// groups). Per group j of kstep-k steps [j * steps_per_group, ...):
+//   W4A8 (act_groups false): f = fma(float(acc_j), s_w[n][j], f), then
+//       y = fma(f, s_row[m], bias)
+//   activation groups (true): f = fma(float(dot_j), s_a[m][j] * s_w[n][j], f),
+//       then y = f + bias
+// the reference's roundings, lane for lane.
+struct GroupFolds {
   const IntGemmArgs& a;
-  int64_t nb_begin, nb_end, groups, steps_per_group, steps;
+  int64_t nb_begin, nb_end, groups, kstep, steps_per_group, steps;
+  bool act_groups;
 
-  // Scales of group j for the 16 columns of the pair at block nb (zeros past nb_end).
-  __m512 group_scales(int64_t nb, int64_t j) const {
+  // Weight scales of group j for the 16 columns of the pair at block nb (zeros past nb_end).
+  __m512 weight_scales(int64_t nb, int64_t j) const {
     const float* s = a.w->scales + (nb * groups + j) * B;
     const __m256 lo = _mm256_loadu_ps(s);
     const __m256 hi = nb + 1 < nb_end ? _mm256_loadu_ps(s + groups * B) : _mm256_setzero_ps();
@@ -479,46 +488,48 @@ struct I4Block {
            int64_t m0, int64_t pair) const {
     alignas(64) float f[MB * NB][kTileRows * kWide] = {};
     alignas(64) int32_t acc[kTileRows * kWide];
-    const auto fold = [&](int tile, int64_t nb, int64_t j) {
-      const __m512 s = group_scales(nb, j);
-      for (int64_t r = 0; r < kTileRows; ++r) {
+    const int64_t step_bytes = kstep / 4 * 64;  // B rows of one step in the panel
+    const auto fold = [&](int tile, int64_t rows_from, int64_t nb, int64_t j) {
+      const __m512 sw = weight_scales(nb, j);
+      const int64_t rows = std::min<int64_t>(kTileRows, a.m - rows_from);
+      for (int64_t r = 0; r < rows; ++r) {
+        const __m512 s = act_groups ? _mm512_mul_ps(_mm512_set1_ps(a.row_scales[(rows_from + r) * groups + j]), sw) : sw;
         const __m512 sum = _mm512_cvtepi32_ps(_mm512_load_si512(acc + r * kWide));
         _mm512_store_ps(f[tile] + r * kWide, _mm512_fmadd_ps(sum, s, _mm512_load_ps(f[tile] + r * kWide)));
       }
     };
     const int64_t nb0 = nb_begin + 2 * pair, nb1 = nb0 + 2;
     for (int64_t j = 0; j < groups; ++j) {
-      const int64_t s0 = j * steps_per_group, s1 = std::min(steps, s0 + steps_per_group);
       _tile_zero(C00);
       if constexpr (NB == 2) _tile_zero(C01);
       if constexpr (MB == 2) _tile_zero(C10);
       if constexpr (MB == 2 && NB == 2) _tile_zero(C11);
-      for (int64_t s = s0; s < s1; ++s) {
-        _tile_loadd(A0, a0 + s * 64, lda);
-        _tile_loadd(B0, p0 + s * kPanelStep, 64);
+      for (int64_t s = j * steps_per_group; s < std::min(steps, (j + 1) * steps_per_group); ++s) {
+        _tile_loadd(A0, a0 + s * kstep, lda);
+        _tile_loadd(B0, p0 + s * step_bytes, 64);
         _tile_dpbssd(C00, A0, B0);
         if constexpr (NB == 2) {
-          _tile_loadd(B1, p1 + s * kPanelStep, 64);
+          _tile_loadd(B1, p1 + s * step_bytes, 64);
           _tile_dpbssd(C01, A0, B1);
         }
         if constexpr (MB == 2) {
-          _tile_loadd(A1, a1 + s * 64, lda);
+          _tile_loadd(A1, a1 + s * kstep, lda);
           _tile_dpbssd(C10, A1, B0);
           if constexpr (NB == 2) _tile_dpbssd(C11, A1, B1);
         }
       }
       _tile_stored(C00, acc, 64);
-      fold(0, nb0, j);
+      fold(0, m0, nb0, j);
       if constexpr (NB == 2) {
         _tile_stored(C01, acc, 64);
-        fold(1, nb1, j);
+        fold(1, m0, nb1, j);
       }
       if constexpr (MB == 2) {
         _tile_stored(C10, acc, 64);
-        fold(NB, nb0, j);
+        fold(NB, m0 + kTileRows, nb0, j);
         if constexpr (NB == 2) {
           _tile_stored(C11, acc, 64);
-          fold(3, nb1, j);
+          fold(3, m0 + kTileRows, nb1, j);
         }
       }
     }
@@ -527,14 +538,14 @@ struct I4Block {
     }
   }
 
-  // y = fma(f, row_scale, bias) for the valid rows and columns.
   void finish(const float* f, int64_t m0, int64_t nb) const {
     const int64_t n0 = nb * B, cols = wide_cols(*a.w, nb, nb_end);
     const __mmask16 mask = static_cast<__mmask16>((1u << cols) - 1u);
     const __m512 bias = a.bias ? _mm512_maskz_loadu_ps(mask, a.bias + n0) : _mm512_setzero_ps();
     const int64_t rows = std::min<int64_t>(kTileRows, a.m - m0);
     for (int64_t r = 0; r < rows; ++r) {
-      const __m512 y = _mm512_fmadd_ps(_mm512_load_ps(f + r * kWide), _mm512_set1_ps(a.row_scales[m0 + r]), bias);
+      const __m512 acc = _mm512_load_ps(f + r * kWide);
+      const __m512 y = act_groups ? _mm512_add_ps(acc, bias) : _mm512_fmadd_ps(acc, _mm512_set1_ps(a.row_scales[m0 + r]), bias);
       store_row(a.y, a.yb, (m0 + r) * a.ldy + n0, mask, y);
     }
   }
@@ -564,7 +575,8 @@ void gemm_i4(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
   const auto build = [&](int64_t p0, int64_t p1, std::byte* out) {
     build_i4_panels(w, nb_begin, nb_end, steps, p0, p1, out);
   };
-  wide_sweep(a.m, pairs, steps, build, a_rows, I4Block{a, nb_begin, nb_end, w.groups(), w.group_size / kTileK, steps});
+  const GroupFolds block{a, nb_begin, nb_end, w.groups(), kTileK, w.group_size / kTileK, steps, false};
+  wide_sweep(a.m, pairs, steps, build, a_rows, block);
 }
 
 // ------------------------------------------------ W8A8 with activation groups on AMX
@@ -581,84 +593,6 @@ void configure_group_tiles(int64_t kstep) {
   for (int t = B0; t <= B1; ++t) c.rows[t] = static_cast<uint8_t>(kstep / 4), c.colsb[t] = 64;
   _tile_loadconfig(&c);
 }
-
-struct GroupedBlock {
-  const IntGemmArgs& a;
-  int64_t nb_begin, nb_end, groups, kstep, steps_per_group;
-
-  __m512 weight_scales(int64_t nb, int64_t j) const {
-    const float* s = a.w->scales + (nb * groups + j) * B;
-    const __m256 lo = _mm256_loadu_ps(s);
-    const __m256 hi = nb + 1 < nb_end ? _mm256_loadu_ps(s + groups * B) : _mm256_setzero_ps();
-    return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(lo)), _mm256_castps_pd(hi), 1));
-  }
-
-  template <int MB, int NB>
-  void run(const std::byte* a0, const std::byte* a1, int64_t lda, const std::byte* p0, const std::byte* p1,
-           int64_t m0, int64_t pair) const {
-    alignas(64) float f[MB * NB][kTileRows * kWide] = {};
-    alignas(64) int32_t dot[kTileRows * kWide];
-    const int64_t step_bytes = kstep / 4 * 64;  // B rows of one step in the panel
-    const auto fold = [&](int tile, int64_t rows_from, int64_t nb, int64_t j) {
-      const __m512 sw = weight_scales(nb, j);
-      const int64_t rows = std::min<int64_t>(kTileRows, a.m - rows_from);
-      for (int64_t r = 0; r < rows; ++r) {
-        const __m512 s = _mm512_mul_ps(_mm512_set1_ps(a.row_scales[(rows_from + r) * groups + j]), sw);
-        const __m512 d = _mm512_cvtepi32_ps(_mm512_load_si512(dot + r * kWide));
-        _mm512_store_ps(f[tile] + r * kWide, _mm512_fmadd_ps(d, s, _mm512_load_ps(f[tile] + r * kWide)));
-      }
-    };
-    const int64_t nb0 = nb_begin + 2 * pair, nb1 = nb0 + 2;
-    for (int64_t j = 0; j < groups; ++j) {
-      _tile_zero(C00);
-      if constexpr (NB == 2) _tile_zero(C01);
-      if constexpr (MB == 2) _tile_zero(C10);
-      if constexpr (MB == 2 && NB == 2) _tile_zero(C11);
-      for (int64_t s = j * steps_per_group; s < (j + 1) * steps_per_group; ++s) {
-        _tile_loadd(A0, a0 + s * kstep, lda);
-        _tile_loadd(B0, p0 + s * step_bytes, 64);
-        _tile_dpbssd(C00, A0, B0);
-        if constexpr (NB == 2) {
-          _tile_loadd(B1, p1 + s * step_bytes, 64);
-          _tile_dpbssd(C01, A0, B1);
-        }
-        if constexpr (MB == 2) {
-          _tile_loadd(A1, a1 + s * kstep, lda);
-          _tile_dpbssd(C10, A1, B0);
-          if constexpr (NB == 2) _tile_dpbssd(C11, A1, B1);
-        }
-      }
-      _tile_stored(C00, dot, 64);
-      fold(0, m0, nb0, j);
-      if constexpr (NB == 2) {
-        _tile_stored(C01, dot, 64);
-        fold(1, m0, nb1, j);
-      }
-      if constexpr (MB == 2) {
-        _tile_stored(C10, dot, 64);
-        fold(NB, m0 + kTileRows, nb0, j);
-        if constexpr (NB == 2) {
-          _tile_stored(C11, dot, 64);
-          fold(3, m0 + kTileRows, nb1, j);
-        }
-      }
-    }
-    for (int mi = 0; mi < MB; ++mi) {
-      for (int pi = 0; pi < NB; ++pi) finish(f[mi * NB + pi], m0 + mi * kTileRows, nb0 + 2 * pi);
-    }
-  }
-
-  // y = acc + (bias or 0) for the valid rows and columns.
-  void finish(const float* f, int64_t m0, int64_t nb) const {
-    const int64_t n0 = nb * B, cols = wide_cols(*a.w, nb, nb_end);
-    const __mmask16 mask = static_cast<__mmask16>((1u << cols) - 1u);
-    const __m512 bias = a.bias ? _mm512_maskz_loadu_ps(mask, a.bias + n0) : _mm512_setzero_ps();
-    const int64_t rows = std::min<int64_t>(kTileRows, a.m - m0);
-    for (int64_t r = 0; r < rows; ++r) {
-      store_row(a.y, a.yb, (m0 + r) * a.ldy + n0, mask, _mm512_add_ps(_mm512_load_ps(f + r * kWide), bias));
-    }
-  }
-};
 
 void gemm_i8g(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
   const PackedLinearWeightView& w = *a.w;
@@ -687,7 +621,8 @@ void gemm_i8g(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
     build_i8_panels(w, nb_begin, nb_end, steps, p0, p1, out);
     configure_group_tiles(kstep);  // wide_sweep configured the 64-k tiles
   };
-  wide_sweep(a.m, pairs, steps, build, a_rows, GroupedBlock{a, nb_begin, nb_end, w.groups(), kstep, g / kstep});
+  const GroupFolds block{a, nb_begin, nb_end, w.groups(), kstep, g / kstep, steps * kTileK / kstep, true};
+  wide_sweep(a.m, pairs, steps, build, a_rows, block);
 }
 
 // ------------------------------------------------ weight-only on AMX-BF16

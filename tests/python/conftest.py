@@ -20,3 +20,14 @@ def cli():
     if exe is None:
         pytest.fail(f"monoquant binary not found on {path!r} (is the package installed into this venv?)")
     return exe
+
+
+@pytest.fixture
+def float32_weight_only():
+    """Weight-only layers off the AMX-BF16 tiles (bf16-rounded activations, tested against their own
+    tolerance in test_ops_linear.py), for tests whose bounds are float32 ones."""
+    import monoquant
+
+    monoquant._core.set_bf16_weight_only_enabled(False)
+    yield
+    monoquant._core.set_bf16_weight_only_enabled(True)

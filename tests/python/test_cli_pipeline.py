@@ -59,13 +59,8 @@ TIGHT = 1e-5
 DYNAMIC = 4e-3
 
 
-@pytest.fixture(autouse=True)
-def float32_weight_only():
-    """TIGHT is a float32 bound: keep weight-only layers off the AMX-BF16 tiles (bf16-rounded activations,
-    tested against their own tolerance in test_ops_linear.py) for these comparisons."""
-    monoquant._core.set_bf16_weight_only_enabled(False)
-    yield
-    monoquant._core.set_bf16_weight_only_enabled(True)
+# TIGHT is a float32 bound: weight-only layers stay off the AMX-BF16 tiles here (conftest.py).
+pytestmark = pytest.mark.usefixtures("float32_weight_only")
 
 
 # ---------------------------------------------------------------- running the binary
