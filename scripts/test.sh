@@ -11,6 +11,18 @@ VENV=${MONOQUANT_VENV:-.venv}
 BUILD_DIR=${MONOQUANT_BUILD_DIR:-build/python}
 export PATH="$PWD/$VENV/bin:$PATH"
 
+# The kernel tests iterate over every linear kernel set this CPU runs; say which, and
+# plainly when the AMX set (Sapphire Rapids and later) could not be tested here.
+"$VENV/bin/python" -c "
+from monoquant import _core
+sets = _core.available_linear_kernel_sets()
+print('== linear kernel sets tested on this CPU:', ', '.join(sets))
+if 'amx' not in sets:
+    f = _core.cpu_features()
+    why = 'no AMX-TILE/AMX-INT8' if not (f['amx_tile'] and f['amx_int8']) else 'the OS refused the tile state'
+    print('== AMX absent (' + why + '): the amx kernels were not tested here')
+"
+
 echo "== C++ tests (ctest)"
 ctest --test-dir "$BUILD_DIR" --output-on-failure -j 2
 cpp_rc=$?

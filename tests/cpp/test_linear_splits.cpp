@@ -11,12 +11,14 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <iostream>
 #include <memory>
 #include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "monoquant/error.hpp"
 #include "monoquant/linear.hpp"
 #include "monoquant/thread_pool.hpp"
 #include "test_util.hpp"
@@ -160,6 +162,33 @@ TEST(LinearSplits, EverySetModeAndSplitAgrees) {
       }
     }
   }
+}
+
+}  // namespace
+
+namespace {
+
+// The registry holds exactly the sets the CPU (and OS) can run, scalar first,
+// and names them in the order linear_into prefers them; AMX only where the
+// CPU reports AMX-TILE + AMX-INT8 and the OS granted the tile state.
+TEST(LinearKernelRegistry, MatchesTheCpu) {
+  const auto sets = monoquant::available_linear_kernel_sets();
+  ASSERT_FALSE(sets.empty());
+  EXPECT_EQ(sets.front(), "scalar");
+  const auto has = [&](const char* name) { return std::find(sets.begin(), sets.end(), name) != sets.end(); };
+  EXPECT_EQ(has("avx2_vnni"), has("avx2") && monoquant::vnni_available());
+  EXPECT_EQ(has("avx512_vnni"), has("avx2") && monoquant::avx512_vnni_available());
+  EXPECT_EQ(has("amx"), has("avx2") && monoquant::amx_int8_available());
+  if (!has("amx")) std::cout << "AMX absent on this CPU (or not granted by the OS): the amx set is not tested\n";
+  // The default choice is the last set, and every listed set can be pinned.
+  monoquant::use_linear_kernel_set("best");
+  EXPECT_EQ(monoquant::linear_kernel_name(), sets.back());
+  for (const std::string& s : sets) {
+    monoquant::use_linear_kernel_set(s);
+    EXPECT_EQ(monoquant::linear_kernel_name(), s);
+  }
+  monoquant::use_linear_kernel_set("best");
+  EXPECT_THROW(monoquant::use_linear_kernel_set("no_such_set"), monoquant::Error);
 }
 
 }  // namespace
