@@ -520,8 +520,10 @@ void linear_impl(const Rows& x, int64_t m, const PackedLinearWeightView& w, cons
     } else {
       if (x.dtype == DType::bf16) {
         auto* wide = reinterpret_cast<float*>(scratch(mu * static_cast<std::size_t>(w.k) * sizeof(float), 3));
+        const kernels::QuantKernels& qk = kernels::active_kernels();
+        const auto* xb16 = static_cast<const uint16_t*>(x.x);
         parallel_for(m, std::max<int64_t>(1, 16384 / w.k), [&](int64_t r0, int64_t r1) {
-          for (int64_t r = r0; r < r1; ++r) std::memcpy(wide + r * w.k, x.row(r, w.k), static_cast<std::size_t>(w.k) * 4);
+          for (int64_t r = r0; r < r1; ++r) qk.bf16_to_f32(xb16 + r * x.ld, w.k, wide + r * w.k);
         });
         a.x = wide;
       } else {
