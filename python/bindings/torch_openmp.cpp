@@ -30,11 +30,15 @@ void run(void (*body)(void*), void* ctx, unsigned threads) { g_gomp_parallel(bod
 
 const ParallelRuntime kTorchOpenMp{"openmp (shared with torch)", max_threads, in_parallel, run};
 
+// Every libgomp in the process; torch's own (under .../torch/lib/) is preferred
+// over one another package may have brought.
 int find_libgomp(dl_phdr_info* info, size_t, void* out) {
   const char* name = info->dlpi_name;
+  auto& found = *static_cast<std::string*>(out);
   if (name && std::strstr(name, "libgomp")) {
-    *static_cast<std::string*>(out) = name;
-    return 1;
+    const bool torchs = std::strstr(name, "/torch/") != nullptr;
+    if (found.empty() || torchs) found = name;
+    if (torchs) return 1;
   }
   return 0;
 }
