@@ -263,7 +263,7 @@ bool HistogramObserver::observe_fused(const ChannelBatch& b, BatchStats& s) {
   const float offset = static_cast<float>(ch.grid.offset);
   const int32_t last = static_cast<int32_t>(window_ - 1);
   const auto& k = observe_kernels();
-  const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(num_threads(), n / (1 << 16)));
+  const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(num_threads(), n / (1 << 15)));
   const int64_t per = (n + chunks - 1) / chunks;
   std::vector<std::vector<uint32_t>> local(static_cast<std::size_t>(chunks));
   std::vector<SpanSummary> sums(static_cast<std::size_t>(chunks));
