@@ -190,7 +190,7 @@ void set_avx512_enabled(bool enabled);
 bool amx_int8_available();
 void set_amx_enabled(bool enabled);
 // AMX-BF16 and AVX-512 BF16 as well: the "amx" set then also runs weight-only
-// layers from 4 rows on bf16 tiles, the activations rounded to bf16 (results
+// layers from 8 rows on bf16 tiles, the activations rounded to bf16 (results
 // within the bf16 tolerance of the float32 reference, not bit-exact).
 // MONOQUANT_AMX_BF16=0 or set_bf16_weight_only_enabled(false) keeps those
 // layers on the float32 AVX-512 kernels (results within 2e-5 of float32).

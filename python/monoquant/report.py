@@ -98,7 +98,7 @@ class QuantizationReport:
                        f"(int8 dot products through vpmaddubsw / vpmaddwd): smaller gains than on VNNI CPUs")
         wo = [layer for layer in q if "A16" in layer.scheme or layer.scheme in ("FP16", "BF16")]
         if wo and "amx" in kernels and _core.amx_bf16_available():
-            out.append(f"{len(wo)} layers are weight-only: from 4 rows (batch x sequence) they run on AMX-BF16 "
+            out.append(f"{len(wo)} layers are weight-only: from 8 rows (batch x sequence) they run on AMX-BF16 "
                        f"tiles with activations rounded to bf16 (MONOQUANT_AMX_BF16=0 keeps float32)")
         elif wo:
             out.append(f"{len(wo)} layers are weight-only: they save memory and win at few rows (batch x sequence "

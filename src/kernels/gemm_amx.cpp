@@ -216,10 +216,11 @@ void gemm_i8(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
 // kRowChunk rows (their activations stay in L2) sweep over them.
 constexpr int64_t kRowChunk = 256;
 constexpr int64_t kBf16TileK = 32;     // bf16 k per A row (64 bytes)
-// From 4 rows a (mostly empty) 16-row bf16 tile beats the AVX-512 float kernel
-// (measured at M = 4 and 8 on the MiniLM and 4096 shapes): the weights are
-// decoded once and the tile's products are nearly free.
-constexpr int64_t kBf16MinRows = 4;
+// From 8 rows a (half empty) 16-row bf16 tile beats the AVX-512 kernels: the
+// weights are decoded once and the tile's products are nearly free. Below, the
+// one-to-three-row kernels that read the weights in place win (measured at
+// M = 4 to 8 on the MiniLM and 4096 shapes).
+constexpr int64_t kBf16MinRows = 8;
 constexpr int64_t kWide = 2 * B;       // columns of a wide tile
 constexpr int64_t kPanelStep = 1024;   // bytes of one B tile: 16 rows x 64
 

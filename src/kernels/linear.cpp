@@ -352,7 +352,7 @@ std::string linear_kernel_reason() {
     return std::string("AMX int8 tiles (tdpbssd) for W8A8 from 16 rows") +
            (!amx_bf16_available()      ? "; no AMX-BF16 / AVX-512 BF16: float-activation layers on AVX-512"
             : g_bf16_weight_only.load() ? "; AMX-BF16 tiles (tdpbf16ps, bf16-rounded activations) for float-activation "
-                                          "layers from 4 rows"
+                                          "layers from 8 rows"
                                         : "; AMX-BF16 for float-activation layers disabled by MONOQUANT_AMX_BF16=0") +
            "; 512-bit vpdpbusd (AVX-512 VNNI) for the rest";
   }
