@@ -85,22 +85,47 @@ void epilogue(const IntGemmArgs& a, const int32_t* acc, int64_t m0, int64_t nb) 
   }
 }
 
-// Where the tiles of one call read from. A rows: the activation codes (row
-// stride kp), except the last row tile when it is short or K is not a whole
-// number of 64-byte steps: that one is copied, zero-padded, to `a_tail`.
-// B: the packed block, except a last step shorter than 16 k-quads, copied,
-// zero-padded, to `b_tail` (a full tile read would run past the block; the
-// zero weights make the garbage activation bytes past kp harmless).
+// Activation codes as A-tile rows: the codes themselves
+// (row stride kp), except the last row tile when it is short or K is not a
+// whole number of 64-byte steps: that one is copied, zero-padded, to this
+// thread's buffer. rows(m0) gives the tile's first row and its stride.
+class CodeRows {
+ public:
+  CodeRows(const IntGemmArgs& a, int64_t kp, int64_t steps)
+      : q_(reinterpret_cast<const std::byte*>(a.q)), kp_(kp), tail_ld_(steps * kTileK),
+        tail_m0_((a.m % kTileRows != 0 || kp % kTileK != 0) ? (a.m - 1) / kTileRows * kTileRows : a.m) {
+    thread_local std::vector<std::byte> tail;
+    if (tail_m0_ < a.m) {
+      tail.assign(static_cast<std::size_t>(kTileRows * tail_ld_), std::byte{0});
+      for (int64_t r = tail_m0_; r < a.m; ++r) {
+        std::memcpy(tail.data() + (r - tail_m0_) * tail_ld_, a.q + r * kp, static_cast<std::size_t>(kp));
+      }
+    }
+    tail_ = tail.data();
+  }
+  std::pair<const std::byte*, int64_t> operator()(int64_t m0) const {
+    if (m0 >= tail_m0_) return {tail_ + (m0 - tail_m0_) * tail_ld_, tail_ld_};
+    return {q_ + m0 * kp_, kp_};
+  }
+
+ private:
+  const std::byte* q_;
+  const std::byte* tail_ = nullptr;
+  int64_t kp_, tail_ld_, tail_m0_;
+};
+
+// Where the narrow tiles of one call read from. A: CodeRows. B: the packed
+// block, except a last step shorter than 16 k-quads, copied, zero-padded, to
+// `b_tail` (a full tile read would run past the block; the zero weights make
+// the garbage activation bytes past kp harmless).
 struct Operands {
-  int64_t kp, steps, lda;
-  int64_t a_tail_m0;  // first row held in a_tail (>= m: none)
-  const int8_t* q;
-  const int8_t* a_tail;
+  int64_t kp, steps;
+  const CodeRows* rows;
   const int8_t* w;
   const int8_t* b_tail;  // [blocks of the call][512], or nullptr
   int64_t b_tail_nb0;
-  const int8_t* a_rows(int64_t m0) const { return m0 >= a_tail_m0 ? a_tail + (m0 - a_tail_m0) * steps * kTileK : q + m0 * kp; }
-  int64_t a_stride(int64_t m0) const { return m0 >= a_tail_m0 ? steps * kTileK : kp; }
+  const std::byte* a_rows(int64_t m0) const { return (*rows)(m0).first; }
+  int64_t a_stride(int64_t m0) const { return (*rows)(m0).second; }
   const int8_t* b_step(int64_t nb, int64_t s) const {
     if (b_tail && s == steps - 1) return b_tail + (nb - b_tail_nb0) * kTileRows * B * 4;
     return w + nb * B * kp + s * kTileRows * B * 4;
@@ -113,9 +138,9 @@ void tile_block(const IntGemmArgs& a, const Operands& o, int64_t m0, int64_t nb)
   if constexpr (NB == 2) _tile_zero(C01);
   if constexpr (MB == 2) _tile_zero(C10);
   if constexpr (MB == 2 && NB == 2) _tile_zero(C11);
-  const int8_t* a0 = o.a_rows(m0);
+  const std::byte* a0 = o.a_rows(m0);
   const int64_t lda0 = o.a_stride(m0);
-  const int8_t* a1 = MB == 2 ? o.a_rows(m0 + kTileRows) : nullptr;
+  const std::byte* a1 = MB == 2 ? o.a_rows(m0 + kTileRows) : nullptr;
   const int64_t lda1 = MB == 2 ? o.a_stride(m0 + kTileRows) : 0;
   for (int64_t s = 0; s < o.steps; ++s) {
     _tile_loadd(A0, a0 + s * kTileK, lda0);
@@ -163,20 +188,11 @@ void gemm_i8(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
   Operands o{};
   o.kp = w.k_padded();
   o.steps = (o.kp + kTileK - 1) / kTileK;
-  o.q = a.q;
   o.w = static_cast<const int8_t*>(w.data);
   const int64_t tail_bytes = o.kp % kTileK;
-  const int64_t row_tiles = (a.m + kTileRows - 1) / kTileRows;
-  thread_local std::vector<int8_t> a_tail, b_tail;
-  o.a_tail_m0 = a.m;
-  if (a.m % kTileRows != 0 || tail_bytes != 0) {
-    o.a_tail_m0 = (row_tiles - 1) * kTileRows;
-    a_tail.assign(static_cast<std::size_t>(kTileRows * o.steps * kTileK), 0);
-    for (int64_t r = o.a_tail_m0; r < a.m; ++r) {
-      std::memcpy(a_tail.data() + (r - o.a_tail_m0) * o.steps * kTileK, a.q + r * o.kp, static_cast<std::size_t>(o.kp));
-    }
-    o.a_tail = a_tail.data();
-  }
+  const CodeRows rows(a, o.kp, o.steps);
+  o.rows = &rows;
+  thread_local std::vector<int8_t> b_tail;
   if (tail_bytes != 0) {
     const int64_t tile_bytes = kTileRows * B * 4, used = tail_bytes / 4 * B * 4;
     b_tail.assign(static_cast<std::size_t>((nb_end - nb_begin) * tile_bytes), 0);
@@ -407,21 +423,7 @@ void build_i8_panels(const PackedLinearWeightView& w, int64_t nb_begin, int64_t 
 void gemm_i8_wide(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
   const PackedLinearWeightView& w = *a.w;
   const int64_t kp = w.k_padded(), steps = (kp + kTileK - 1) / kTileK, pairs = (nb_end - nb_begin + 1) / 2;
-  thread_local std::vector<std::byte> a_tail;
-  // Activation rows from the codes (row stride kp) except the last row tile
-  // when it is short or K is not whole 64-byte steps: copied, zero-padded.
-  const int64_t tail_m0 = (a.m % kTileRows != 0 || kp % kTileK != 0) ? (a.m - 1) / kTileRows * kTileRows : a.m;
-  if (tail_m0 < a.m) {
-    a_tail.assign(static_cast<std::size_t>(kTileRows * steps * kTileK), std::byte{0});
-    for (int64_t r = tail_m0; r < a.m; ++r) {
-      std::memcpy(a_tail.data() + (r - tail_m0) * steps * kTileK, a.q + r * kp, static_cast<std::size_t>(kp));
-    }
-  }
-  const auto* q = reinterpret_cast<const std::byte*>(a.q);
-  const auto a_rows = [&](int64_t m0) {
-    using Rows = std::pair<const std::byte*, int64_t>;
-    return m0 >= tail_m0 ? Rows{a_tail.data() + (m0 - tail_m0) * steps * kTileK, steps * kTileK} : Rows{q + m0 * kp, kp};
-  };
+  const CodeRows a_rows(a, kp, steps);
   const auto store = [&](const int32_t* acc, int64_t m0, int64_t pair) {
     const int64_t nb = nb_begin + 2 * pair;
     wide_i8_epilogue(a, acc, m0, nb, wide_cols(w, nb, nb_end));
@@ -559,20 +561,7 @@ void gemm_i4(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
     return;
   }
   const int64_t kp = w.k_padded(), steps = (kp + kTileK - 1) / kTileK, pairs = (nb_end - nb_begin + 1) / 2;
-  thread_local std::vector<std::byte> a_tail;
-  // As gemm_i8_wide: the last row tile copied, zero-padded, when short or K is not whole steps.
-  const int64_t tail_m0 = (a.m % kTileRows != 0 || kp % kTileK != 0) ? (a.m - 1) / kTileRows * kTileRows : a.m;
-  if (tail_m0 < a.m) {
-    a_tail.assign(static_cast<std::size_t>(kTileRows * steps * kTileK), std::byte{0});
-    for (int64_t r = tail_m0; r < a.m; ++r) {
-      std::memcpy(a_tail.data() + (r - tail_m0) * steps * kTileK, a.q + r * kp, static_cast<std::size_t>(kp));
-    }
-  }
-  const auto* q = reinterpret_cast<const std::byte*>(a.q);
-  const auto a_rows = [&](int64_t m0) {
-    using Rows = std::pair<const std::byte*, int64_t>;
-    return m0 >= tail_m0 ? Rows{a_tail.data() + (m0 - tail_m0) * steps * kTileK, steps * kTileK} : Rows{q + m0 * kp, kp};
-  };
+  const CodeRows a_rows(a, kp, steps);
   const auto build = [&](int64_t p0, int64_t p1, std::byte* out) {
     build_i4_panels(w, nb_begin, nb_end, steps, p0, p1, out);
   };
@@ -606,18 +595,7 @@ void gemm_i8g(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
   }
   const int64_t kp = w.k_padded(), steps = (kp + kTileK - 1) / kTileK, pairs = (nb_end - nb_begin + 1) / 2;
   const int64_t kstep = std::min<int64_t>(g, kTileK);
-  // The last row tile copied, zero-padded, when short (K = kp is a whole number of groups).
-  thread_local std::vector<std::byte> a_tail;
-  const int64_t tail_m0 = a.m % kTileRows != 0 ? a.m / kTileRows * kTileRows : a.m;
-  if (tail_m0 < a.m) {
-    a_tail.assign(static_cast<std::size_t>(kTileRows * kp), std::byte{0});
-    std::memcpy(a_tail.data(), a.q + tail_m0 * kp, static_cast<std::size_t>((a.m - tail_m0) * kp));
-  }
-  const auto* q = reinterpret_cast<const std::byte*>(a.q);
-  const auto a_rows = [&](int64_t m0) {
-    using Rows = std::pair<const std::byte*, int64_t>;
-    return m0 >= tail_m0 ? Rows{a_tail.data() + (m0 - tail_m0) * kp, kp} : Rows{q + m0 * kp, kp};
-  };
+  const CodeRows a_rows(a, kp, steps);  // g is a multiple of 64, so K is whole steps here too
   const auto build = [&](int64_t p0, int64_t p1, std::byte* out) {
     build_i8_panels(w, nb_begin, nb_end, steps, p0, p1, out);
     configure_group_tiles(kstep);  // wide_sweep configured the 64-k tiles

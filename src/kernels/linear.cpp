@@ -26,33 +26,16 @@
 namespace monoquant {
 namespace {
 
-bool vnni_env_default() {
-  const char* env = std::getenv("MONOQUANT_VNNI");
+// A kernel switch's start value: on unless the environment variable is "0".
+bool env_enabled(const char* name) {
+  const char* env = std::getenv(name);
   return !(env && std::string(env) == "0");
 }
 
-std::atomic<bool> g_vnni_enabled{vnni_env_default()};
-
-bool avx512_env_default() {
-  const char* env = std::getenv("MONOQUANT_AVX512");
-  return !(env && std::string(env) == "0");
-}
-
-std::atomic<bool> g_avx512_enabled{avx512_env_default()};
-
-bool amx_env_default() {
-  const char* env = std::getenv("MONOQUANT_AMX");
-  return !(env && std::string(env) == "0");
-}
-
-std::atomic<bool> g_amx_enabled{amx_env_default()};
-
-bool amx_bf16_env_default() {
-  const char* env = std::getenv("MONOQUANT_AMX_BF16");
-  return !(env && std::string(env) == "0");
-}
-
-std::atomic<bool> g_bf16_weight_only{amx_bf16_env_default()};
+std::atomic<bool> g_vnni_enabled{env_enabled("MONOQUANT_VNNI")};
+std::atomic<bool> g_avx512_enabled{env_enabled("MONOQUANT_AVX512")};
+std::atomic<bool> g_amx_enabled{env_enabled("MONOQUANT_AMX")};
+std::atomic<bool> g_bf16_weight_only{env_enabled("MONOQUANT_AMX_BF16")};
 
 // Linux hands out the 8 KiB AMX tile state only to processes that ask
 // (arch_prctl ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA, Linux >= 5.16);
