@@ -257,8 +257,11 @@ void avx2_decode_tile(const PackedLinearWeightView& w, int64_t nb, int64_t k0, i
 
 namespace {
 
-const __m256i kFromPanelOrder = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-const __m256i kToPanelOrder = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+// Functions, not namespace-scope constants: a vector constant at namespace
+// scope is built by a static initializer, which runs this file's instruction
+// set at program start on every CPU (tests/cpp/check_no_isa_initializers.cmake).
+inline __m256i from_panel_order() { return _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7); }
+inline __m256i to_panel_order() { return _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7); }
 
 // acc[r][b] += x[r][k0 + i] * tile[b][i] for i < len, columns in panel order.
 template <int MR, int NB>
@@ -275,7 +278,7 @@ void panel_kernel(const FloatGemmArgs& a, int64_t m0, int64_t nb, int64_t k0, in
       } else {
         // Partial sums wait in y (natural order) between slices of K.
         const __m256 y = load_cols(a.y + (m0 + r) * a.ldy, nb + b, w.n);
-        acc[r][b] = _mm256_permutevar8x32_ps(y, kToPanelOrder);
+        acc[r][b] = _mm256_permutevar8x32_ps(y, to_panel_order());
       }
     }
   const float* x = a.x + m0 * a.ldx + k0;
@@ -297,7 +300,7 @@ void panel_kernel(const FloatGemmArgs& a, int64_t m0, int64_t nb, int64_t k0, in
         last && w.format == WeightFormat::int8 ? load_cols(w.scales, nb + b, w.n) : _mm256_set1_ps(1.0f);
     #pragma GCC unroll 8
     for (int r = 0; r < MR; ++r) {
-      __m256 s = _mm256_permutevar8x32_ps(acc[r][b], kFromPanelOrder);
+      __m256 s = _mm256_permutevar8x32_ps(acc[r][b], from_panel_order());
       if (last) {
         if (w.format == WeightFormat::int8) s = _mm256_mul_ps(s, scale);
         s = _mm256_add_ps(s, bias);

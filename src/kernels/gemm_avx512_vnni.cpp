@@ -258,7 +258,9 @@ constexpr int64_t kPanelK = 256;
 constexpr int kPanelRows = 6;
 
 // Panel column order (0 2 4 6 1 3 5 7 in each half) -> natural order.
-const __m512i kFromPanel = _mm512_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7, 8, 12, 9, 13, 10, 14, 11, 15);
+// A function, not a namespace-scope constant: that would be built by a static
+// initializer running AVX-512 at program start on every CPU.
+inline __m512i from_panel() { return _mm512_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7, 8, 12, 9, 13, 10, 14, 11, 15); }
 
 // acc += a * b, as asm with acc tied in place for the reason given at
 // dpbusd (with the intrinsic GCC 12 spilled more of this kernel).
@@ -301,7 +303,7 @@ __attribute__((noinline)) void panel_kernel(const FloatGemmArgs& a, int64_t m0, 
         last && w.format == WeightFormat::int8 ? load_cols(w.scales, nb + b, w.n) : _mm256_set1_ps(1.0f);
     #pragma GCC unroll 16
     for (int r = 0; r < MR; ++r) {
-      const __m512 v = _mm512_permutexvar_ps(kFromPanel, b < 2 ? acc0[r] : acc1[r]);
+      const __m512 v = _mm512_permutexvar_ps(from_panel(), b < 2 ? acc0[r] : acc1[r]);
       __m256 s = b % 2 ? high_half(v) : _mm512_castps512_ps256(v);
       float* y = a.y + (m0 + r) * a.ldy;
       if (!first) s = _mm256_add_ps(s, load_cols(y, nb + b, w.n));  // earlier slices of K
