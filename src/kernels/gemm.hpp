@@ -47,6 +47,10 @@ struct IntGemmArgs {
   float* y;
   int64_t ldy;
   uint16_t* yb = nullptr;  // as FloatGemmArgs::yb (gemm_i8 only)
+  // Dynamic activations: codes in [-127, 127], zero point 0 (static codes may
+  // be -128). Tables with LinearKernels::symmetric_reads_codes read q itself
+  // then, not the prepared form.
+  bool symmetric_codes = false;
 };
 
 struct LinearKernels {
@@ -81,6 +85,9 @@ struct LinearKernels {
   // (kernels that stream weight panels past many activation rows). Rows are
   // independent, so the bits do not change.
   int64_t split_rows_from_m = 0;
+  // gemm_i8 reads the codes q (no prepared form) when a.symmetric_codes;
+  // linear_into then does not prepare dynamic activations.
+  bool symmetric_reads_codes = false;
 };
 
 const LinearKernels& reference_linear_kernels();

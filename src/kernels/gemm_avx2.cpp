@@ -1,13 +1,17 @@
 // AVX2 + FMA + F16C linear kernels. Compiled with -mavx2 -mfma -mf16c (this
 // file only); reached through the dispatch table after a CPU check.
 //
-// int8 x int8 (W8A8) uses vpmaddwd on sign-extended int16: every product and
-// every pair sum is exact in int32, so no input can saturate (vpmaddubsw's
-// int16 pair sums could: 2 * 255 * 127 > 32767).
+// int8 x int8 (W8A8) static uses vpmaddwd on sign-extended int16: every
+// product and every pair sum is exact in int32, so no input can saturate
+// (vpmaddubsw's int16 pair sums could: 2 * 255 * 127 > 32767). Dynamic
+// activations are in [-127, 127], which lets vpmaddubsw run exactly on
+// |w| and a * sign(w) (the sign trick, below): twice the rate.
 // int4 x int8 (W4A8) uses vpmaddubsw with the weight nibble u = q + 8 in
 // [0, 15] as the unsigned operand and activations in [-127, 127]: a pair sum
 // is at most 2 * 15 * 127 = 3810 and at most 8 pair sums (4 chunks of 8 k)
 // are added in int16 before widening: 8 * 3810 = 30480 < 32767.
+#include <unistd.h>
+
 #include "kernels/gemm_avx2_common.hpp"
 
 namespace monoquant::kernels {
@@ -329,19 +333,35 @@ void panel_rows(const FloatGemmArgs& a, int64_t nb, int64_t k0, int64_t len, boo
   }
 }
 
-void gemm_float_panel(const FloatGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
-  const PackedLinearWeightView& w = *a.w;
+// Rows per pass over the column blocks: as many as keep the pass's
+// activations (rows x K floats) within 256 KB, so that every column pair
+// reads them from L2 rather than streaming a long activation matrix from L3
+// again; at least 24, so that a tile's decode is shared by enough rows.
+int64_t panel_pass_rows(int64_t k) {
+  const int64_t rows = (int64_t{256} << 10) / (4 * std::max<int64_t>(k, 1));
+  return std::max<int64_t>(24, rows / kPanelRows * kPanelRows);
+}
+
+void gemm_float_panel(const FloatGemmArgs& args, int64_t nb_begin, int64_t nb_end) {
+  const PackedLinearWeightView& w = *args.w;
   alignas(64) float tile[2 * kPanelK * 8];
-  for (int64_t nb = nb_begin; nb < nb_end; nb += 2) {
-    const bool pair = nb + 1 < nb_end;
-    for (int64_t k0 = 0; k0 < w.k; k0 += kPanelK) {
-      const int64_t len = std::min(kPanelK, w.k - k0);
-      const int64_t step = w.k_chunk(), decode_len = (len + step - 1) / step * step;
-      avx2_decode_tile(w, nb, k0, decode_len, tile, 8);
-      if (pair) avx2_decode_tile(w, nb + 1, k0, decode_len, tile + kPanelK * 8, 8);
-      const bool first = k0 == 0, last = k0 + kPanelK >= w.k;
-      if (pair) panel_rows<2>(a, nb, k0, len, first, last, tile);
-      else panel_rows<1>(a, nb, k0, len, first, last, tile);
+  const int64_t pass_rows = panel_pass_rows(w.k);
+  for (int64_t m0 = 0; m0 < args.m; m0 += pass_rows) {
+    FloatGemmArgs a = args;
+    a.x += m0 * a.ldx;
+    a.y += m0 * a.ldy;
+    a.m = std::min(pass_rows, args.m - m0);
+    for (int64_t nb = nb_begin; nb < nb_end; nb += 2) {
+      const bool pair = nb + 1 < nb_end;
+      for (int64_t k0 = 0; k0 < w.k; k0 += kPanelK) {
+        const int64_t len = std::min(kPanelK, w.k - k0);
+        const int64_t step = w.k_chunk(), decode_len = (len + step - 1) / step * step;
+        avx2_decode_tile(w, nb, k0, decode_len, tile, 8);
+        if (pair) avx2_decode_tile(w, nb + 1, k0, decode_len, tile + kPanelK * 8, 8);
+        const bool first = k0 == 0, last = k0 + kPanelK >= w.k;
+        if (pair) panel_rows<2>(a, nb, k0, len, first, last, tile);
+        else panel_rows<1>(a, nb, k0, len, first, last, tile);
+      }
     }
   }
 }
@@ -412,7 +432,13 @@ void i8_tile(const IntGemmArgs& a, int64_t m0, int64_t nb) {
   }
 }
 
+void gemm_i8_symmetric(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end);  // below
+
 void gemm_i8(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
+  if (a.symmetric_codes) {
+    gemm_i8_symmetric(a, nb_begin, nb_end);
+    return;
+  }
   const std::size_t block_bytes = a.w->data_bytes() / static_cast<std::size_t>(a.w->n_blocks());
   for_tiles<4>(a.m, nb_begin, nb_end, block_bytes, [&](int64_t m0, int rows, int64_t nb) {
     switch (rows) {
@@ -422,6 +448,75 @@ void gemm_i8(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
       default: i8_tile<1>(a, m0, nb); break;
     }
   });
+}
+
+// ------------------------------------------------------------ W8A8 dynamic (vpmaddubsw, sign trick)
+// Dynamic activation codes are symmetric, in [-127, 127]. With u = |w|
+// (unsigned, at most 128) and s = a * sign(w) (vpsignb; |s| <= 127),
+// vpmaddubsw(u, s) gives the pair sums u1 s1 + u2 s2 = w1 a1 + w2 a2 exactly,
+// |.| <= 2 * 128 * 127 = 32512 < 32767: it never saturates. vpmaddwd with
+// ones widens the pairs to each column's 4-k sum, already in column order.
+// That is 32 multiply-adds in four instructions where the int16 path above
+// needs eight; on Zen 3 vpmaddwd issues once a cycle, so the int16 path only
+// matches an fp32 FMA GEMM. The codes are read directly: no prepared form.
+template <int MR>
+void i8s_tile(const IntGemmArgs& a, int64_t m0, int64_t nb) {
+  const PackedLinearWeightView& w = *a.w;
+  const int64_t kp = w.k_padded(), chunks = kp / 4;
+  const auto* block = static_cast<const int8_t*>(w.data) + nb * B * kp;
+  const int8_t* q = a.q + m0 * kp;
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256i acc[MR];
+  #pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r) acc[r] = _mm256_setzero_si256();
+  for (int64_t ch = 0; ch < chunks; ++ch) {
+    const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + ch * 32));
+    const __m256i uv = _mm256_abs_epi8(wv);
+    #pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r) {
+      const __m256i av = _mm256_set1_epi32(load_i32(q + r * kp + ch * 4));
+      const __m256i pairs = _mm256_maddubs_epi16(uv, _mm256_sign_epi8(av, wv));
+      acc[r] = _mm256_add_epi32(acc[r], _mm256_madd_epi16(pairs, ones));
+    }
+  }
+  const __m256 bias = load_cols(a.bias, nb, w.n);
+  const __m256 cs = load_cols(w.scales, nb, w.n);
+  #pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r)
+    store_cols(a.y + (m0 + r) * a.ldy, nb, w.n, epilogue_i8(acc[r], a.row_scales[m0 + r], cs, bias));
+}
+
+// Weights per pass of all row tiles: half of L2, so that they stay there
+// beside the activations (512 KB was a Zen 3 core's whole L2).
+int64_t i8s_pass_bytes() {
+  static const int64_t bytes = [] {
+    const long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    return l2 > 0 ? std::clamp<int64_t>(l2 / 2, 128 << 10, 512 << 10) : int64_t{256} << 10;
+  }();
+  return bytes;
+}
+
+// Six rows per tile: the fastest of 3 to 6 rows x 1 or 2 blocks on Zen 3
+// (two blocks run out of the 16 ymm registers from four rows on).
+void gemm_i8_symmetric(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
+  const auto block_bytes = static_cast<std::size_t>(a.w->data_bytes() / static_cast<std::size_t>(a.w->n_blocks()));
+  const int64_t pass = std::max<int64_t>(1, i8s_pass_bytes() / static_cast<int64_t>(std::max<std::size_t>(block_bytes, 1)));
+  for (int64_t p0 = nb_begin; p0 < nb_end; p0 += pass) {
+    const int64_t p1 = std::min(nb_end, p0 + pass);
+    for (int64_t m0 = 0; m0 < a.m; m0 += 6) {
+      const int rows = static_cast<int>(std::min<int64_t>(6, a.m - m0));
+      for (int64_t nb = p0; nb < p1; ++nb) {
+        switch (rows) {
+          case 6: i8s_tile<6>(a, m0, nb); break;
+          case 5: i8s_tile<5>(a, m0, nb); break;
+          case 4: i8s_tile<4>(a, m0, nb); break;
+          case 3: i8s_tile<3>(a, m0, nb); break;
+          case 2: i8s_tile<2>(a, m0, nb); break;
+          default: i8s_tile<1>(a, m0, nb); break;
+        }
+      }
+    }
+  }
 }
 
 // ------------------------------------------------------------ W8A8 with activation groups (vpmaddwd)
@@ -553,7 +648,11 @@ void gemm_i4(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
 void avx2_gemm_float(const FloatGemmArgs& a, int64_t nb_begin, int64_t nb_end) { gemm_float(a, nb_begin, nb_end); }
 
 const LinearKernels& avx2_linear_kernels() {
-  static const LinearKernels table{"avx2", gemm_float, gemm_i8, gemm_i4, 2, prepare_i8, gemm_i8g};
+  static const LinearKernels table = [] {
+    LinearKernels t{"avx2", gemm_float, gemm_i8, gemm_i4, 2, prepare_i8, gemm_i8g};
+    t.symmetric_reads_codes = true;
+    return t;
+  }();
   return table;
 }
 

@@ -553,7 +553,8 @@ void linear_impl(const Rows& x, int64_t m, const PackedLinearWeightView& w, cons
   auto* q = reinterpret_cast<int8_t*>(scratch(mu * static_cast<std::size_t>(kp), 0));
   auto* meta = reinterpret_cast<float*>(scratch(mu * sizeof(float) * (1 + (int4 ? groups : 0)), 1));
   QuantizedRows rows{q, meta, int4 ? reinterpret_cast<int32_t*>(meta + m) : nullptr};
-  if (!int4 && kt.prepared_bytes && m <= kt.prepared_max_m) {
+  const bool symmetric = options.mode == LinearMode::dynamic_int8;
+  if (!int4 && kt.prepared_bytes && m <= kt.prepared_max_m && !(symmetric && kt.symmetric_reads_codes)) {
     rows.prepare = &kt;
     rows.prepared = scratch(mu * static_cast<std::size_t>(kp * kt.prepared_bytes), 2);
   }
@@ -562,6 +563,7 @@ void linear_impl(const Rows& x, int64_t m, const PackedLinearWeightView& w, cons
   kernels::IntGemmArgs a{q,       m, options.mode == LinearMode::static_int8 ? options.act_zero_point : 0,
                          rows.scales, rows.prepared, rows.group_sums, &w, bias, y, ldy};
   a.yb = yb;
+  a.symmetric_codes = symmetric;
   const auto gemm = [&](int64_t r0, int64_t r1, int64_t b0, int64_t b1) {
     const kernels::IntGemmArgs part = r0 == 0 && r1 == m ? a : rows_of(a, r0, r1, kp, 1, groups);
     if (int4) {

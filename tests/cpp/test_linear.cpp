@@ -261,8 +261,10 @@ TEST(Linear, StaticInt8MatchesOracleBitExact) {
   }
 }
 
-// vpmaddubsw would saturate here: every pair sum is 2 * 127 * 128 (dynamic)
-// or 2 * 255 * 128 (static, zp = -128 and x at the top of the range).
+// vpmaddubsw on a + 128 would saturate here: every pair sum is 2 * 127 * 128
+// (dynamic) or 2 * 255 * 128 (static, zp = -128 and x at the top of the
+// range). Dynamic rows also meet the AVX2 sign trick at its bound: |w| = 128
+// (w = -128) times |a| = 127, 32512 per pair.
 TEST(Linear, Int8WorstCaseInputsDoNotSaturate) {
   mqtest::StateGuard guard;
   VnniGuard vg;
