@@ -26,6 +26,7 @@ from . import _core
 from .errors import InvalidArgumentError
 from .observers import Observer, create_observer, resolve_observer_name
 from .progress import progress
+from .shared_inputs import SharedInputObservers
 
 # Modules calibrated when none are named: the ones monoquant quantizes.
 DEFAULT_MODULE_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d)
@@ -206,13 +207,15 @@ def calibrate(
                 x = next((a for a in kwargs.values() if isinstance(a, torch.Tensor) and a.is_floating_point()),
                          None)
             if x is not None:
-                stats[name]["input"].observe(x)
+                shared.add(name, x)
             if outputs:
                 y = _first_tensor(output)
                 if y is not None and y.is_floating_point():
                     stats[name]["output"].observe(y)
         return hook
 
+    # Modules fed the same tensor (query / key / value) observe it once; results are unchanged.
+    shared = SharedInputObservers({n: d["input"] for n, d in stats.items()})
     handles = [m.register_forward_hook(hook_for(n), with_kwargs=True) for n, m in chosen.items()]
     was_training = model.training
     samples = batches = 0
@@ -226,6 +229,7 @@ def calibrate(
                     batch = _take(batch, max_samples - samples, size)
                     size = max_samples - samples
                 _run(model, batch)
+                shared.resolve()
                 samples += size
                 batches += 1
                 if max_samples is not None and samples >= max_samples:
@@ -234,6 +238,8 @@ def calibrate(
         for h in handles:
             h.remove()
         model.train(was_training)
+    for n, obs in shared.finish().items():
+        stats[n]["input"] = obs
 
     bad = [f"{n}.{t}" for n, d in stats.items() for t, o in d.items() if o.nonfinite_count]
     if bad:
