@@ -5,7 +5,7 @@
 // product and every pair sum is exact in int32, so no input can saturate
 // (vpmaddubsw's int16 pair sums could: 2 * 255 * 127 > 32767). Dynamic
 // activations are in [-127, 127], which lets vpmaddubsw run exactly on
-// |w| and a * sign(w) (the sign trick, below): twice the rate.
+// |w| and a * sign(w) (the sign trick, below): twice the peak rate on Zen 3.
 // int4 x int8 (W4A8) uses vpmaddubsw with the weight nibble u = q + 8 in
 // [0, 15] as the unsigned operand and activations in [-127, 127]: a pair sum
 // is at most 2 * 15 * 127 = 3810 and at most 8 pair sums (4 chunks of 8 k)
@@ -456,9 +456,11 @@ void gemm_i8(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
 // vpmaddubsw(u, s) gives the pair sums u1 s1 + u2 s2 = w1 a1 + w2 a2 exactly,
 // |.| <= 2 * 128 * 127 = 32512 < 32767: it never saturates. vpmaddwd with
 // ones widens the pairs to each column's 4-k sum, already in column order.
-// That is 32 multiply-adds in four instructions where the int16 path above
-// needs eight; on Zen 3 vpmaddwd issues once a cycle, so the int16 path only
-// matches an fp32 FMA GEMM. The codes are read directly: no prepared form.
+// Both paths take four instructions per 32 multiply-adds, but the int16 path
+// needs two vpmaddwd for them and this one a vpmaddubsw and a vpmaddwd, which
+// issue side by side: on Zen 3, where vpmaddwd issues once a cycle, that is
+// twice the peak (the int16 path only matched an fp32 FMA GEMM). The codes
+// are read directly: no prepared form.
 template <int MR>
 void i8s_tile(const IntGemmArgs& a, int64_t m0, int64_t nb) {
   const PackedLinearWeightView& w = *a.w;
