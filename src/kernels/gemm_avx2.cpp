@@ -501,24 +501,18 @@ int64_t i8s_pass_bytes() {
 // Six rows per tile: the fastest of 3 to 6 rows x 1 or 2 blocks on Zen 3
 // (two blocks run out of the 16 ymm registers from four rows on).
 void gemm_i8_symmetric(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
-  const auto block_bytes = static_cast<std::size_t>(a.w->data_bytes() / static_cast<std::size_t>(a.w->n_blocks()));
-  const int64_t pass = std::max<int64_t>(1, i8s_pass_bytes() / static_cast<int64_t>(std::max<std::size_t>(block_bytes, 1)));
-  for (int64_t p0 = nb_begin; p0 < nb_end; p0 += pass) {
-    const int64_t p1 = std::min(nb_end, p0 + pass);
-    for (int64_t m0 = 0; m0 < a.m; m0 += 6) {
-      const int rows = static_cast<int>(std::min<int64_t>(6, a.m - m0));
-      for (int64_t nb = p0; nb < p1; ++nb) {
-        switch (rows) {
-          case 6: i8s_tile<6>(a, m0, nb); break;
-          case 5: i8s_tile<5>(a, m0, nb); break;
-          case 4: i8s_tile<4>(a, m0, nb); break;
-          case 3: i8s_tile<3>(a, m0, nb); break;
-          case 2: i8s_tile<2>(a, m0, nb); break;
-          default: i8s_tile<1>(a, m0, nb); break;
-        }
-      }
+  const std::size_t block_bytes = a.w->data_bytes() / static_cast<std::size_t>(a.w->n_blocks());
+  const auto pass_bytes = static_cast<std::size_t>(i8s_pass_bytes());
+  for_tiles<6>(a.m, nb_begin, nb_end, block_bytes, [&](int64_t m0, int rows, int64_t nb) {
+    switch (rows) {
+      case 6: i8s_tile<6>(a, m0, nb); break;
+      case 5: i8s_tile<5>(a, m0, nb); break;
+      case 4: i8s_tile<4>(a, m0, nb); break;
+      case 3: i8s_tile<3>(a, m0, nb); break;
+      case 2: i8s_tile<2>(a, m0, nb); break;
+      default: i8s_tile<1>(a, m0, nb); break;
     }
-  }
+  }, pass_bytes);
 }
 
 // ------------------------------------------------------------ W8A8 with activation groups (vpmaddwd)

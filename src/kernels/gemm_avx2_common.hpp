@@ -80,8 +80,8 @@ inline void store_row_scaled(const IntGemmArgs& a, int64_t row, int64_t nb, __m2
   store_cols(a.y + row * a.ldy, nb, a.w->n, _mm256_fmadd_ps(f, _mm256_set1_ps(a.row_scales[row]), bias));
 }
 
-inline int64_t blocks_per_pass(std::size_t block_bytes) {
-  return std::max<int64_t>(1, static_cast<int64_t>((512u << 10) / std::max<std::size_t>(block_bytes, 1)));
+inline int64_t blocks_per_pass(std::size_t block_bytes, std::size_t pass_bytes = 512u << 10) {
+  return std::max<int64_t>(1, static_cast<int64_t>(pass_bytes / std::max<std::size_t>(block_bytes, 1)));
 }
 
 // W8A8 epilogue: y = fma(float(acc), row_scale * col_scale, bias), the
@@ -105,8 +105,9 @@ inline int64_t load_i64(const void* p) {
 // Drives a W8A8-style row-tile kernel over blocks [nb_begin, nb_end):
 // tile(m0, rows, nb) for row tiles of at most MR rows.
 template <int MR, class Tile>
-void for_tiles(int64_t m, int64_t nb_begin, int64_t nb_end, std::size_t block_bytes, const Tile& tile) {
-  const int64_t pass = blocks_per_pass(block_bytes);
+void for_tiles(int64_t m, int64_t nb_begin, int64_t nb_end, std::size_t block_bytes, const Tile& tile,
+               std::size_t pass_bytes = 512u << 10) {
+  const int64_t pass = blocks_per_pass(block_bytes, pass_bytes);
   for (int64_t p0 = nb_begin; p0 < nb_end; p0 += pass) {
     const int64_t p1 = std::min(nb_end, p0 + pass);
     for (int64_t m0 = 0; m0 < m; m0 += MR) {
