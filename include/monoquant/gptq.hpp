@@ -82,7 +82,9 @@ struct GptqResult {
 
 // weight: [N, K] any float dtype; hessian: float64 [K, K] symmetric (from
 // HessianAccumulator, or any positive semi-definite matrix). spec: int8
-// per_channel (axis 0) or int4 per_group, symmetric. Throws invalid_argument
+// per_channel (axis 0) or int4 per_group, symmetric or asymmetric (codes in
+// the full signed range with an int32 zero point per scale, in
+// weight.zero_points; the error fed back is w - (q - z) s). Throws invalid_argument
 // on NaN/Inf, shapes that do not fit, or a Hessian that stays indefinite
 // after raising the dampening 100-fold.
 GptqResult gptq_quantize(const TensorView& weight, const TensorView& hessian, const QuantSpec& spec,

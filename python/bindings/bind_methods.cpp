@@ -32,10 +32,11 @@ void bind_methods(nb::module_& m) {
   m.def(
       "gptq_quantize",
       [](const AnyArray& weight, const AnyArray& hessian, int bits, int64_t group_size, const std::string& scale_method,
-         const std::string& scale_dtype, double dampening, int64_t block_size, bool act_order, bool static_groups, bool full_range) {
+         const std::string& scale_dtype, double dampening, int64_t block_size, bool act_order, bool static_groups, bool full_range,
+         bool symmetric) {
         QuantSpec spec;
         spec.bits = bits;
-        spec.scheme = Scheme::symmetric;
+        spec.scheme = symmetric ? Scheme::symmetric : Scheme::asymmetric;
         spec.granularity = group_size > 0 ? Granularity::per_group : Granularity::per_channel;
         spec.axis = 0;
         spec.group_size = group_size > 0 ? group_size : 128;
@@ -56,6 +57,8 @@ void bind_methods(nb::module_& m) {
         nb::dict d;
         d["codes"] = to_torch(std::move(r.weight.codes));
         d["scales"] = to_torch(std::move(r.weight.scales));
+        if (symmetric) d["zero_points"] = nb::none();
+        else d["zero_points"] = to_torch(std::move(r.weight.zero_points));
         if (r.g_idx.empty()) {
           d["g_idx"] = nb::none();
         } else {
@@ -70,8 +73,8 @@ void bind_methods(nb::module_& m) {
       },
       nb::arg("weight"), nb::arg("hessian"), nb::arg("bits"), nb::arg("group_size"), nb::arg("scale_method"),
       nb::arg("scale_dtype"), nb::arg("dampening") = 0.01, nb::arg("block_size") = 128, nb::arg("act_order") = false,
-      nb::arg("static_groups") = false, nb::arg("full_range") = false,
-      "GPTQ: codes, scales (and g_idx with act_order and groups) of weight [N, K] under Hessian [K, K]. "
+      nb::arg("static_groups") = false, nb::arg("full_range") = false, nb::arg("symmetric") = true,
+      "GPTQ: codes, scales, zero points (int32, asymmetric only; else None) (and g_idx with act_order and groups) of weight [N, K] under Hessian [K, K]. "
       "group_size 0 = int8 per output channel.");
 
   m.def(

@@ -65,10 +65,11 @@ bool inverse_cholesky(const double* H, const std::vector<int64_t>& perm, int64_t
   return true;
 }
 
-// Scales of `rows` rows of `width` values (row stride `width`) by `method`,
-// one per row, rounded up to the stored dtype.
-void choose_row_scales(const float* x, int64_t rows, int64_t width, const QuantSpec& weight_spec, ScaleMethod method,
-                       DType scale_dtype, float* out) {
+// Scales (and, asymmetric, zero points) of `rows` rows of `width` values
+// (row stride `width`) by `method`, one per row, each scale rounded up to the
+// stored dtype. `zero_out` may be null when the spec is symmetric.
+void choose_row_qparams(const float* x, int64_t rows, int64_t width, const QuantSpec& weight_spec, ScaleMethod method,
+                        DType scale_dtype, float* out, int32_t* zero_out) {
   QuantSpec spec = weight_spec;
   spec.granularity = Granularity::per_group;
   spec.group_size = width;
@@ -78,11 +79,14 @@ void choose_row_scales(const float* x, int64_t rows, int64_t width, const QuantS
   else if (method == ScaleMethod::hqq) choose_qparams_hqq(v, spec, scales, zero_points);
   else choose_qparams(v, spec, scales, zero_points);
   for (int64_t r = 0; r < rows; ++r) out[r] = round_scale_up(scales.as<float>()[r], scale_dtype);
+  if (spec.scheme == Scheme::asymmetric) {
+    for (int64_t r = 0; r < rows; ++r) zero_out[r] = zero_points.as<int32_t>()[r];
+  }
 }
 
-inline int8_t round_code(double w, float scale, int qmin, int qmax) {
+inline int8_t round_code(double w, float scale, int32_t zero_point, int qmin, int qmax) {
   const float inv = 1.0f / scale;
-  const float q = std::nearbyint(static_cast<float>(w) * inv);
+  const float q = std::nearbyint(static_cast<float>(w) * inv) + static_cast<float>(zero_point);
   return static_cast<int8_t>(std::clamp(q, static_cast<float>(qmin), static_cast<float>(qmax)));
 }
 
@@ -137,7 +141,7 @@ GptqResult gptq_quantize(const TensorView& weight, const TensorView& hessian, co
                            std::to_string(K) + "], got " + std::string(name_of(hessian.dtype)) + " " +
                            shape_to_string(hessian.shape));
   }
-  if (spec.scheme != Scheme::symmetric) throw_invalid_argument("GPTQ supports symmetric weights only");
+  const bool asym = spec.scheme == Scheme::asymmetric;
   const bool grouped = spec.granularity == Granularity::per_group;
   if (!grouped && !(spec.granularity == Granularity::per_channel && spec.axis == 0)) {
     throw_invalid_argument("GPTQ quantizes per output channel (axis 0) or per group along K");
@@ -189,14 +193,21 @@ GptqResult gptq_quantize(const TensorView& weight, const TensorView& hessian, co
   const int64_t groups = K / G;
   Tensor scales(DType::f32, grouped ? Shape{N, groups} : Shape{N});
   float* S = scales.as<float>();
+  // Zero points (asymmetric only) beside the scales; all 0 when symmetric.
+  std::vector<int32_t> zeros(static_cast<std::size_t>(grouped ? N * groups : N), 0);
+  int32_t* Z = zeros.data();
   const bool static_groups = grouped && options.static_groups;
-  if (!grouped) choose_row_scales(W0, N, K, spec, options.scale_method, options.scale_dtype, S);
+  if (!grouped) choose_row_qparams(W0, N, K, spec, options.scale_method, options.scale_dtype, S, Z);
   if (static_groups) {
     std::vector<float> slab(static_cast<std::size_t>(N * G)), col(static_cast<std::size_t>(N));
+    std::vector<int32_t> colz(static_cast<std::size_t>(N));
     for (int64_t g = 0; g < groups; ++g) {
       for (int64_t r = 0; r < N; ++r) std::copy(W0 + r * K + g * G, W0 + r * K + (g + 1) * G, slab.data() + r * G);
-      choose_row_scales(slab.data(), N, G, spec, options.scale_method, options.scale_dtype, col.data());
-      for (int64_t r = 0; r < N; ++r) S[r * groups + g] = col[r];
+      choose_row_qparams(slab.data(), N, G, spec, options.scale_method, options.scale_dtype, col.data(), colz.data());
+      for (int64_t r = 0; r < N; ++r) {
+        S[r * groups + g] = col[r];
+        Z[r * groups + g] = colz[r];
+      }
     }
   }
   std::vector<int8_t> codes(static_cast<std::size_t>(N * K));  // permuted column order
@@ -210,6 +221,7 @@ GptqResult gptq_quantize(const TensorView& weight, const TensorView& hessian, co
       for (int64_t c = 0; c < K; ++c) w[r * K + c] = W0[(r0 + r) * K + perm[c]];
     std::vector<double> err(static_cast<std::size_t>(rows * B));
     std::vector<float> slab, slab_scales(static_cast<std::size_t>(rows));
+    std::vector<int32_t> slab_zeros(static_cast<std::size_t>(rows));
     for (int64_t i1 = 0; i1 < K; i1 += B) {
       const int64_t i2 = std::min(K, i1 + B), count = i2 - i1;
       for (int64_t c = i1; c < i2; ++c) {
@@ -217,18 +229,23 @@ GptqResult gptq_quantize(const TensorView& weight, const TensorView& hessian, co
           slab.resize(static_cast<std::size_t>(rows * G));
           for (int64_t r = 0; r < rows; ++r)
             for (int64_t j = 0; j < G; ++j) slab[r * G + j] = static_cast<float>(w[r * K + c + j]);
-          choose_row_scales(slab.data(), rows, G, spec, options.scale_method, options.scale_dtype,
-                            slab_scales.data());
-          for (int64_t r = 0; r < rows; ++r) S[(r0 + r) * groups + c / G] = slab_scales[r];
+          choose_row_qparams(slab.data(), rows, G, spec, options.scale_method, options.scale_dtype,
+                             slab_scales.data(), slab_zeros.data());
+          for (int64_t r = 0; r < rows; ++r) {
+            S[(r0 + r) * groups + c / G] = slab_scales[r];
+            if (asym) Z[(r0 + r) * groups + c / G] = slab_zeros[r];
+          }
         }
         const double d = U[c * K + c];
         const double* urow = U.data() + c * K;
         for (int64_t r = 0; r < rows; ++r) {
-          const float s = grouped ? S[(r0 + r) * groups + (static_groups ? perm[c] : c) / G] : S[r0 + r];
+          const int64_t at = grouped ? (r0 + r) * groups + (static_groups ? perm[c] : c) / G : r0 + r;
+          const float s = S[at];
+          const int32_t z = Z[at];
           double* wr = w.data() + r * K;
-          const int8_t q = round_code(wr[c], s, qmin, qmax);
+          const int8_t q = round_code(wr[c], s, z, qmin, qmax);
           codes[(r0 + r) * K + c] = q;
-          const double e = (wr[c] - static_cast<double>(static_cast<float>(q) * s)) / d;
+          const double e = (wr[c] - static_cast<double>(static_cast<float>(q - z) * s)) / d;
           err[r * B + (c - i1)] = e;
           for (int64_t j = c + 1; j < i2; ++j) wr[j] -= e * urow[j];
         }
@@ -248,7 +265,12 @@ GptqResult gptq_quantize(const TensorView& weight, const TensorView& hessian, co
   q.spec = spec;
   q.shape = {N, K};
   q.scales = std::move(scales);
-  q.zero_points = Tensor(DType::i32, {0});
+  if (asym) {
+    q.zero_points = Tensor(DType::i32, grouped ? Shape{N, groups} : Shape{N});
+    std::copy(zeros.begin(), zeros.end(), q.zero_points.as<int32_t>());
+  } else {
+    q.zero_points = Tensor(DType::i32, {0});
+  }
   std::vector<int8_t> orig(static_cast<std::size_t>(N * K));  // back to the original column order
   for (int64_t r = 0; r < N; ++r)
     for (int64_t c = 0; c < K; ++c) orig[r * K + perm[c]] = codes[r * K + c];
@@ -276,8 +298,8 @@ GptqResult gptq_quantize(const TensorView& weight, const TensorView& hessian, co
   for (int64_t r = 0; r < N; ++r) {
     for (int64_t c = 0; c < K; ++c) {
       const int64_t g = grouped ? (out.g_idx.empty() ? c / G : out.g_idx[c]) : 0;
-      const float s = grouped ? q.scales.as<float>()[r * groups + g] : q.scales.as<float>()[r];
-      deq.as<float>()[r * K + c] = static_cast<float>(orig[r * K + c]) * s;
+      const int64_t at = grouped ? r * groups + g : r;
+      deq.as<float>()[r * K + c] = static_cast<float>(orig[r * K + c] - Z[at]) * q.scales.as<float>()[at];
     }
   }
   out.error = hessian_error(wf.view(), deq.view(), hessian);

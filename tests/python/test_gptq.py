@@ -10,8 +10,20 @@ from monoquant import _core
 from monoquant.errors import InvalidArgumentError
 
 
-def reference_gptq(w, h, bits, group, damp=0.01, block=128, act_order=False, static_groups=False):
-    """Frantar et al.'s algorithm, dense, in float64 (scales: absmax of the updated group / qmax, in float32)."""
+def _asym_qparams(x):
+    """docs/FORMAT.md's asymmetric rule per row of x: [lo, hi] widened to 0, scale (hi - lo) / 15 (int4) or / 255
+    (computed in double, stored as float32), zero point clamp(qmin - round(lo / scale)). (int4 here.)"""
+    lo = torch.clamp(x.double().amin(1), max=0)
+    hi = torch.clamp(x.double().amax(1), min=0)
+    s = ((hi - lo) / 15).float()
+    s = torch.where(s > 0, s, torch.ones_like(s))
+    z = torch.clamp(-8 - torch.round(lo / s.double()), -8, 7).long()
+    return s, z
+
+
+def reference_gptq(w, h, bits, group, damp=0.01, block=128, act_order=False, static_groups=False, symmetric=True):
+    """Frantar et al.'s algorithm, dense, in float64 (scales: absmax of the updated group / qmax, in float32;
+    asymmetric (int4): min/max of the updated group, with a zero point)."""
     w = w.double().clone()
     h = h.double().clone()
     n, k = w.shape
@@ -26,6 +38,7 @@ def reference_gptq(w, h, bits, group, damp=0.01, block=128, act_order=False, sta
     u = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h)), upper=True)
     q = torch.zeros(n, k, dtype=torch.int64)
     scales = torch.zeros(n, k // g, dtype=torch.float32)
+    zeros = torch.zeros(n, k // g, dtype=torch.int64)
     if not group:
         scales[:, 0] = (w.float().abs().amax(1).double() / qmax).float()
     if group and static_groups:
@@ -38,11 +51,16 @@ def reference_gptq(w, h, bits, group, damp=0.01, block=128, act_order=False, sta
         for i in range(i2 - i1):
             c = i1 + i
             if group and not static_groups and c % g == 0:
-                scales[:, c // g] = (w1[:, i:i + g].float().abs().amax(1).double() / qmax).float()
+                if symmetric:
+                    scales[:, c // g] = (w1[:, i:i + g].float().abs().amax(1).double() / qmax).float()
+                else:
+                    scales[:, c // g], zeros[:, c // g] = _asym_qparams(w1[:, i:i + g].float())
             s = scales[:, (int(perm[c]) if static_groups else c) // g]
-            qc = torch.clamp(torch.round(w1[:, i].float() * (1.0 / s)), -qmax, qmax)
+            z = zeros[:, (int(perm[c]) if static_groups else c) // g]
+            lo, hi = (-qmax, qmax) if symmetric else (-8, 7)
+            qc = torch.clamp(torch.round(w1[:, i].float() * (1.0 / s)) + z, lo, hi)
             q[:, c] = qc.long()
-            e = (w1[:, i] - (qc * s).double()) / u[c, c]
+            e = (w1[:, i] - ((qc - z) * s).double()) / u[c, c]
             w1[:, i:] -= e.unsqueeze(1) * u[c, c:i2].unsqueeze(0)
             err[:, i] = e
         w[:, i2:] -= err @ u[i1:i2, i2:]
@@ -52,6 +70,8 @@ def reference_gptq(w, h, bits, group, damp=0.01, block=128, act_order=False, sta
     g_idx[perm] = torch.arange(k) // g
     if static_groups:
         g_idx = torch.arange(k) // g
+    if not symmetric:
+        return out, scales, g_idx, zeros
     return out, scales, g_idx
 
 
@@ -109,6 +129,45 @@ def test_gptq_matches_dense_float64_reference(bits, group, act_order, static_gro
     assert ours <= ref * 1.001
     assert abs(r["error"] - ours) <= 1e-6 * ours
     assert r["error"] < 0.8 * r["rtn_error"]  # correlated inputs: error feedback must pay
+
+
+@pytest.mark.parametrize("group,act_order", [(64, False), (32, True)])
+def test_asymmetric_gptq_matches_dense_float64_reference(group, act_order):
+    """Asymmetric int4: each group's scale and zero point from the error-updated weights, codes in [-8, 7],
+    the error fed back against (q - z) * s."""
+    w, x = correlated_layer(48, 256)
+    w = w + 0.03  # lopsided groups, where a zero point matters
+    h = hessian_of(x).hessian()
+    r = _core.gptq_quantize(w, h, 4, group, "absmax", "float32", 0.01, 128, act_order, False, False, False)
+    ref_codes, ref_scales, ref_gidx, ref_zeros = reference_gptq(w, h, 4, group, act_order=act_order, symmetric=False)
+    codes = unpack_codes(r, 4, 256)
+    g_idx = r["g_idx"].long() if r["g_idx"] is not None else torch.arange(256) // group
+    assert torch.equal(g_idx, ref_gidx)
+    zeros = r["zero_points"].long()
+    assert zeros.shape == (48, 256 // group) and zeros.dtype == torch.int64
+    assert int(zeros.min()) >= -8 and int(zeros.max()) <= 7 and bool((zeros != 0).any())
+    assert (codes == ref_codes).double().mean().item() > 0.995
+    assert (zeros == ref_zeros).double().mean().item() > 0.99
+    ours = _core.hessian_error(w, ((codes - zeros[:, g_idx]).double() * r["scales"].double()[:, g_idx]).float(), h)
+    ref = _core.hessian_error(w, ((ref_codes - ref_zeros[:, ref_gidx]).double()
+                                  * ref_scales.double()[:, ref_gidx]).float(), h)
+    assert ours <= ref * 1.001
+    assert abs(r["error"] - ours) <= 1e-6 * ours
+    assert r["error"] < 0.8 * r["rtn_error"]
+    sym = _core.gptq_quantize(w, h, 4, group, "absmax", "float32", 0.01, 128, act_order, False, True)
+    assert r["error"] < sym["error"]  # the zero point pays on lopsided weights
+
+
+def test_asymmetric_gptq_with_identity_hessian_is_round_to_nearest():
+    w, _ = correlated_layer(40, 128)
+    w = w + 0.02
+    for method in ("absmax", "mse"):
+        r = _core.gptq_quantize(w, torch.eye(128, dtype=torch.float64), 4, 32, method, "float32", 0.01, 128,
+                                False, False, False, False)
+        rtn = _core.quantize_weight(w, 4, "asymmetric", "per_group", 0, 32, method, "float32")
+        assert torch.equal(r["codes"].view(torch.uint8), rtn["codes"].view(torch.uint8))
+        assert torch.equal(r["scales"], rtn["scales"])
+        assert torch.equal(r["zero_points"], rtn["zero_points"].reshape(40, 4))
 
 
 def test_hessian_accumulator_is_x_transpose_x():
