@@ -124,6 +124,11 @@ def save_model(model: nn.Module, path, max_shard_size: Optional[int] = None, rec
     records = {n: module_record(m) for n, m in quantized_modules(model).items()}
     if not records:
         raise InvalidArgumentError("the model has no monoquant quantized modules to save")
+    asymmetric = [n for n, m in quantized_modules(model).items() if m._buffers.get("weight_zero_point") is not None]
+    if asymmetric:  # refused before anything is written
+        raise UnsupportedError(f"{len(asymmetric)} layers (e.g. {asymmetric[0]!r}) hold asymmetric weights "
+                               f"(weight_zero_point, from the file they were loaded from); monoquant runs them but "
+                               f"does not write them yet: save that file as it is, or dequantize the model")
     ordered = [n for n, m in quantized_modules(model).items() if getattr(m, "input_order", None) is not None]
     if ordered:
         import warnings

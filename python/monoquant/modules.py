@@ -89,7 +89,16 @@ class QuantModule(nn.Module):
     # -- the weight ------------------------------------------------------------------
 
     def _set_weight(self, qw: QuantizedWeight) -> None:
+        if qw.zero_points is not None and not isinstance(self, QuantLinear):
+            raise UnsupportedError(f"{type(self).__name__}: asymmetric weights (weight_zero_point) run in linear "
+                                   f"layers only")
         w = pack(qw)
+        # Asymmetric weights (other tools' files): the kernels run the codes as symmetric, and forward subtracts
+        # sum_g s[n, g] z[n, g] * (sum of x over group g), which (q - z) s adds up to. s * z in float32 [N, G].
+        zp = qw.zero_points
+        self.register_buffer("weight_zero_point", zp, persistent=False)
+        self.register_buffer("zero_point_term", None if zp is None else (qw.scales * zp.to(torch.float32)).contiguous(),
+                             persistent=False)
         self.register_buffer("packed_data", w.data, persistent=False)
         self.register_buffer("packed_scales", w.scales, persistent=False)
         self.register_buffer("packed_sums", w.sums, persistent=False)
@@ -118,7 +127,9 @@ class QuantModule(nn.Module):
 
     def quantized_weight(self) -> QuantizedWeight:
         """The canonical codes and scales (unpacked from the kernels' layout, bit for bit)."""
-        return unpack(self.packed_weight)
+        qw = unpack(self.packed_weight)
+        qw.zero_points = self._buffers.get("weight_zero_point")
+        return qw
 
     def dequantized_weight(self) -> Tensor:
         """The weight as float32, in the float module's own shape (with any smoothing factors applied: the
@@ -145,7 +156,8 @@ class QuantModule(nn.Module):
         """Bytes of the quantized weight as stored: codes plus scales in the file's scale dtype."""
         qw = self.quantized_weight()
         scales = 0 if qw.scales is None else qw.scales.numel() * self.scale_dtype.itemsize
-        return qw.codes.numel() * qw.codes.element_size() + scales
+        zeros = 0 if qw.zero_points is None else (qw.zero_points.numel() * qw.bits + 7) // 8  # packed as stored
+        return qw.codes.numel() * qw.codes.element_size() + scales + zeros
 
     # -- state dict: compressed-tensors names ------------------------------------------
 
@@ -155,7 +167,7 @@ class QuantModule(nn.Module):
         if order is not None:  # an activation-ordered file's layer: its codes in the inputs' order, and g_idx
             qw = QuantizedWeight(qw.format, qw.shape, permute_columns(qw.codes, qw.bits, *qw.shape,
                                                                         torch.argsort(order)),
-                                 qw.scales, qw.group_size)
+                                 qw.scales, qw.group_size, zero_points=qw.zero_points)
             g_idx = torch.empty(qw.shape[1], dtype=torch.int32)
             g_idx[order] = (torch.arange(qw.shape[1]) // qw.group_size).to(torch.int32)
             out = to_compressed(prefix, qw, self.scheme, self.float_dtype, self.act_scale, self.act_zero_point)
@@ -187,7 +199,7 @@ class QuantModule(nn.Module):
 
     def _ct_args(self) -> dict:
         s = self.scheme
-        return {"num_bits": s.bits, "symmetric": True, "type": "int",
+        return {"num_bits": s.bits, "symmetric": self._buffers.get("weight_zero_point") is None, "type": "int",
                 "strategy": _ct_strategy(s), "group_size": s.group_size or None}
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
@@ -251,6 +263,8 @@ class QuantModule(nn.Module):
 
     def _extra(self) -> str:
         s = f"scheme={self.scheme.label}"
+        if self._buffers.get("weight_zero_point") is not None:
+            s += ", asymmetric weights"
         if self.scheme.mode == "static":
             s += f", act_scale={self.act_scale:.6g}" + (f", act_zero_point={self.act_zero_point}"
                                                          if self.act_zero_point else "")
@@ -314,8 +328,22 @@ class QuantLinear(QuantModule):
         if order is not None:
             x = x.index_select(-1, order)
         if ops._eager(x):
-            return ops._linear_eager(x, self._cached_packed(), bias, s.mode, self.act_scale, self.act_zero_point)
-        return ops.linear(x, self.packed_weight, bias, s.mode, self.act_scale, self.act_zero_point)
+            y = ops._linear_eager(x, self._cached_packed(), bias, s.mode, self.act_scale, self.act_zero_point)
+        else:
+            y = ops.linear(x, self.packed_weight, bias, s.mode, self.act_scale, self.act_zero_point)
+        term = b.get("zero_point_term")
+        return y if term is None else self._subtract_zero_points(x, y, term)
+
+    def _subtract_zero_points(self, x: Tensor, y: Tensor, term: Tensor) -> Tensor:
+        """y - (per-group sums of x) @ (s * z)^T: the zero points' share of x @ ((q - z) s)^T."""
+        k, groups = self.in_features, term.shape[1]
+        width = self.group_size if self.format == "int4" else k
+        xs = x.reshape(-1, k).to(torch.float32)
+        if groups * width != k:  # a ragged last group (or one group wider than the row): zeros add nothing
+            xs = torch.nn.functional.pad(xs, (0, groups * width - k))
+        sums = xs.reshape(-1, groups, width).sum(-1)
+        out = torch.addmm(y.reshape(-1, self.out_features).to(torch.float32), sums, term.t(), alpha=-1)
+        return out.to(y.dtype).reshape(y.shape)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, {self._extra()}"

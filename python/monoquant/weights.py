@@ -11,6 +11,8 @@ Canonical form (``QuantizedWeight``), for a weight seen as ``[N, K]``:
     int8      codes int8 [N, K], scales float32 [N, 1]
     int4      codes uint8 [N, ceil(K/2)] (low nibble first, nibble = q + 8), scales float32 [N, ceil(K/g)]
     f16/bf16  codes float16/bfloat16 [N, K], no scales
+Asymmetric files from other tools (weight-only ``weight_zero_point``) add
+    zero_points int32 [N, ceil(K/g)] (int8: [N, 1]), dequantized as (q - z) * s.
 Scales are float32 values that the file's scale dtype holds exactly (they
 were rounded up to it before the codes were computed), so a file written in
 float16 reloads to the very same codes and scales.
@@ -46,12 +48,17 @@ class QuantizedWeight:
     #: activation-ordered files (``weight_g_idx``): the columns of ``codes`` are the input columns
     #: ``input_order`` (groups made contiguous for the kernels); inputs are gathered by it. None: in order.
     input_order: Optional[Tensor] = None
+    #: int32, one per scale: asymmetric weights (other tools' files with ``weight_zero_point``); None: symmetric
+    zero_points: Optional[Tensor] = None
 
     def equal(self, other: "QuantizedWeight") -> bool:
         """Bit-identical codes and scales."""
         return (self.format == other.format and tuple(self.shape) == tuple(other.shape)
                 and self.group_size == other.group_size and self.codes.dtype == other.codes.dtype
                 and torch.equal(self.codes, other.codes)
+                and ((self.zero_points is None and other.zero_points is None)
+                     or (self.zero_points is not None and other.zero_points is not None
+                         and torch.equal(self.zero_points, other.zero_points)))
                 and ((self.scales is None and other.scales is None)
                      or (self.scales is not None and other.scales is not None
                          and torch.equal(self.scales.view(torch.int32), other.scales.view(torch.int32)))))
@@ -68,10 +75,13 @@ class QuantizedWeight:
         if self.format == "int8" and self.group_size:
             return _core.dequantize(self.codes, self.scales.contiguous(), None, [n, k], 8, "symmetric", "per_group",
                                     0, self.group_size)
+        zp = None if self.zero_points is None else self.zero_points.to(torch.int32).contiguous()
+        scheme = "symmetric" if zp is None else "asymmetric"
         if self.format == "int8":
-            return _core.dequantize(self.codes, self.scales.reshape(n).contiguous(), None, [n, k], 8, "symmetric",
+            return _core.dequantize(self.codes, self.scales.reshape(n).contiguous(),
+                                    None if zp is None else zp.reshape(n).contiguous(), [n, k], 8, scheme,
                                     "per_channel", 0, 0)
-        return _core.dequantize(self.codes, self.scales.contiguous(), None, [n, k], 4, "symmetric", "per_group", 0,
+        return _core.dequantize(self.codes, self.scales.contiguous(), zp, [n, k], 4, scheme, "per_group", 0,
                                 self.group_size)
 
 
@@ -130,9 +140,24 @@ def to_compressed(prefix: str, qw: QuantizedWeight, scheme: LayerScheme, weight_
     if qw.format in ("float16", "bfloat16"):
         return {(prefix + "." if prefix else "") + "weight": qw.codes}
     n, k = qw.shape
-    return dict(_core.compressed_tensors(prefix, scheme.to_dict(), qw.codes, qw.scales, n, k,
-                                         _DTYPE_NAMES.get(weight_dtype, "float32"), float(act_scale),
-                                         int(act_zero_point)))
+    out = dict(_core.compressed_tensors(prefix, scheme.to_dict(), qw.codes, qw.scales, n, k,
+                                        _DTYPE_NAMES.get(weight_dtype, "float32"), float(act_scale),
+                                        int(act_zero_point)))
+    if qw.zero_points is not None:
+        out[(prefix + "." if prefix else "") + "weight_zero_point"] = pack_zero_points(qw.zero_points, qw.bits)
+    return out
+
+
+def pack_zero_points(zero_points: Tensor, bits: int) -> Tensor:
+    """int32 [N, G] zero points in compressed-tensors' packing (the inverse of ``_zero_points``)."""
+    n, groups = zero_points.shape
+    per = 32 // bits
+    words = (n + per - 1) // per
+    z = torch.zeros(words * per, groups, dtype=torch.int64)
+    z[:n] = zero_points.to(torch.int64) + (1 << (bits - 1))
+    z = z.reshape(words, per, groups)
+    w = sum(z[:, i] << (bits * i) for i in range(per))
+    return torch.where(w >= 1 << 31, w - (1 << 32), w).to(torch.int32).contiguous()
 
 
 def _int_of(t: Tensor, what: str) -> Tuple[int, ...]:
@@ -154,9 +179,11 @@ def from_compressed(tensors: Dict[str, Tensor], prefix: str, args: Dict, name: s
         raise UnsupportedError(f"{what}: {bits}-bit weights; monoquant's kernels run 4- and 8-bit int weights")
     if args.get("type", "int") != "int":
         raise UnsupportedError(f"{what}: {args.get('type')} weights are not supported (int only)")
-    if not args.get("symmetric", True):
-        raise UnsupportedError(f"{what}: asymmetric weights (with weight_zero_point) do not run on monoquant's "
-                               f"kernels, which take symmetric weights; monoquant.io.load_quantized dequantizes them")
+    asymmetric = not args.get("symmetric", True)
+    if asymmetric and p + "weight_packed" not in tensors:
+        raise UnsupportedError(f"{what}: asymmetric int-quantized weights (with weight_zero_point and int8 "
+                               f"activations) do not run on monoquant's kernels; asymmetric weights run weight-only "
+                               f"(pack-quantized); monoquant.io.load_quantized dequantizes them")
     scale_t = tensors.get(p + "weight_scale")
     if scale_t is None:
         raise FormatError(f"{what}: no {p}weight_scale")
@@ -198,9 +225,11 @@ def from_compressed(tensors: Dict[str, Tensor], prefix: str, args: Dict, name: s
         if scales.numel() != n:
             raise FormatError(f"{what}: weight_scale {tuple(scale_t.shape)} is not one per output channel ({n})")
         scales = scales.reshape(n, 1).contiguous()
+        zeros = _zero_points(tensors, p, bits, n, 1, what) if asymmetric else None
         if bits == 8:
-            return QuantizedWeight("int8", (n, k), codes, scales, 0)
-        return QuantizedWeight("int4", (n, k), codes, scales, (k + 7) // 8 * 8)  # one group spans the row
+            return QuantizedWeight("int8", (n, k), codes, scales, 0, zero_points=zeros)
+        return QuantizedWeight("int4", (n, k), codes, scales, (k + 7) // 8 * 8,  # one group spans the row
+                               zero_points=zeros)
     if strategy != "group":
         raise UnsupportedError(f"{what}: weight strategy {strategy!r} is not supported (channel, group, tensor)")
     g = int(args.get("group_size") or 0)
@@ -211,12 +240,34 @@ def from_compressed(tensors: Dict[str, Tensor], prefix: str, args: Dict, name: s
     groups = (k + g - 1) // g
     if scales.numel() != n * groups:
         raise FormatError(f"{what}: weight_scale {tuple(scale_t.shape)} does not fit [{n}, {groups}] groups of {g}")
+    if asymmetric and bits == 8:
+        raise UnsupportedError(f"{what}: asymmetric 8-bit weights in groups; monoquant runs asymmetric 8-bit "
+                               f"weights per channel (monoquant.io.load_quantized dequantizes them)")
+    zeros = _zero_points(tensors, p, bits, n, groups, what) if asymmetric else None
     order = None
     if p + "weight_g_idx" in tensors:
         order = _group_order(tensors[p + "weight_g_idx"], k, g, groups, what)
         codes = permute_columns(codes, bits, n, k, order)
     return QuantizedWeight("int4" if bits == 4 else "int8", (n, k), codes, scales.reshape(n, groups).contiguous(), g,
-                           order)
+                           order, zeros)
+
+
+def _zero_points(tensors: Dict[str, Tensor], p: str, bits: int, n: int, groups: int, what: str) -> Tensor:
+    """compressed-tensors' packed zero points (``pack_to_int32(zp, bits, packed_dim=0)``: 32 / bits values of
+    consecutive output rows per int32 word, row i of a word in bits [bits*i, bits*i + bits), each + 2^(bits-1))
+    as int32 [n, groups]."""
+    t = tensors.get(p + "weight_zero_point")
+    if t is None:
+        raise FormatError(f"{what}: asymmetric weights without {p}weight_zero_point")
+    per = 32 // bits
+    words = (n + per - 1) // per
+    if t.dtype != torch.int32 or t.dim() != 2 or tuple(t.shape) != (words, groups):
+        raise FormatError(f"{what}: weight_zero_point {t.dtype} {tuple(t.shape)} is not the packed int32 "
+                          f"[{words}, {groups}] of {n} rows x {groups} scales")
+    w = t.to(torch.int64) & 0xFFFFFFFF
+    mask, offset = (1 << bits) - 1, 1 << (bits - 1)
+    z = torch.stack([((w >> (bits * i)) & mask) - offset for i in range(per)], dim=1).reshape(words * per, groups)
+    return z[:n].to(torch.int32).contiguous()
 
 
 def _group_order(g_idx: Tensor, k: int, g: int, groups: int, what: str) -> Tensor:
@@ -246,4 +297,5 @@ def permute_columns(codes: Tensor, bits: int, n: int, k: int, order: Tensor) -> 
 
 
 __all__ = ["QuantizedWeight", "quantize_weight", "pack", "unpack", "to_compressed", "from_compressed", "permute_columns",
+           "pack_zero_points",
            "scale_dtype_for"]

@@ -35,6 +35,7 @@ from compressed_tensors.quantization.utils import calculate_qparams
 from safetensors.torch import save_file
 
 import monoquant
+from monoquant.model_files import save_model
 
 # Tolerances (max abs difference of last_hidden_state, whose entries are O(1)).
 #
@@ -193,6 +194,17 @@ def _w4a16_g32():
     return scheme
 
 
+def _w4a16_g32_asymmetric():
+    scheme = preset_name_to_scheme("W4A16_ASYM", ["Linear"])
+    scheme.weights.group_size = 32
+    return scheme
+
+
+def _w8a16_channel_asymmetric():
+    return QuantizationScheme(targets=["Linear"], weights=QuantizationArgs(
+        num_bits=8, type="int", symmetric=False, strategy="channel"))
+
+
 def _w8a8_static_asymmetric():
     scheme = preset_name_to_scheme("W8A8", ["Linear"])
     scheme.input_activations = QuantizationArgs(num_bits=8, type="int", symmetric=False, strategy="tensor",
@@ -206,6 +218,9 @@ CT_CASES = {
     "w4a16_g32": (_w4a16_g32, "pack-quantized", "int4", "weight_only"),
     "w8a16_channel": (_w8a16_channel, "pack-quantized", "int8", "weight_only"),
     "w8a8_static_asymmetric": (_w8a8_static_asymmetric, "int-quantized", "int8", "static"),
+    # Asymmetric weights (weight_zero_point): the kernels run the codes, forward subtracts the zero points' term.
+    "w4a16_g32_asymmetric_weights": (_w4a16_g32_asymmetric, "pack-quantized", "int4", "weight_only"),
+    "w8a16_channel_asymmetric_weights": (_w8a16_channel_asymmetric, "pack-quantized", "int8", "weight_only"),
 }
 
 
@@ -389,3 +404,25 @@ def test_monoquant_loads_activation_ordered_checkpoint(tmp_path, float_model, in
     write_checkpoint(tmp_path, float_model, bad, qcfg)
     with pytest.raises(monoquant.errors.UnsupportedError, match="unequal"):
         monoquant.load(tmp_path)
+
+
+def test_asymmetric_weights_round_trip_state_dict_and_refuse_to_save(tmp_path, float_model, inputs):
+    """A loaded asymmetric file: state_dict carries weight_zero_point packed as the package packs it, a fresh
+    load_state_dict rebuilds the same layer, and saving is refused before anything is written (monoquant's
+    writer does not describe asymmetric weights yet)."""
+    state, qcfg, _ = compress_with_compressed_tensors(float_model, _w4a16_g32_asymmetric())
+    (tmp_path / "in").mkdir()
+    write_checkpoint(tmp_path / "in", float_model, state, qcfg)
+    loaded = monoquant.load(tmp_path / "in")
+    sd = loaded.state_dict()
+    zps = [k for k in sd if k.endswith(".weight_zero_point")]
+    assert len(zps) == 13
+    for k in zps:
+        assert torch.equal(sd[k], state[k]), k
+    again = monoquant.load(tmp_path / "in")
+    again.load_state_dict(sd)
+    assert torch.equal(hidden(again, inputs), hidden(loaded, inputs))
+    out = tmp_path / "out"
+    with pytest.raises(monoquant.errors.UnsupportedError, match="asymmetric weights"):
+        save_model(loaded, out)
+    assert not out.exists()
