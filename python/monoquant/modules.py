@@ -97,7 +97,9 @@ class QuantModule(nn.Module):
         # sum_g s[n, g] z[n, g] * (sum of x over group g), which (q - z) s adds up to. s * z in float32 [N, G].
         zp = qw.zero_points
         self.register_buffer("weight_zero_point", zp, persistent=False)
-        self.register_buffer("zero_point_term", None if zp is None else (qw.scales * zp.to(torch.float32)).contiguous(),
+        # Held as [G, N] so that the subtraction is one addmm_ on contiguous operands.
+        self.register_buffer("zero_point_term",
+                             None if zp is None else (qw.scales * zp.to(torch.float32)).t().contiguous(),
                              persistent=False)
         self.register_buffer("packed_data", w.data, persistent=False)
         self.register_buffer("packed_scales", w.scales, persistent=False)
@@ -336,13 +338,18 @@ class QuantLinear(QuantModule):
 
     def _subtract_zero_points(self, x: Tensor, y: Tensor, term: Tensor) -> Tensor:
         """y - (per-group sums of x) @ (s * z)^T: the zero points' share of x @ ((q - z) s)^T."""
-        k, groups = self.in_features, term.shape[1]
+        k, groups = self.in_features, term.shape[0]
         width = self.group_size if self.format == "int4" else k
-        xs = x.reshape(-1, k).to(torch.float32)
+        xs = x.reshape(-1, k)
+        if xs.dtype != torch.float32:
+            xs = xs.to(torch.float32)
         if groups * width != k:  # a ragged last group (or one group wider than the row): zeros add nothing
             xs = torch.nn.functional.pad(xs, (0, groups * width - k))
         sums = xs.reshape(-1, groups, width).sum(-1)
-        out = torch.addmm(y.reshape(-1, self.out_features).to(torch.float32), sums, term.t(), alpha=-1)
+        if y.dtype == torch.float32 and y.is_contiguous():  # the kernel's fresh output: subtract in place
+            y.reshape(-1, self.out_features).addmm_(sums, term, alpha=-1)
+            return y
+        out = torch.addmm(y.reshape(-1, self.out_features).to(torch.float32), sums, term, alpha=-1)
         return out.to(y.dtype).reshape(y.shape)
 
     def extra_repr(self) -> str:

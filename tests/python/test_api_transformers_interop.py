@@ -422,6 +422,13 @@ def test_asymmetric_weights_round_trip_state_dict_and_refuse_to_save(tmp_path, f
     again = monoquant.load(tmp_path / "in")
     again.load_state_dict(sd)
     assert torch.equal(hidden(again, inputs), hidden(loaded, inputs))
+    # bfloat16 activations (compute_dtype) take the out-of-place branch of the zero-point term.
+    layer = next(iter(quant_linears(loaded).values()))
+    x = torch.randn(5, layer.in_features)
+    want = torch.nn.functional.linear(x, layer.dequantized_weight(), layer.bias)
+    got = layer(x.to(torch.bfloat16))
+    assert got.dtype == torch.bfloat16
+    assert (got.float() - want).abs().max().item() <= 0.02 * want.abs().max().item()
     out = tmp_path / "out"
     with pytest.raises(monoquant.errors.UnsupportedError, match="asymmetric weights"):
         save_model(loaded, out)
