@@ -27,6 +27,7 @@ LayerScheme scheme_from_dict(const nb::dict& d) {
   s.scale_method = parse_scale_method(nb::cast<std::string>(d["scale_method"]));
   s.act_symmetric = nb::cast<bool>(d["act_symmetric"]);
   s.full_range = d.contains("full_range") ? nb::cast<bool>(d["full_range"]) : true;
+  s.weight_symmetric = d.contains("weight_symmetric") ? nb::cast<bool>(d["weight_symmetric"]) : true;
   return s;
 }
 
@@ -38,6 +39,7 @@ nb::dict scheme_dict(const LayerScheme& s) {
   d["scale_method"] = std::string(name_of(s.scale_method));
   d["act_symmetric"] = s.act_symmetric;
   d["full_range"] = s.full_range;
+  d["weight_symmetric"] = s.weight_symmetric;
   return d;
 }
 
@@ -152,7 +154,8 @@ void bind_pipeline(nb::module_& m) {
   m.def(
       "compressed_tensors",
       [](const std::string& module, const nb::dict& scheme, const AnyArray& codes, const AnyArray& scales, int64_t n,
-         int64_t k, const std::string& weight_dtype, double act_scale, int64_t act_zero_point) {
+         int64_t k, const std::string& weight_dtype, double act_scale, int64_t act_zero_point,
+         const std::optional<AnyArray>& zero_points) {
         PlanEntry e;
         e.module = module;
         e.tensor = module.empty() ? "weight" : module + ".weight";
@@ -165,10 +168,11 @@ void bind_pipeline(nb::module_& m) {
         e.activation = {static_cast<float>(act_scale), static_cast<int32_t>(act_zero_point)};
         const TensorView c = to_view(codes, "codes");
         const TensorView s = to_view(scales, "scales");
+        const TensorView z = zero_points ? to_view(*zero_points, "zero_points") : TensorView{};
         std::vector<Tensor> out;
         {
           nb::gil_scoped_release release;
-          out = compressed_tensors_from_codes(e, c, s);
+          out = compressed_tensors_from_codes(e, c, s, z);
         }
         const auto specs = output_specs(e);
         nb::dict d;
@@ -177,7 +181,9 @@ void bind_pipeline(nb::module_& m) {
       },
       nb::arg("module"), nb::arg("scheme"), nb::arg("codes"), nb::arg("scales"), nb::arg("out_features"),
       nb::arg("in_features"), nb::arg("weight_dtype"), nb::arg("act_scale"), nb::arg("act_zero_point"),
-      "The compressed-tensors tensors of one quantized layer from its canonical codes and scales.");
+      nb::arg("zero_points") = nb::none(),
+      "The compressed-tensors tensors of one quantized layer from its canonical codes, scales and (asymmetric "
+      "weights) int32 zero points [N, groups].");
   m.def(
       "write_quantized_model",
       [](const std::string& path, const nb::list& items, const nb::list& records, const std::string& config_json,

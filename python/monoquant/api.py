@@ -138,17 +138,19 @@ def _make_scheme(bits, mode, group_size, scale_method, scheme, dtype, int4_range
         return LayerScheme(format="float16" if dtype == torch.float16 else "bfloat16")
     if dtype is not None:
         raise InvalidArgumentError("dtype applies to bits=16 only (torch.float16 or torch.bfloat16)")
-    if asym and mode != "static":
-        raise UnsupportedError("asymmetric weights are not supported: monoquant's kernels run symmetric weights "
-                               "(int8 [-127, 127], int4 [-7, 7]); scheme='asymmetric' applies to static "
-                               "activations (a zero point per tensor). Use scheme='symmetric'")
+    if asym and mode == "dynamic":
+        raise UnsupportedError("scheme='asymmetric' applies to weight-only quantization (weights with a zero "
+                               "point per group / channel) and to static activations (a zero point per tensor); "
+                               "dynamic activations are symmetric per token and their kernels take symmetric "
+                               "weights. Pass weight_only=True, or scheme='symmetric'")
     if scale_method is None:
         scale_method = "mse" if bits == 4 else "absmax"  # at 4 bits the clipping search lifts accuracy
     if not isinstance(group_size, int) or isinstance(group_size, bool):
         raise InvalidArgumentError(f"group_size must be an integer, got {group_size!r}")
     return LayerScheme(format="int8" if bits == 8 else "int4", mode=mode,
                        group_size=group_size if bits == 4 else (act_group_size or 0), scale_method=scale_method,
-                       act_symmetric=not asym,
+                       act_symmetric=not (asym and mode == "static"),
+                       weight_symmetric=not (asym and mode == "weight_only"),
                        full_range=int4_range == "full")
 
 
@@ -387,6 +389,9 @@ def _apply_recipe(choices: List[LayerChoice], rules: Sequence[RecipeRule]) \
 
 
 def _scheme_for_layer(scheme: LayerScheme, m: nn.Module) -> LayerScheme:
+    if not scheme.weight_symmetric and isinstance(m, (nn.Embedding, nn.Conv1d, nn.Conv2d)):
+        # The zero points' share is subtracted by linear layers only: lookups and convolutions stay symmetric.
+        scheme = dataclasses.replace(scheme, weight_symmetric=True)
     if isinstance(m, nn.Embedding) and not scheme.is_half and scheme.mode != "weight_only":
         # Embeddings are looked up, not multiplied: their activations are integers.
         return dataclasses.replace(scheme, mode="weight_only", act_symmetric=True,
@@ -683,10 +688,13 @@ def quantize(
         consumed once; ``num_calibration_samples`` caps the samples used and
         ``observer`` picks the range estimator ("histogram", "minmax",
         "moving_average", "percentile", ...).
-    scheme: "symmetric" or "asymmetric": the scheme of static activations
-        (a zero point per tensor when asymmetric); weights are always
-        symmetric, as the kernels run them. Default: asymmetric activations
-        for static INT8, symmetric everywhere else.
+    scheme: "symmetric" or "asymmetric". Weight-only: asymmetric gives each
+        int4 group (int8: each output channel) a zero point, codes in
+        [-8, 7] / [-128, 127] dequantized as (q - z) * s (compressed-tensors'
+        W4A16_ASYM; linear layers only, embeddings and convolutions stay
+        symmetric). Static: the scheme of the activations (a zero point per
+        tensor); weights stay symmetric. Dynamic: symmetric only. Default:
+        asymmetric activations for static INT8, symmetric everywhere else.
     scale_method: "absmax", "mse" or "hqq" (default: "mse" for 4 bits, "absmax" for 8).
     smoothquant: alpha in (0, 1) (0.5 is SmoothQuant's default): per input
         channel factors s = max|x|^alpha / max|W|^(1 - alpha) from

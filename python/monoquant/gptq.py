@@ -167,11 +167,15 @@ def gptq_weight(m: nn.Module, hessian: torch.Tensor, scheme: LayerScheme, *, dam
     # Activation order keeps the groups contiguous (llm-compressor's actorder="weight": group scales from the
     # original weight, only the sweep order changes), so the result runs on the kernels as it is, with no g_idx.
     r = _core.gptq_quantize(w, hessian, bits, g, scheme.scale_method, _DTYPE_NAMES[scale_dtype_for(m.weight.dtype)],
-                            dampening, block_size, act_order, act_order, bits == 4 and scheme.full_range)
+                            dampening, block_size, act_order, act_order,
+                            bits == 4 and scheme.full_range and scheme.weight_symmetric,
+                            scheme.weight_symmetric)
+    zp = r["zero_points"]
     if bits == 8:
-        qw = QuantizedWeight("int8", (n, k), r["codes"], r["scales"].reshape(n, 1), 0)
+        qw = QuantizedWeight("int8", (n, k), r["codes"], r["scales"].reshape(n, 1), 0,
+                             zero_points=None if zp is None else zp.reshape(n, 1))
     else:
-        qw = QuantizedWeight("int4", (n, k), r["codes"].view(torch.uint8), r["scales"], g)
+        qw = QuantizedWeight("int4", (n, k), r["codes"].view(torch.uint8), r["scales"], g, zero_points=zp)
     return qw, {"g_idx": r["g_idx"], "error": r["error"], "rtn_error": r["rtn_error"], "dampening": r["dampening"]}
 
 

@@ -124,11 +124,6 @@ def save_model(model: nn.Module, path, max_shard_size: Optional[int] = None, rec
     records = {n: module_record(m) for n, m in quantized_modules(model).items()}
     if not records:
         raise InvalidArgumentError("the model has no monoquant quantized modules to save")
-    asymmetric = [n for n, m in quantized_modules(model).items() if m._buffers.get("weight_zero_point") is not None]
-    if asymmetric:  # refused before anything is written
-        raise UnsupportedError(f"{len(asymmetric)} layers (e.g. {asymmetric[0]!r}) hold asymmetric weights "
-                               f"(weight_zero_point, from the file they were loaded from); monoquant runs them but "
-                               f"does not write them yet: save that file as it is, or dequantize the model")
     ordered = [n for n, m in quantized_modules(model).items() if getattr(m, "input_order", None) is not None]
     if ordered:
         import warnings
@@ -236,7 +231,8 @@ def _specs_from_config(qcfg: Dict[str, Any], model: nn.Module) -> Dict[str, Tupl
 
 def _scheme_for(qw: QuantizedWeight, act: Optional[Dict], name: str) -> LayerScheme:
     if not act:
-        return LayerScheme(format=qw.format, mode="weight_only", group_size=qw.group_size)
+        return LayerScheme(format=qw.format, mode="weight_only", group_size=qw.group_size,
+                           weight_symmetric=qw.zero_points is None)
     if int(act.get("num_bits", 8)) != 8 or act.get("type", "int") != "int":
         raise UnsupportedError(f"{name}: input activations {act.get('type')}{act.get('num_bits')} are not "
                                f"supported (int8 only)")
@@ -367,7 +363,8 @@ def load(path, model: Optional[nn.Module] = None, compute_dtype: Optional[torch.
                     raise FormatError(f"{path}: no {name}.weight")
                 qw = half_weight_from_float_shape(w, scheme.format, rec.get("type", ""), tuple(rec["shape"]))
             else:
-                qw = from_compressed(tensors, name, {"num_bits": scheme.bits, "symmetric": True, "type": "int",
+                qw = from_compressed(tensors, name, {"num_bits": scheme.bits, "symmetric": scheme.weight_symmetric,
+                                                     "type": "int",
                                                      "strategy": "group" if scheme.group_size else "channel",
                                                      "group_size": scheme.group_size or None})
             module = _build(name, skeleton, qw, scheme, tensors, rec.get("type"))

@@ -93,7 +93,7 @@ class QuantModule(nn.Module):
             raise UnsupportedError(f"{type(self).__name__}: asymmetric weights (weight_zero_point) run in linear "
                                    f"layers only")
         w = pack(qw)
-        # Asymmetric weights (other tools' files): the kernels run the codes as symmetric, and forward subtracts
+        # Asymmetric weights: the kernels run the codes as symmetric, and forward subtracts
         # sum_g s[n, g] z[n, g] * (sum of x over group g), which (q - z) s adds up to. s * z in float32 [N, G].
         zp = qw.zero_points
         self.register_buffer("weight_zero_point", zp, persistent=False)
@@ -201,7 +201,7 @@ class QuantModule(nn.Module):
 
     def _ct_args(self) -> dict:
         s = self.scheme
-        return {"num_bits": s.bits, "symmetric": self._buffers.get("weight_zero_point") is None, "type": "int",
+        return {"num_bits": s.bits, "symmetric": s.weight_symmetric, "type": "int",
                 "strategy": _ct_strategy(s), "group_size": s.group_size or None}
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,

@@ -7,11 +7,14 @@ the file format and the report's label all follow.
     LayerScheme(format="int4", mode="dynamic", group_size=128)       W4A8
     LayerScheme(format="float16", mode="weight_only")          FP16 weights
 
-Weights are symmetric (int8 [-127, 127] per output channel; int4 per group
-along K in [-8, 7] with scale absmax / 7.5, compressed-tensors' convention,
-or [-7, 7] with absmax / 7 when ``full_range`` is False): the kernels run
-symmetric weights. ``act_symmetric``
-is the scheme of static activations (a zero point when False).
+Weights are symmetric by default (int8 [-127, 127] per output channel; int4
+per group along K in [-8, 7] with scale absmax / 7.5, compressed-tensors'
+convention, or [-7, 7] with absmax / 7 when ``full_range`` is False).
+``weight_symmetric=False`` gives weight-only int4 groups (or int8 channels) a
+zero point each, codes in [-8, 7] / [-128, 127], dequantized as (q - z) s: the
+kernels run the codes and the layer subtracts the zero points' share
+(modules.QuantLinear). ``act_symmetric`` is the scheme of static activations
+(a zero point when False).
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ class LayerScheme:
     act_symmetric: bool = True   # static activations only
     #: int4 weights in compressed-tensors' full range [-8, 7], scale absmax / 7.5 (False: [-7, 7], absmax / 7)
     full_range: bool = True
+    #: False: weight-only int4 groups / int8 channels with a zero point each (compressed-tensors' W4A16_ASYM)
+    weight_symmetric: bool = True
 
     def __post_init__(self):
         if self.format not in FORMATS:
@@ -59,6 +64,14 @@ class LayerScheme:
         if self.format == "int4" and self.mode == "static" and not self.act_symmetric:
             raise UnsupportedError("static activations with int4 weights must be symmetric: the W4A8 kernels take "
                                    "no activation zero point; use scheme='symmetric' or bits=8")
+        if not self.weight_symmetric:
+            if self.format not in ("int8", "int4"):
+                raise InvalidArgumentError(f"asymmetric weights are integer weights (int8 or int4), not "
+                                           f"{self.format}")
+            if self.mode != "weight_only":
+                raise UnsupportedError(f"asymmetric weights run weight-only (W4A16 / W8A16): the int8-activation "
+                                       f"kernels take no weight zero point; {self.mode} activations need "
+                                       f"symmetric weights")
 
     @property
     def bits(self) -> int:
@@ -83,6 +96,8 @@ class LayerScheme:
             name += "-" + self.mode
         if self.group_size:
             name += f"-g{self.group_size}"
+        if not self.weight_symmetric:
+            name += "-asym"
         return name
 
     def to_dict(self) -> Dict[str, Any]:
@@ -91,7 +106,7 @@ class LayerScheme:
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "LayerScheme":
         return cls(**{k: d[k] for k in ("format", "mode", "group_size", "scale_method", "act_symmetric",
-                                        "full_range") if k in d})
+                                        "full_range", "weight_symmetric") if k in d})
 
 
 __all__ = ["LayerScheme", "FORMATS", "MODES", "SCALE_METHODS"]

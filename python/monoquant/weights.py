@@ -48,7 +48,8 @@ class QuantizedWeight:
     #: activation-ordered files (``weight_g_idx``): the columns of ``codes`` are the input columns
     #: ``input_order`` (groups made contiguous for the kernels); inputs are gathered by it. None: in order.
     input_order: Optional[Tensor] = None
-    #: int32, one per scale: asymmetric weights (other tools' files with ``weight_zero_point``); None: symmetric
+    #: int32, one per scale: asymmetric weights (``scheme="asymmetric"``, or ``weight_zero_point`` in a file);
+    #: None: symmetric
     zero_points: Optional[Tensor] = None
 
     def equal(self, other: "QuantizedWeight") -> bool:
@@ -104,13 +105,16 @@ def quantize_weight(weight: Tensor, scheme: LayerScheme, scale_dtype: torch.dtyp
             q = _core.quantize_weight(w, 8, "symmetric", "per_group", 0, scheme.group_size, scheme.scale_method,
                                       _DTYPE_NAMES[scale_dtype])
             return QuantizedWeight("int8", (n, k), q["codes"], q["scales"].reshape(n, -1), scheme.group_size)
+        sym = "symmetric" if scheme.weight_symmetric else "asymmetric"
         if scheme.format == "int8":
-            q = _core.quantize_weight(w, 8, "symmetric", "per_channel", 0, 0, scheme.scale_method,
+            q = _core.quantize_weight(w, 8, sym, "per_channel", 0, 0, scheme.scale_method,
                                       _DTYPE_NAMES[scale_dtype])
-            return QuantizedWeight("int8", (n, k), q["codes"], q["scales"].reshape(n, 1), 0)
-        q = _core.quantize_weight(w, 4, "symmetric", "per_group", 0, scheme.group_size, scheme.scale_method,
-                                  _DTYPE_NAMES[scale_dtype], scheme.full_range)
-        return QuantizedWeight("int4", (n, k), q["codes"].view(torch.uint8), q["scales"], scheme.group_size)
+            zp = None if scheme.weight_symmetric else q["zero_points"].reshape(n, 1)
+            return QuantizedWeight("int8", (n, k), q["codes"], q["scales"].reshape(n, 1), 0, zero_points=zp)
+        q = _core.quantize_weight(w, 4, sym, "per_group", 0, scheme.group_size, scheme.scale_method,
+                                  _DTYPE_NAMES[scale_dtype], scheme.full_range and scheme.weight_symmetric)
+        return QuantizedWeight("int4", (n, k), q["codes"].view(torch.uint8), q["scales"], scheme.group_size,
+                               zero_points=None if scheme.weight_symmetric else q["zero_points"])
     except InvalidArgumentError as e:
         raise InvalidArgumentError(f"{name}: {e}") from None
 
@@ -140,24 +144,13 @@ def to_compressed(prefix: str, qw: QuantizedWeight, scheme: LayerScheme, weight_
     if qw.format in ("float16", "bfloat16"):
         return {(prefix + "." if prefix else "") + "weight": qw.codes}
     n, k = qw.shape
-    out = dict(_core.compressed_tensors(prefix, scheme.to_dict(), qw.codes, qw.scales, n, k,
-                                        _DTYPE_NAMES.get(weight_dtype, "float32"), float(act_scale),
-                                        int(act_zero_point)))
-    if qw.zero_points is not None:
-        out[(prefix + "." if prefix else "") + "weight_zero_point"] = pack_zero_points(qw.zero_points, qw.bits)
-    return out
-
-
-def pack_zero_points(zero_points: Tensor, bits: int) -> Tensor:
-    """int32 [N, G] zero points in compressed-tensors' packing (the inverse of ``_zero_points``)."""
-    n, groups = zero_points.shape
-    per = 32 // bits
-    words = (n + per - 1) // per
-    z = torch.zeros(words * per, groups, dtype=torch.int64)
-    z[:n] = zero_points.to(torch.int64) + (1 << (bits - 1))
-    z = z.reshape(words, per, groups)
-    w = sum(z[:, i] << (bits * i) for i in range(per))
-    return torch.where(w >= 1 << 31, w - (1 << 32), w).to(torch.int32).contiguous()
+    if scheme.weight_symmetric != (qw.zero_points is None):
+        raise InvalidArgumentError(f"{prefix or 'weight'}: the scheme {scheme.label} and the weight "
+                                   f"({'with' if qw.zero_points is not None else 'without'} zero points) disagree")
+    zp = None if qw.zero_points is None else qw.zero_points.to(torch.int32).reshape(n, -1).contiguous()
+    return dict(_core.compressed_tensors(prefix, scheme.to_dict(), qw.codes, qw.scales, n, k,
+                                         _DTYPE_NAMES.get(weight_dtype, "float32"), float(act_scale),
+                                         int(act_zero_point), zp))
 
 
 def _int_of(t: Tensor, what: str) -> Tuple[int, ...]:
@@ -297,5 +290,5 @@ def permute_columns(codes: Tensor, bits: int, n: int, k: int, order: Tensor) -> 
 
 
 __all__ = ["QuantizedWeight", "quantize_weight", "pack", "unpack", "to_compressed", "from_compressed", "permute_columns",
-           "pack_zero_points",
+
            "scale_dtype_for"]

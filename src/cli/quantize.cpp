@@ -66,7 +66,9 @@ std::vector<pipeline::ModuleRecord> existing_records(const io::Checkpoint& ck, c
       out.push_back(it->second);
       continue;
     }
-    if (!m.symmetric) throw_unsupported("'" + m.module + "' has asymmetric weights, which --force cannot carry over");
+    if (!m.symmetric && !m.activations.empty() && m.activations != "none") {
+      throw_unsupported("'" + m.module + "' has asymmetric weights with int8 activations, which --force cannot carry over");
+    }
     pipeline::ModuleRecord r;
     r.name = m.module;
     r.scheme.format = m.bits == 4 ? WeightFormat::int4 : WeightFormat::int8;
@@ -74,6 +76,7 @@ std::vector<pipeline::ModuleRecord> existing_records(const io::Checkpoint& ck, c
                     : m.activations == "static" ? LinearMode::static_int8 : LinearMode::weight_only;
     r.scheme.group_size = m.bits == 4 ? (m.group_size > 0 ? m.group_size : (m.weight_shape.size() == 2 ? m.weight_shape[1] : 0)) : 0;
     r.scheme.act_symmetric = ck.find(m.module + ".input_zero_point") == nullptr;
+    r.scheme.weight_symmetric = m.symmetric;
     r.shape = m.weight_shape;
     out.push_back(std::move(r));
   }
@@ -103,12 +106,17 @@ pipeline::LayerScheme scheme_from(const QuantizeOptions& o) {
   if (s.mode != LinearMode::static_int8 && !o.calibration.empty()) {
     throw_invalid_argument("--calibration is only used with --static");
   }
-  if (o.scheme == "asymmetric" && s.mode != LinearMode::static_int8) {
-    throw_unsupported("asymmetric weights are not supported: monoquant's kernels run symmetric weights; "
-                      "--scheme asymmetric applies to --static activations");
+  if (o.scheme == "asymmetric" && s.mode == LinearMode::dynamic_int8) {
+    throw_unsupported("--scheme asymmetric applies to --weight-only (weights with a zero point per group / channel) "
+                      "and to --static activations (a zero point per tensor); dynamic activations are symmetric per "
+                      "token and their kernels take symmetric weights");
   }
-  // As the Python API: static INT8 activations asymmetric unless asked otherwise.
-  s.act_symmetric = o.scheme.empty() ? !(s.mode == LinearMode::static_int8 && o.bits == 8) : o.scheme == "symmetric";
+  // As the Python API: static INT8 activations asymmetric unless asked
+  // otherwise; weight-only --scheme asymmetric gives the weights zero points.
+  s.act_symmetric = s.mode != LinearMode::static_int8 ? true
+                    : o.scheme.empty()                ? o.bits != 8
+                                                      : o.scheme == "symmetric";
+  s.weight_symmetric = !(s.mode == LinearMode::weight_only && o.scheme == "asymmetric");
   s.group_size = o.bits == 4 ? (o.group_size ? o.group_size : 128) : 0;
   if (o.bits == 8 && o.group_size) {
     throw_invalid_argument("--group-size applies to --bits 4 (int8 has one scale per output channel; "
@@ -186,7 +194,8 @@ CLI::App* add_quantize(CLI::App& app, QuantizeOptions& o) {
   dyn->excludes(wo)->excludes(st);
   wo->excludes(st);
   sub->add_option("--calibration", o.calibration, "Calibration statistics (monoquant.save_calibration)");
-  sub->add_option("--scheme", o.scheme, "symmetric|asymmetric (of static activations; weights are symmetric)")
+  sub->add_option("--scheme", o.scheme, "symmetric|asymmetric: of the weights with --weight-only (a zero point per group / "
+                  "channel), of the activations with --static")
       ->check(CLI::IsMember({"symmetric", "asymmetric"}));
   sub->add_option("--group-size", o.group_size, "int4: elements of K per scale (default 128)")->check(CLI::PositiveNumber);
   sub->add_option("--scale-method", o.scale_method, "absmax|mse|hqq (default mse for --bits 4)")

@@ -18,12 +18,6 @@ namespace {
 
 using io::FileDType;
 
-DType core_of(FileDType d) {
-  const auto c = io::to_core(d);
-  if (!c) throw_unsupported("dtype " + std::string(io::torch_name(d)) + " cannot be quantized");
-  return *c;
-}
-
 std::string prefix_of(const PlanEntry& e) { return e.module.empty() ? "" : e.module + "."; }
 
 // A contiguous copy of a strided record (any element type, copied bytewise).
@@ -71,6 +65,21 @@ Tensor store_scales(const Tensor& s, FileDType dtype, Shape shape) {
 
 }  // namespace
 
+Tensor pack_zero_points(const int32_t* zero_points, int64_t n, int64_t groups, int bits) {
+  const int64_t per = 32 / bits;
+  Tensor out = Tensor::zeros(DType::i32, {(n + per - 1) / per, groups});
+  auto* words = out.as<uint32_t>();
+  const uint32_t mask = (1u << bits) - 1;
+  const int32_t offset = 1 << (bits - 1);
+  for (int64_t r = 0; r < n; ++r) {
+    for (int64_t g = 0; g < groups; ++g) {
+      const auto v = static_cast<uint32_t>(zero_points[r * groups + g] + offset) & mask;
+      words[(r / per) * groups + g] |= v << (bits * (r % per));
+    }
+  }
+  return out;
+}
+
 FileDType scale_dtype_for(FileDType weight_dtype) {
   return weight_dtype == FileDType::f16 || weight_dtype == FileDType::bf16 ? weight_dtype : FileDType::f32;
 }
@@ -92,6 +101,10 @@ std::vector<io::TensorSpec> output_specs(const PlanEntry& e) {
     out.push_back({p + "weight_packed", FileDType::i32, {n, (k + per_word - 1) / per_word}});
     out.push_back({p + "weight_scale", sd, {n, s.scale_groups(k)}});
     out.push_back({p + "weight_shape", FileDType::i64, {2}});
+    if (!s.weight_symmetric) {
+      const int64_t per = 32 / s.bits();
+      out.push_back({p + "weight_zero_point", FileDType::i32, {(n + per - 1) / per, s.scale_groups(k)}});
+    }
   }
   if (s.mode == LinearMode::static_int8) {
     out.push_back({p + "input_scale", sd, {1}});
@@ -100,7 +113,8 @@ std::vector<io::TensorSpec> output_specs(const PlanEntry& e) {
   return out;
 }
 
-std::vector<Tensor> compressed_tensors_from_codes(const PlanEntry& e, const TensorView& codes, const TensorView& scales) {
+std::vector<Tensor> compressed_tensors_from_codes(const PlanEntry& e, const TensorView& codes, const TensorView& scales,
+                                                  const TensorView& zero_points) {
   const LayerScheme& s = e.scheme;
   const int64_t n = e.rows(), k = e.cols();
   const FileDType sd = scale_dtype_for(e.dtype);
@@ -113,6 +127,15 @@ std::vector<Tensor> compressed_tensors_from_codes(const PlanEntry& e, const Tens
     throw_invalid_argument("layer '" + e.module + "': codes " + shape_to_string(codes.shape) + " and scales " +
                            shape_to_string(scales.shape) + " do not fit " + e.scheme.label() + " " +
                            shape_to_string(Shape{n, k}));
+  }
+  const bool zp_ok = s.weight_symmetric ? zero_points.data == nullptr
+                                        : zero_points.data != nullptr && zero_points.dtype == DType::i32 && zero_points.is_contiguous() &&
+                                              zero_points.numel() == numel_of(scale_shape);
+  if (!zp_ok) {
+    throw_invalid_argument("layer '" + e.module + "': " + e.scheme.label() +
+                           (s.weight_symmetric ? " takes no zero points" : " needs int32 zero points " +
+                                                                                shape_to_string(scale_shape) + ", got " +
+                                                                                shape_to_string(zero_points.shape)));
   }
   const Tensor scales_f32 = to_contiguous_f32(scales);
   std::vector<Tensor> out;
@@ -136,6 +159,9 @@ std::vector<Tensor> compressed_tensors_from_codes(const PlanEntry& e, const Tens
     shape.as<int64_t>()[0] = n;
     shape.as<int64_t>()[1] = k;
     out.push_back(std::move(shape));
+    if (!s.weight_symmetric) {
+      out.push_back(pack_zero_points(reinterpret_cast<const int32_t*>(zero_points.data), n, scale_shape[1], s.bits()));
+    }
   }
   if (s.mode == LinearMode::static_int8) {
     Tensor a(DType::f32, {1});
@@ -239,6 +265,7 @@ EntryStats stream_outputs(const PlanEntry& e, const io::TensorRecord& in, Scratc
     const int64_t words = (k + per_word - 1) / per_word;          // packed outputs: int32 words per row
     const int64_t row_out = packed ? words * 4 : k;                // bytes per row on disk
     Tensor scales(DType::f32, {n, groups});
+    Tensor zero_points = Tensor::zeros(DType::i32, {s.weight_symmetric ? 0 : n, groups});
     std::vector<int8_t> unpacked(static_cast<std::size_t>(int4 ? k : 0));
     for (int64_t r0 = 0; r0 < n; r0 += block) {
       const int64_t rows = std::min(block, n - r0);
@@ -246,19 +273,21 @@ EntryStats stream_outputs(const PlanEntry& e, const io::TensorRecord& in, Scratc
       const QuantizedTensor q = quantize_weight(TensorView(x, DType::f32, {rows, k}), spec, s.scale_method, sd_core);
       const float* qs = q.scales.as<float>();
       std::memcpy(scales.as<float>() + r0 * groups, qs, static_cast<std::size_t>(rows * groups) * 4);
+      const int32_t* qz = s.weight_symmetric ? nullptr : q.zero_points.as<int32_t>();
+      if (qz) std::memcpy(zero_points.as<int32_t>() + r0 * groups, qz, static_cast<std::size_t>(rows * groups) * 4);
       // Error energies, from the codes (no dequantized copy).
       for (int64_t r = 0; r < rows; ++r) {
         if (int4) {
           kt.unpack_i4(reinterpret_cast<const uint8_t*>(q.codes.data()) + r * ((k + 1) / 2), k, unpacked.data());
           for (int64_t g = 0; g < groups; ++g) {
             kt.error_energy_i8(x + r * k + g * s.group_size, unpacked.data() + g * s.group_size, s.group_size,
-                               qs[r * groups + g], 0, &ref, &err);
+                               qs[r * groups + g], qz ? qz[r * groups + g] : 0, &ref, &err);
           }
         } else {
           const int64_t len = k / groups;
           for (int64_t g = 0; g < groups; ++g) {
-            kt.error_energy_i8(x + r * k + g * len, q.codes.as<int8_t>() + r * k + g * len, len, qs[r * groups + g], 0,
-                               &ref, &err);
+            kt.error_energy_i8(x + r * k + g * len, q.codes.as<int8_t>() + r * k + g * len, len, qs[r * groups + g],
+                               qz ? qz[r * groups + g] : 0, &ref, &err);
           }
         }
       }
@@ -288,6 +317,10 @@ EntryStats stream_outputs(const PlanEntry& e, const io::TensorRecord& in, Scratc
     if (packed) {
       const int64_t shape[2] = {n, k};
       sink(next++, 0, shape, sizeof shape);
+      if (!s.weight_symmetric) {
+        const Tensor z = pack_zero_points(zero_points.as<int32_t>(), n, groups, s.bits());
+        sink(next++, 0, z.data(), z.nbytes());
+      }
     }
     if (s.mode == LinearMode::static_int8) {
       Tensor a(DType::f32, {1});
@@ -301,7 +334,8 @@ EntryStats stream_outputs(const PlanEntry& e, const io::TensorRecord& in, Scratc
     }
     stats.sqnr_db = sqnr_from(ref, err);
     stats.weight_bytes = static_cast<uint64_t>(n) * static_cast<uint64_t>(int4 ? (k + 1) / 2 : k) +
-                         static_cast<uint64_t>(n * groups) * io::element_size(sd);
+                         static_cast<uint64_t>(n * groups) * io::element_size(sd) +
+                         (s.weight_symmetric ? 0 : static_cast<uint64_t>(n * groups * s.bits() + 7) / 8);
   } catch (const Error& er) {
     if (er.kind() == ErrorKind::invalid_argument) throw_invalid_argument("tensor '" + e.tensor + "': " + er.what());
     throw;

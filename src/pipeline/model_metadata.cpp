@@ -31,6 +31,7 @@ json scheme_object(const LayerScheme& s) {
   j["scale_method"] = std::string(name_of(s.scale_method));
   j["act_symmetric"] = s.act_symmetric;
   if (s.format == WeightFormat::int4) j["full_range"] = s.full_range;  // [-8, 7] / 7.5 or [-7, 7] / 7
+  if (!s.weight_symmetric) j["weight_symmetric"] = false;              // absent: symmetric (older files)
   return j;
 }
 
@@ -48,6 +49,7 @@ LayerScheme scheme_from_json(const std::string& text) {
     s.scale_method = parse_scale_method(j.value("scale_method", std::string("absmax")));
     s.act_symmetric = j.value("act_symmetric", true);
     s.full_range = j.value("full_range", true);
+    s.weight_symmetric = j.value("weight_symmetric", true);
     return s;
   } catch (const json::exception& e) {
     throw_format_error(std::string("a layer scheme is not valid JSON of the expected form: ") + e.what());
@@ -82,7 +84,7 @@ std::map<std::string, std::string> model_metadata(const std::vector<ModuleRecord
     io::CtModuleScheme c;
     c.module = m.name;
     c.weight_bits = m.scheme.bits();
-    c.weight_symmetric = true;
+    c.weight_symmetric = m.scheme.weight_symmetric;
     c.group_size = m.scheme.group_size > 0 ? m.scheme.group_size : -1;
     c.format = m.scheme.ct_format();
     c.activations = m.scheme.mode == LinearMode::weight_only   ? io::CtActivations::none

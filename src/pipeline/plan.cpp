@@ -299,6 +299,11 @@ Plan make_plan(const std::vector<TensorInfo>& tensors, const PlanRules& rules) {
       s.mode = LinearMode::weight_only;  // looked up, not multiplied
       if (s.format == WeightFormat::int8) s.group_size = 0;  // activation groups mean nothing there
     }
+    if (e.role == TensorRole::embedding || e.role == TensorRole::conv_weight) {
+      // The zero points' share is subtracted by linear layers only (as the
+      // Python modules): lookups and convolutions keep symmetric weights.
+      s.weight_symmetric = true;
+    }
     if (e.role == TensorRole::embedding && s.is_half()) {
       keep("embedding: stored float16/bfloat16 only as a plain cast (not quantized)");
       continue;

@@ -13,7 +13,7 @@ namespace {
 using json = nlohmann::ordered_json;
 
 const std::set<std::string> kSettings = {"bits", "mode", "group_size", "scale_method", "int4_range",
-                                         "act_group_size", "dtype", "method"};
+                                         "act_group_size", "dtype", "method", "scheme"};
 
 std::string allowed_settings() {
   std::string s;
@@ -95,7 +95,7 @@ RecipeRule resolve_recipe_rule(const std::string& key, const std::string& spec_j
       }
       s.format = d[0] == 'b' ? WeightFormat::bf16 : WeightFormat::f16;
     }
-    for (const char* k : {"group_size", "scale_method", "int4_range", "act_group_size"}) {
+    for (const char* k : {"group_size", "scale_method", "int4_range", "act_group_size", "scheme"}) {
       if (spec.contains(k)) throw_invalid_argument(where + ": " + k + " applies to bits 8 and 4, not 16");
     }
     if (s.mode != LinearMode::weight_only) throw_invalid_argument(where + ": 16-bit weights run weight-only");
@@ -147,6 +147,27 @@ RecipeRule resolve_recipe_rule(const std::string& key, const std::string& spec_j
     if (s.mode == LinearMode::static_int8 && bits == 8) {
       s.act_symmetric = call.format == WeightFormat::int8 && call.mode == LinearMode::static_int8 ? call.act_symmetric
                                                                                                   : false;
+    }
+    // Weight-only layers take the call's weight scheme (asymmetric weights
+    // with a zero point, or symmetric); others are symmetric.
+    s.weight_symmetric = s.mode != LinearMode::weight_only || call.weight_symmetric;
+    if (spec.contains("scheme")) {
+      // As quantize(scheme=...): the weights' of a weight-only layer, the
+      // activations' of a static 8-bit one.
+      const std::string v = text_of(spec, "scheme", where);
+      if (v != "symmetric" && v != "asymmetric") {
+        throw_invalid_argument(where + ": scheme must be 'symmetric' or 'asymmetric', got '" + v + "'");
+      }
+      const bool sym = v == "symmetric";
+      if (s.mode == LinearMode::weight_only) {
+        s.weight_symmetric = sym;
+      } else if (s.mode == LinearMode::static_int8 && bits == 8) {
+        s.act_symmetric = sym;
+      } else if (!sym) {
+        throw_invalid_argument(where + ": scheme 'asymmetric' applies to weight-only layers (weights with a zero "
+                               "point) and to static 8-bit ones (activations with a zero point), not to " +
+                               s.label());
+      }
     }
   }
   if (spec.contains("method")) {

@@ -19,6 +19,7 @@ std::string LayerScheme::label() const {
   if (mode == LinearMode::dynamic_int8) s += "-dynamic";
   if (mode == LinearMode::static_int8) s += "-static";
   if (group_size > 0) s += "-g" + std::to_string(group_size);
+  if (!weight_symmetric) s += "-asym";
   return s;
 }
 
@@ -31,11 +32,11 @@ std::string LayerScheme::ct_format() const {
 QuantSpec LayerScheme::weight_spec() const {
   QuantSpec s;
   s.bits = bits();
-  s.scheme = Scheme::symmetric;
+  s.scheme = weight_symmetric ? Scheme::symmetric : Scheme::asymmetric;
   if (group_size > 0) {
     s.granularity = Granularity::per_group;
     s.group_size = group_size;
-    s.full_range = format == WeightFormat::int4 && full_range;
+    s.full_range = format == WeightFormat::int4 && full_range && weight_symmetric;  // asymmetric: always [-8, 7]
   } else {
     s.granularity = Granularity::per_channel;
     s.axis = 0;
@@ -64,6 +65,13 @@ void LayerScheme::validate() const {
   if (format == WeightFormat::int4 && mode == LinearMode::static_int8 && !act_symmetric) {
     throw_unsupported("static activations with int4 weights must be symmetric: the W4A8 kernels take no activation "
                       "zero point; use --scheme symmetric or --bits 8");
+  }
+  if (!weight_symmetric) {
+    if (is_half()) throw_invalid_argument("asymmetric weights are integer weights (int8 or int4)");
+    if (mode != LinearMode::weight_only) {
+      throw_unsupported("asymmetric weights run weight-only (W4A16 / W8A16): the int8-activation kernels take no "
+                        "weight zero point");
+    }
   }
 }
 

@@ -293,6 +293,38 @@ def test_int4_weight_only_group32(cli, bert_dir, float_sd, linears, tmp_path):
         assert m + ".weight" not in t
 
 
+@pytest.mark.parametrize("bits", ["4", "8"])
+def test_asymmetric_weight_only_matches_python_api(cli, bert_dir, float_sd, linears, tmp_path, bits):
+    """--weight-only --scheme asymmetric: a zero point per group (int4) / channel (int8), packed as
+    compressed-tensors packs them, the same bytes as the Python API writes; embeddings stay symmetric."""
+    out = tmp_path / "asym.safetensors"
+    rep = report(cli, bert_dir, "-o", out, "--bits", bits, "--weight-only", "--scheme", "asymmetric",
+                 "--group-size", "32", "--quantize-embeddings") if bits == "4" else \
+        report(cli, bert_dir, "-o", out, "--bits", bits, "--weight-only", "--scheme", "asymmetric",
+               "--quantize-embeddings")
+    label = "W4A16-g32-asym" if bits == "4" else "W8A16-asym"
+    assert {k for k, s in schemes(rep).items() if s == label} == {m + ".weight" for m in linears}
+    assert schemes(rep)["embeddings.word_embeddings.weight"] == ("W4A16-g32" if bits == "4" else "W8A16")
+    t = load_st(out)
+    per = 32 // int(bits)
+    for m in linears:
+        n, k = float_sd[m + ".weight"].shape
+        groups = k // 32 if bits == "4" else 1
+        assert t[m + ".weight_zero_point"].dtype == torch.int32
+        assert t[m + ".weight_zero_point"].shape == ((n + per - 1) // per, groups)
+    assert "embeddings.word_embeddings.weight_zero_point" not in t
+    api = monoquant.quantize(dict(float_sd), bits=int(bits), weight_only=True, scheme="asymmetric",
+                             layer_types=(nn.Linear, nn.Embedding), show_progress=False,
+                             **(dict(group_size=32) if bits == "4" else {})).model
+    assert set(t) == set(api)
+    for key in t:
+        assert torch.equal(t[key], api[key]), key
+    # Loaded back: the layers carry the zero points and run them.
+    loaded = monoquant.load(out, model=fresh_bert())
+    q = loaded.get_submodule(sorted(linears)[0])
+    assert isinstance(q, monoquant.QuantLinear) and q.scheme.weight_symmetric is False
+
+
 def test_int4_dynamic(cli, bert_dir, float_sd, linears, tmp_path):
     out = tmp_path / "w4a8.safetensors"
     rep = report(cli, bert_dir, "-o", out, "--bits", "4", "--dynamic", "--group-size", "32")
@@ -779,9 +811,10 @@ def test_input_given_twice_and_no_output(cli, bert_dir, mlp_pt, tmp_path):
     assert r.returncode == INVALID and "no output" in r.stderr
 
 
-def test_unsupported_asymmetric_weights(cli, bert_dir, tmp_path):
+def test_unsupported_asymmetric_dynamic(cli, bert_dir, tmp_path):
     r = run(cli, "quantize", bert_dir, "-o", tmp_path / "o.safetensors", "--scheme", "asymmetric")
-    assert r.returncode == UNSUPPORTED and "asymmetric weights are not supported" in r.stderr
+    assert r.returncode == UNSUPPORTED and "dynamic activations are symmetric" in r.stderr
+    assert not (tmp_path / "o.safetensors").exists()
 
 
 def test_calibration_file_problems(cli, bert_dir, tmp_path):

@@ -288,3 +288,36 @@ def test_model_gptq_needs_calibration_data():
         monoquant.quantize(net, bits=4, method="gptq", calibration_data=bad)
     with pytest.raises(InvalidArgumentError, match="did not run through the model"):
         monoquant.quantize(net, bits=4, method="gptq", calibration_data=[torch.randn(4, 3)])
+
+
+@pytest.mark.parametrize("act_order", [False, True])
+def test_model_gptq_asymmetric_beats_its_round_to_nearest_and_round_trips(tmp_path, act_order):
+    """quantize(method="gptq", scheme="asymmetric"): zero points per group from the sweep, the error below
+    asymmetric round-to-nearest, and the saved file (weight_zero_point, and weight_g_idx with act_order)
+    loads back to the same outputs."""
+    net, data, test = _net_and_data(2)
+    with torch.no_grad():
+        net.out.weight.add_(0.05)  # lopsided groups, where a zero point matters
+        ref = net(test)
+    kw = dict(bits=4, weight_only=True, group_size=32, scheme="asymmetric", include=["out"], show_progress=False)
+    rtn = monoquant.quantize(net, **kw)
+    gq = monoquant.quantize(net, method="gptq", calibration_data=data, act_order=act_order, **kw)
+    for name in ("inp", "out", "blocks.0.a"):
+        layer = gq.model.get_submodule(name)
+        assert layer.scheme.label == "W4A16-g32-asym", name
+        zp = layer.quantized_weight().zero_points
+        assert zp is not None and zp.shape == (layer.out_features, layer.in_features // 32)
+        assert int(zp.min()) >= -8 and int(zp.max()) <= 7 and bool((zp != 0).any()), name
+        # The module runs (q - z) s: the same as a float layer holding its dequantized weight.
+        x = test[:7, :layer.in_features]
+        want = torch.nn.functional.linear(x, layer.dequantized_weight(), layer.bias)
+        assert (layer(x) - want).abs().max().item() <= 1e-5 * want.abs().max().item()
+    with torch.no_grad():
+        e_rtn = (rtn.model(test) - ref).pow(2).mean().item()
+        e_gq = (gq.model(test) - ref).pow(2).mean().item()
+    assert e_gq < e_rtn, (e_gq, e_rtn)
+    assert all(v["error"] <= v["rtn_error"] for v in gq.config["gptq"]["layers"].values())
+    gq.save(tmp_path / "m.safetensors")
+    back = monoquant.load(tmp_path / "m.safetensors", model=_Net())
+    with torch.no_grad():
+        assert torch.equal(back(test), gq.model(test))

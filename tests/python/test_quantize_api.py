@@ -312,8 +312,8 @@ def test_errors_name_the_problem():
         bad[2].weight[3, 5] = float("nan")
     with pytest.raises(errors.InvalidArgumentError, match="layer '2'.*non-finite"):
         mq.quantize(bad, bits=8)
-    with pytest.raises(errors.UnsupportedError, match="asymmetric weights"):
-        mq.quantize(model, bits=4, weight_only=True, scheme="asymmetric")
+    with pytest.raises(errors.UnsupportedError, match="dynamic activations are symmetric"):
+        mq.quantize(model, bits=8, dynamic=True, scheme="asymmetric")
     # nothing was changed by any failed call
     assert not any(isinstance(m, mq.QuantModule) for m in model.modules())
 

@@ -93,3 +93,36 @@ def test_recipe_errors_and_notes():
         monoquant.quantize(dict(model.state_dict()), bits=8, recipe={"type:LayerNorm": "float"})
     res = monoquant.quantize(model, bits=8, recipe={"re:^nothing$": "float"}, show_progress=False)
     assert any("matched no layer" in n for n in res.report.notes)
+
+
+def test_recipe_scheme_setting_gives_asymmetric_weights_per_layer(tmp_path):
+    """"scheme" in a rule: asymmetric weights for a weight-only layer, symmetric ones back for another;
+    weight-only rules inherit the call's asymmetric weights, other modes keep symmetric weights."""
+    model = _bert()
+    recipe = {"re:.*attention\\.self\\.query$": {"bits": 4, "group_size": 32, "scheme": "symmetric"},
+              "re:.*attention\\.self\\.key$": {"bits": 8, "scheme": "asymmetric"},
+              "re:.*attention\\.output\\.dense$": {"bits": 8, "mode": "dynamic"},
+              "re:.*intermediate\\.dense$": {"bits": 8}}
+    res = monoquant.quantize(model, bits=4, weight_only=True, group_size=64, scheme="asymmetric", recipe=recipe,
+                             show_progress=False)
+    s = _schemes(res.model)
+    assert s["encoder.layer.0.attention.self.query"] == "W4A16-g32"
+    assert s["encoder.layer.0.attention.self.key"] == "W8A16-asym"
+    assert s["encoder.layer.0.attention.output.dense"] == "W8A8-dynamic"
+    assert s["encoder.layer.0.intermediate.dense"] == "W8A16-asym"   # weight-only: the call's scheme
+    assert s["encoder.layer.0.output.dense"] == "W4A16-g64-asym"      # no rule
+    res.save(tmp_path / "m")
+    back = monoquant.load(tmp_path / "m")
+    assert _schemes(back) == s
+    ids = torch.randint(0, 96, (2, 16), generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        assert torch.equal(back(input_ids=ids).last_hidden_state, res.model(input_ids=ids).last_hidden_state)
+    with pytest.raises(InvalidArgumentError, match="scheme 'asymmetric' applies to weight-only"):
+        monoquant.quantize(model, bits=8, dynamic=True, recipe={"re:.*query$": {"bits": 8, "scheme": "asymmetric"}},
+                           show_progress=False)
+    with pytest.raises(InvalidArgumentError, match="scheme must be"):
+        monoquant.quantize(model, bits=8, weight_only=True, recipe={"re:.*query$": {"scheme": "asym"}},
+                           show_progress=False)
+    with pytest.raises(InvalidArgumentError, match="scheme applies to bits 8 and 4"):
+        monoquant.quantize(model, bits=8, weight_only=True, recipe={"re:.*query$": {"bits": 16, "scheme": "symmetric"}},
+                           show_progress=False)

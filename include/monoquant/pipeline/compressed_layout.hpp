@@ -1,7 +1,7 @@
 // What one plan entry becomes on disk (docs/FORMAT.md, "Tensors per layer"):
 // a kept tensor is itself, bit for bit; a quantized weight becomes its
 // compressed-tensors tensors (weight / weight_packed, weight_scale,
-// weight_shape, input_scale, input_zero_point), computed with the one weight
+// weight_shape, weight_zero_point, input_scale, input_zero_point), computed with the one weight
 // rule of weight_quantizer.hpp.
 #pragma once
 
@@ -33,8 +33,16 @@ struct EntryOutputs {
 // The compressed-tensors tensors of one quantized layer from its canonical
 // codes (int8 [N, K], or int4 packed rows uint8 [N, ceil(K/2)]) and float32
 // scales ([N, 1] or [N, K/g], already exactly representable in the scale
-// dtype), in output_specs order. Also what the Python modules save.
-std::vector<Tensor> compressed_tensors_from_codes(const PlanEntry& entry, const TensorView& codes, const TensorView& scales);
+// dtype), in output_specs order, with int32 zero points [N, groups] for
+// asymmetric weights (else an empty view). Also what the Python modules save.
+std::vector<Tensor> compressed_tensors_from_codes(const PlanEntry& entry, const TensorView& codes, const TensorView& scales,
+                                                  const TensorView& zero_points = {});
+
+// Zero points int32 [n, groups] in compressed-tensors' packing,
+// pack_to_int32(zp, bits, packed_dim=0): 32 / bits consecutive rows per int32
+// word, row i of a word in bits [bits * i, bits * i + bits), each + 2^(bits-1);
+// [ceil(n / (32 / bits)), groups].
+Tensor pack_zero_points(const int32_t* zero_points, int64_t n, int64_t groups, int bits);
 
 // Where an entry's bytes go as they are produced: (output index in
 // output_specs order, byte offset within that tensor, data, size).

@@ -10,8 +10,9 @@
 //   {int8, dynamic, g}         W8A8 with activation groups: int8 weights in groups of g
 //                              along K, activations per token and per group of g
 //   {f16|bf16, weight_only}    FP16 / BF16 weights
-// Weights are symmetric (the kernels run symmetric weights); act_symmetric is
-// the scheme of static activations.
+// Weights are symmetric unless weight_symmetric is false: weight-only int4
+// groups or int8 channels with a zero point each (codes [-8, 7] / [-128, 127],
+// dequantized (q - z) s). act_symmetric is the scheme of static activations.
 #pragma once
 
 #include <cstdint>
@@ -31,6 +32,8 @@ struct LayerScheme {
   // int4 weights (also those an override turns to int4) in compressed-tensors'
   // full range [-8, 7], scale absmax / 7.5; false: [-7, 7], absmax / 7.
   bool full_range = true;
+  // false: weight-only asymmetric weights (a zero point per group / channel).
+  bool weight_symmetric = true;
 
   int bits() const;  // 8, 4 or 16
   // Scales per row of K: K / group_size when grouped, else 1.
@@ -44,7 +47,7 @@ struct LayerScheme {
   // The weight's QuantSpec (int formats only).
   QuantSpec weight_spec() const;
   // Throws invalid_argument (a bad combination) or unsupported (static int4
-  // with asymmetric activations).
+  // with asymmetric activations, asymmetric weights with int8 activations).
   void validate() const;
 };
 
