@@ -1,9 +1,9 @@
-"""What asymmetric int4 weights would buy on MiniLM, before quantize() can make them.
+"""What asymmetric int4 weights buy on MiniLM, simulated: a cheap way to try which layers to keep at W8.
 
     .venv/bin/python bench/asymmetric_int4_potential.py          # ~1 min
 
-The C++ GPTQ sweep runs asymmetric int4 (a zero point per group); the layers, the model
-writer and the loader do not yet. So this script *simulates*: it runs monoquant's own GPTQ
+Written before quantize(scheme="asymmetric") existed (bench/accuracy_peers.py now measures the
+real thing, on the kernels, and agrees to 0.0003). This script *simulates*: it runs monoquant's own GPTQ
 driver (python/monoquant/gptq.py: sequential stages, shared Hessians) with the C++ sweep, and
 puts each layer's dequantized result, (q - z) * s, back into the float nn.Linear. The cosine
 is what a model with those exact codes computes, up to float rounding in the GEMM; no file
