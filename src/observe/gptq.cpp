@@ -10,6 +10,9 @@
 #include <cmath>
 #include <numeric>
 #include <string>
+#ifdef __GLIBC__
+#include <malloc.h>  // malloc_trim
+#endif
 
 #include "blas.hpp"
 #include "monoquant/error.hpp"
@@ -125,8 +128,9 @@ double hessian_error(const TensorView& weight, const TensorView& approx, const T
   return std::accumulate(sums.begin(), sums.end(), 0.0);
 }
 
-GptqResult gptq_quantize(const TensorView& weight, const TensorView& hessian, const QuantSpec& spec,
-                         const GptqOptions& options) {
+namespace {
+
+GptqResult sweep(const TensorView& weight, const TensorView& hessian, const QuantSpec& spec, const GptqOptions& options) {
   options.validate();
   spec.validate();
   weight.validate("GPTQ weight");
@@ -305,6 +309,23 @@ GptqResult gptq_quantize(const TensorView& weight, const TensorView& hessian, co
   out.error = hessian_error(wf.view(), deq.view(), hessian);
   const QuantizedTensor rtn = quantize_weight(wf.view(), spec, options.scale_method, options.scale_dtype);
   out.rtn_error = hessian_error(wf.view(), dequantize(rtn).view(), hessian);
+  return out;
+}
+
+}  // namespace
+
+GptqResult gptq_quantize(const TensorView& weight, const TensorView& hessian, const QuantSpec& spec,
+                         const GptqOptions& options) {
+  GptqResult out = sweep(weight, hessian, spec, options);
+#ifdef __GLIBC__
+  // The sweep's K x K scratch (19 MB each at K = 1536) is freed by now, but
+  // glibc raises its mmap threshold after the first such free, so later ones
+  // come from the heap and stay resident: a model's worth of layers ratcheted
+  // MiniLM's peak RSS up by 46 MiB (714 -> 668 MiB with this trim). Returning
+  // the free heap to the OS costs about 1.4 ms a layer in a torch process
+  // (measured), about 1% of the whole GPTQ of MiniLM.
+  malloc_trim(0);
+#endif
   return out;
 }
 
