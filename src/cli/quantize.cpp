@@ -214,7 +214,7 @@ CLI::App* add_quantize(CLI::App& app, QuantizeOptions& o) {
   sub->add_option("--override", o.overrides, "PATTERN=BITS, e.g. 're:.*down_proj.*=8'; repeatable");
   sub->add_option("--recipe", o.recipe,
                   "Per-layer schemes: a JSON file {NAME | re:REGEX | type:NAME: \"float\" | {bits, mode, group_size, "
-                  "scale_method, int4_range, act_group_size, dtype}}; the first matching rule wins");
+                  "scale_method, int4_range, act_group_size, dtype, scheme}}; the first matching rule wins");
   sub->add_option("--min-params", o.min_params, "Keep tensors with fewer parameters (default 512 for --bits 4)")
       ->check(CLI::NonNegativeNumber);
   sub->add_flag("--quantize-embeddings", o.quantize_embeddings, "Also quantize embeddings (weight-only)");
