@@ -323,6 +323,14 @@ def test_asymmetric_weight_only_matches_python_api(cli, bert_dir, float_sd, line
     loaded = monoquant.load(out, model=fresh_bert())
     q = loaded.get_submodule(sorted(linears)[0])
     assert isinstance(q, monoquant.QuantLinear) and q.scheme.weight_symmetric is False
+    # validate reads the zero points, dequantize writes (q - z) s: the loaded layers' own weights.
+    r = run(cli, "validate", out, "--original", bert_dir / "model.safetensors")
+    assert r.returncode == OK and "valid" in r.stdout, r.stderr
+    deq = tmp_path / "deq.safetensors"
+    ok(cli, "dequantize", out, "-o", deq)
+    d = load_st(deq)
+    for m in linears:
+        assert torch.equal(d[m + ".weight"], loaded.get_submodule(m).dequantized_weight()), m
 
 
 def test_int4_dynamic(cli, bert_dir, float_sd, linears, tmp_path):
