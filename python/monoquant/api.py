@@ -440,7 +440,7 @@ def _quantize_model(model: nn.Module, scheme: LayerScheme, bits: int, *, calibra
             gptq.materialize(_as_batches(calibration_data), num_calibration_samples)[0]
         try:
             factors = smoothing.smoothquant_factors(smoothquant) if smoothquant is not None else \
-                awq.awq_factors(_by_module(target, schemes))
+                awq.awq_factors(_by_module(target, schemes), model=target, batches=batches)
             names = [c.name for c in to_quantize if smoothquant is not None or methods.get(c.name, method) == "awq"]
             smoothing_done = smoothing.smooth(target, names, batches, factors,
                                               hessian=method == "awq")

@@ -1,5 +1,5 @@
 """GPTQ and AWQ on transformers-built LLaMA-style and GPT-2 models (random weights, seeded): each lowers the
-output error against round-to-nearest at W4A16 g32, on held-out token sequences.
+output error against round-to-nearest at W4A16 g32, on held-out token sequences (both models, both methods).
 
 Trained LLMs carry a few input channels with much larger activations than the rest (the reason AWQ and
 SmoothQuant exist); freshly initialised norms do not, so the models here get them: a handful of norm
@@ -52,7 +52,9 @@ def _error(model, ref_model, data):
 def test_gptq_and_awq_beat_round_to_nearest(make):
     torch.manual_seed(0)
     model = _salient(make()).eval()
-    calib, held = _data(1, 16), _data(2, 8)
+    # 32 held-out batches: with 8, the LLaMA comparison sits within its sampling spread (AWQ 1.007x RTN on
+    # seed 2's 8 batches, 0.92x-0.96x on four seeds' 32).
+    calib, held = _data(1, 16), _data(2, 32)
     kw = dict(bits=4, weight_only=True, group_size=32, show_progress=False)
     rtn = _error(monoquant.quantize(model, **kw).model, model, held)
     gptq = _error(monoquant.quantize(model, method="gptq", calibration_data=calib, **kw).model, model, held)
@@ -61,9 +63,8 @@ def test_gptq_and_awq_beat_round_to_nearest(make):
     print(f"{make.__name__}: held-out output MSE rtn {rtn:.3e} gptq {gptq:.3e} awq {awq:.3e}")
     assert gptq < 0.9 * rtn
     assert awq_res.config["awq"]["folded"], "pre-norm models take the AWQ factors into their norms"
-    # AWQ lowers the error it searches on (the calibration data) on both models. On held-out data it does on
-    # GPT-2 (MSE -22%) but not on this random LLaMA (+3%): its per-layer scales do not carry over there.
+    # Measured (held-out MSE against RTN): LLaMA 0.93x, GPT-2 0.62x. Before the block objective and the
+    # layers' own scale method in the search, LLaMA was 0.99x-1.04x and GPT-2 0.76x-0.79x (4 seeds of 32 batches).
+    assert awq < rtn
     rtn_cal = _error(monoquant.quantize(model, **kw).model, model, calib)
     assert _error(awq_res.model, model, calib) < rtn_cal
-    if make is _gpt2:
-        assert awq < rtn
