@@ -35,8 +35,8 @@ import torch
 from torch import nn
 
 from . import _core
-from .calibration import _first_tensor, _run
-from .gptq import _weight_2d
+from .calibration import _first_tensor
+from .gptq import _StopForward, _weight_2d, run_batches
 from .schemes import LayerScheme
 from .smoothing import ChannelStats
 from .weights import quantize_weight, scale_dtype_for
@@ -59,11 +59,8 @@ def _error(layers: List[nn.Module], weights: List[torch.Tensor], schemes: List[L
     return sum(_core.hessian_error(w, _fake_quantized(m, w, sch, s), h) for m, w, sch in zip(layers, weights, schemes))
 
 
-class _Stop(Exception):
-    """Ends a forward pass once the block's inputs are captured."""
-
-
 def _block_inputs(model: nn.Module, block: nn.Module, batches: list) -> List[Tuple[tuple, dict]]:
+    """The (args, kwargs) `block` is called with on each batch; each pass stops at the block."""
     cached: List[Tuple[tuple, dict]] = []
 
     def hook(module, args, kwargs):
@@ -71,18 +68,9 @@ def _block_inputs(model: nn.Module, block: nn.Module, batches: list) -> List[Tup
         if "use_cache" in kw:
             kw["use_cache"] = False
         cached.append((args, kw))
-        raise _Stop
+        raise _StopForward
 
-    handle = block.register_forward_pre_hook(hook, with_kwargs=True)
-    try:
-        with torch.no_grad():
-            for b in batches:
-                try:
-                    _run(model, b)
-                except _Stop:
-                    pass
-    finally:
-        handle.remove()
+    run_batches(model, batches, [block.register_forward_pre_hook(hook, with_kwargs=True)])
     return cached
 
 
