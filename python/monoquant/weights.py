@@ -11,7 +11,7 @@ Canonical form (``QuantizedWeight``), for a weight seen as ``[N, K]``:
     int8      codes int8 [N, K], scales float32 [N, 1]
     int4      codes uint8 [N, ceil(K/2)] (low nibble first, nibble = q + 8), scales float32 [N, ceil(K/g)]
     f16/bf16  codes float16/bfloat16 [N, K], no scales
-Asymmetric files from other tools (weight-only ``weight_zero_point``) add
+Asymmetric weights (weight-only: ``scheme="asymmetric"``, or ``weight_zero_point`` in a file) add
     zero_points int32 [N, ceil(K/g)] (int8: [N, 1]), dequantized as (q - z) * s.
 Scales are float32 values that the file's scale dtype holds exactly (they
 were rounded up to it before the codes were computed), so a file written in
@@ -290,5 +290,4 @@ def permute_columns(codes: Tensor, bits: int, n: int, k: int, order: Tensor) -> 
 
 
 __all__ = ["QuantizedWeight", "quantize_weight", "pack", "unpack", "to_compressed", "from_compressed", "permute_columns",
-
            "scale_dtype_for"]
