@@ -52,6 +52,33 @@ Grid grid_for(float lo, float hi, int64_t window) {
 
 namespace {
 
+// The bin index of x on grids of exponent e: floor(x / 2^e), exact in double.
+int64_t bin_of(float x, int e) { return static_cast<int64_t>(std::floor(std::ldexp(static_cast<double>(x), -e))); }
+
+// Whether g's window holds every value of [lo, hi].
+bool holds(const Grid& g, float lo, float hi, int64_t window) {
+  return bin_of(lo, g.exponent) >= g.offset && bin_of(hi, g.exponent) - g.offset <= window - 1;
+}
+
+// The grid a channel that will hold [lo, hi] uses: its own while that has
+// grid_for's exponent and still holds the range, else grid_for's with the
+// range moved to the middle of the window. The spare bins on both sides let
+// later batches that reach a little further either way be counted in the
+// same single pass (observe_fused) instead of forcing a re-grid and a second
+// pass: grid_for anchors the window at the minimum, so any new minimum did.
+// Bins are multiples of 2^e whatever the offset, so the counts, the range
+// search and the saved state (written on grid_for's grid) do not change.
+Grid next_grid(const HistogramChannel& ch, float lo, float hi, int64_t window) {
+  Grid g = grid_for(lo, hi, window);
+  if (!ch.counts.empty() && ch.grid.exponent == g.exponent && holds(ch.grid, lo, hi, window)) return ch.grid;
+  const int64_t spare = window - 1 - (bin_of(hi, g.exponent) - g.offset);
+  // The kernels subtract the offset in float: it and every bin index in the
+  // window must stay exact integers there (grid_for's own offset always is).
+  constexpr int64_t kExact = int64_t{1} << 24;
+  if (std::abs(g.offset) + 2 * window < kExact) g.offset -= spare / 2;
+  return g;
+}
+
 // Moves every count of `ch` onto the coarser grid g (whole bins, no split).
 void rebin(HistogramChannel& ch, const Grid& g, int64_t window) {
   if (ch.grid == g) return;
@@ -171,8 +198,8 @@ void HistogramObserver::on_batch(const ChannelBatch& b, const BatchStats& s) {
     if (s.count[i] == 0) continue;
     const float lo = count_[i] ? std::min(min_[i], s.min[i]) : s.min[i];
     const float hi = count_[i] ? std::max(max_[i], s.max[i]) : s.max[i];
-    const Grid g = grid_for(lo, hi, window_);
     HistogramChannel& ch = hist_[i];
+    const Grid g = next_grid(ch, lo, hi, window_);
     if (ch.counts.empty()) {
       ch.counts.assign(static_cast<std::size_t>(window_), 0);
       ch.grid = g;
@@ -282,14 +309,17 @@ bool HistogramObserver::observe_fused(const ChannelBatch& b, BatchStats& s) {
     lo = std::min(lo, t.min);
     hi = std::max(hi, t.max);
   }
-  if (!(grid_for(std::min(lo, min_[0]), std::max(hi, max_[0]), window_) == ch.grid)) return false;
-  for (const auto& counts : local) {
-    for (int64_t i = 0; i < window_; ++i) ch.counts[static_cast<std::size_t>(i)] += counts[static_cast<std::size_t>(i)];
-  }
   s.min = {lo};
   s.max = {hi};
   s.count = {n};
   s.nonfinite = 0;
+  if (next_grid(ch, std::min(lo, min_[0]), std::max(hi, max_[0]), window_) == ch.grid) {
+    for (const auto& counts : local) {
+      for (int64_t i = 0; i < window_; ++i) ch.counts[static_cast<std::size_t>(i)] += counts[static_cast<std::size_t>(i)];
+    }
+  } else {
+    on_batch(b, s);  // the batch left the window: re-grid and count again (its statistics are known)
+  }
   return true;
 }
 
@@ -300,10 +330,10 @@ void HistogramObserver::on_merge(const ObserverBase& other_base) {
     if (other.count_[i] == 0) continue;
     const float lo = count_[i] ? std::min(min_[i], other.min_[i]) : other.min_[i];
     const float hi = count_[i] ? std::max(max_[i], other.max_[i]) : other.max_[i];
-    const Grid g = grid_for(lo, hi, window_);
+    HistogramChannel& mine = hist_[i];
+    const Grid g = next_grid(mine, lo, hi, window_);
     HistogramChannel theirs = other.hist_[i];
     rebin(theirs, g, window_);
-    HistogramChannel& mine = hist_[i];
     if (mine.counts.empty()) {
       mine = std::move(theirs);
       continue;
@@ -417,9 +447,12 @@ void HistogramObserver::write_channel(int64_t c, json& j) const {
   int64_t first = 0, last = window_ - 1;
   while (first < last && ch.counts[static_cast<std::size_t>(first)] == 0) ++first;
   while (last > first && ch.counts[static_cast<std::size_t>(last)] == 0) --last;
+  // On grid_for's grid, which is a function of the range alone: the state
+  // does not depend on where earlier batches left the window (next_grid).
+  const Grid canonical = grid_for(min_[static_cast<std::size_t>(c)], max_[static_cast<std::size_t>(c)], window_);
   j["exponent"] = ch.grid.exponent;
-  j["offset"] = ch.grid.offset;
-  j["first_bin"] = first;
+  j["offset"] = canonical.offset;
+  j["first_bin"] = first + (ch.grid.offset - canonical.offset);
   j["counts"] = std::vector<uint64_t>(ch.counts.begin() + first, ch.counts.begin() + last + 1);
 }
 

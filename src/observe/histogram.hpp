@@ -44,6 +44,7 @@ class HistogramObserver : public ObserverBase {
   const HistogramChannel& channel(int64_t c) const { return hist_[static_cast<std::size_t>(c)]; }
 
  protected:
+  std::unique_ptr<ObserverBase> copy() const override { return std::make_unique<HistogramObserver>(*this); }
   void on_resize(int64_t channels) override;
   void on_batch(const ChannelBatch& b, const BatchStats& s) override;
   bool observe_fused(const ChannelBatch& b, BatchStats& s) override;

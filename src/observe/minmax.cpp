@@ -12,6 +12,7 @@ class MinMaxObserver final : public ObserverBase {
   }
 
  protected:
+  std::unique_ptr<ObserverBase> copy() const override { return std::make_unique<MinMaxObserver>(*this); }
   void on_resize(int64_t) override {}
   void on_batch(const ChannelBatch&, const BatchStats&) override {}
   void on_merge(const ObserverBase&) override {}

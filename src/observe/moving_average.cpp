@@ -29,6 +29,7 @@ class MovingAverageObserver final : public ObserverBase {
   }
 
  protected:
+  std::unique_ptr<ObserverBase> copy() const override { return std::make_unique<MovingAverageObserver>(*this); }
   void on_resize(int64_t channels) override { ema_.assign(static_cast<std::size_t>(channels), Ema{}); }
 
   void on_batch(const ChannelBatch&, const BatchStats& s) override {

@@ -311,8 +311,8 @@ void ObserverBase::merge(const Observer& other_observer) {
   }
   if (other == this) {
     // Merging with itself counts everything twice; work on a snapshot.
-    const auto copy = clone();
-    merge(*copy);
+    const auto snapshot = clone();
+    merge(*snapshot);
     return;
   }
   json mine, theirs;
@@ -479,7 +479,20 @@ void ObserverBase::restore(const json& state, const std::string& where) {
 
 std::string ObserverBase::save_state() const { return to_json().dump(); }
 
-std::unique_ptr<Observer> ObserverBase::clone() const { return observer_from_json(to_json(), "observer state"); }
+ObserverBase::ObserverBase(const ObserverBase& other)
+    : Observer(other),
+      kind_(other.kind_),
+      options_(other.options_),
+      channels_(other.channels_),
+      count_(other.count_),
+      min_(other.min_),
+      max_(other.max_),
+      nonfinite_(other.nonfinite_) {}
+
+std::unique_ptr<Observer> ObserverBase::clone() const {
+  std::lock_guard lock(mutex_);
+  return copy();
+}
 
 // ------------------------------------------------------------ JSON readers
 

@@ -18,6 +18,7 @@ class PercentileObserver final : public HistogramObserver {
   }
 
  protected:
+  std::unique_ptr<ObserverBase> copy() const override { return std::make_unique<PercentileObserver>(*this); }
   Range channel_range(int64_t c, int, Scheme scheme) const override {
     const float mn = min_[static_cast<std::size_t>(c)], mx = max_[static_cast<std::size_t>(c)];
     if (mn == mx || options_.percentile >= 100.0) return {mn, mx};
