@@ -5,8 +5,8 @@ selected modules see.
     scale, zero_point = stats["encoder.layer.0.attention.self.query"]["input"].calculate_qparams(8)
     monoquant.save_calibration("calib.json", stats)   # the CLI can quantize from this file
 
-The model runs in eval mode under ``torch.no_grad()``; forward hooks hand each
-selected module's input (and output, with ``outputs=True``) to a C++ observer
+The model runs in eval mode under ``torch.no_grad()``; forward (pre-)hooks hand
+each selected module's input (and output, with ``outputs=True``) to a C++ observer
 and keep nothing else, so calibration data is streamed batch by batch. The
 statistics file is JSON, written by the C++ core (docs/FORMAT.md,
 "Calibration statistics").
@@ -200,23 +200,31 @@ def calibrate(
         if outputs:
             stats[name]["output"] = make()
 
-    def hook_for(name):
-        def hook(module, args, kwargs, output):
+    # Inputs are observed in a pre-hook, before the module runs, so the
+    # observer sees exactly what the module receives, whatever the module then
+    # does to its input in place; outputs (when asked) in a forward hook.
+    def input_hook_for(name):
+        def hook(module, args, kwargs):
             x = next((a for a in args if isinstance(a, torch.Tensor) and a.is_floating_point()), None)
             if x is None:
                 x = next((a for a in kwargs.values() if isinstance(a, torch.Tensor) and a.is_floating_point()),
                          None)
             if x is not None:
                 shared.add(name, x)
-            if outputs:
-                y = _first_tensor(output)
-                if y is not None and y.is_floating_point():
-                    stats[name]["output"].observe(y)
+        return hook
+
+    def output_hook_for(name):
+        def hook(module, args, output):
+            y = _first_tensor(output)
+            if y is not None and y.is_floating_point():
+                stats[name]["output"].observe(y)
         return hook
 
     # Modules fed the same tensor (query / key / value) observe it once; results are unchanged.
     shared = SharedInputObservers({n: d["input"] for n, d in stats.items()})
-    handles = [m.register_forward_hook(hook_for(n), with_kwargs=True) for n, m in chosen.items()]
+    handles = [m.register_forward_pre_hook(input_hook_for(n), with_kwargs=True) for n, m in chosen.items()]
+    if outputs:
+        handles += [m.register_forward_hook(output_hook_for(n)) for n, m in chosen.items()]
     was_training = model.training
     samples = batches = 0
     total = len(data) if hasattr(data, "__len__") else None
