@@ -68,10 +68,13 @@ SpanSummary minmax(const float* x, int64_t n) {
 
 // Bins in two phases per block of 512: eight indices at a time into a small
 // buffer (plus the min / max / NaN summary when asked), then scalar
-// increments. The increments go round robin to four 16-bit copies of the
-// histogram (32 KiB for the default window, so they stay in L1): a run of
-// equal bins, common in peaked data (ReLU zeros), then does not serialize on
-// one counter. The copies are added into `counts` before any can overflow.
+// increments. The increments go round robin to four 32-bit copies of the
+// histogram: a run of equal bins, common in peaked data (ReLU zeros), then
+// does not serialize on one counter. 32-bit, not 16-bit, counters: on Zen 3
+// the 16-bit read-modify-write made the whole pass 1.6x slower (0.92 against
+// 0.58 ns a value on Gaussian data, 1.16 against 0.81 with half zeros), and
+// only the few lines of the bins in use need to stay in L1. The copies are
+// added into `counts` before any can overflow.
 template <bool kSummarize>
 SpanSummary bin_impl(const float* x, int64_t n, float inv_width, float offset, int32_t last, uint32_t* counts) {
   const int64_t bins = int64_t{last} + 1;
@@ -100,20 +103,24 @@ SpanSummary bin_impl(const float* x, int64_t n, float inv_width, float offset, i
     return s;
   }
   const int64_t stride = (bins + 31) / 32 * 32;
-  thread_local std::vector<uint16_t> copies;
-  copies.assign(static_cast<std::size_t>(4 * stride), 0);
-  uint16_t* c0 = copies.data();
-  uint16_t* c1 = c0 + stride;
-  uint16_t* c2 = c1 + stride;
-  uint16_t* c3 = c2 + stride;
+  // Every flush leaves the copies zero, so they are only zeroed when they grow.
+  thread_local std::vector<uint32_t> copies;
+  if (copies.size() < static_cast<std::size_t>(4 * stride)) copies.assign(static_cast<std::size_t>(4 * stride), 0);
+  uint32_t* c0 = copies.data();
+  uint32_t* c1 = c0 + stride;
+  uint32_t* c2 = c1 + stride;
+  uint32_t* c3 = c2 + stride;
   const auto flush = [&] {
     for (int64_t k = 0; k < bins; ++k) {
-      counts[k] += uint32_t{c0[k]} + c1[k] + c2[k] + c3[k];
+      counts[k] += c0[k] + c1[k] + c2[k] + c3[k];
       c0[k] = c1[k] = c2[k] = c3[k] = 0;
     }
   };
   constexpr int64_t kBlock = 512;
-  constexpr int64_t kFlushEvery = 4 * 65535 / kBlock * kBlock;  // each copy takes a quarter of a chunk
+  // Each copy takes a quarter of the values, and `counts` itself is 32-bit:
+  // flushing every 2^30 values keeps every sum below 2^32 for the caller's
+  // spans (observe_fused takes at most 2^31 values a call).
+  constexpr int64_t kFlushEvery = (int64_t{1} << 30) / kBlock * kBlock;
   alignas(32) int32_t idx[kBlock];
   Summarizer s(x[0]);
   const int64_t whole = n / kBlock * kBlock;

@@ -784,6 +784,31 @@ TEST(ObserveKernels, Avx2MatchesTheReference) {
   }
 }
 
+// The AVX2 kernel keeps its per-thread copies of the histogram between calls
+// and relies on each call leaving them zero: calls with windows that shrink
+// and grow must still count like the reference, every time.
+TEST(ObserveKernels, Avx2CountsAreFreshOnEveryCallWhateverTheWindow) {
+  if (!mqtest::have_avx2()) GTEST_SKIP() << "no AVX2";
+  std::mt19937 g(mqtest::kSeed + 15);
+  const auto& ref = observe::reference_observe_kernels();
+  const auto& avx = observe::avx2_observe_kernels();
+  auto x = laplace(g, 200000, 3.0f);
+  for (int i = 0; i < 50000; ++i) x[static_cast<std::size_t>(i)] = 0.0f;  // a run of one bin
+  const auto range = ref.minmax(x.data(), static_cast<int64_t>(x.size()));
+  for (const int32_t last : {4096, 300, 9000, 4096, 17, 9000}) {
+    const float inv = static_cast<float>(last) / (range.max - range.min) / 2;
+    const float offset = std::floor(range.min * inv) - 5;
+    for (const int64_t n : {int64_t{200000}, int64_t{40000}}) {
+      std::vector<uint32_t> ca(static_cast<std::size_t>(last) + 1, 0), cb = ca, cc = ca;
+      ref.bin(x.data(), n, inv, offset, last, ca.data());
+      avx.bin(x.data(), n, inv, offset, last, cb.data());
+      avx.bin_and_summarize(x.data(), n, inv, offset, last, cc.data());
+      EXPECT_EQ(ca, cb) << "last " << last << " n " << n;
+      EXPECT_EQ(ca, cc) << "last " << last << " n " << n;
+    }
+  }
+}
+
 TEST(Observers, ScalarAndAvx2GiveTheSameState) {
   StateGuard guard;
   std::mt19937 g(mqtest::kSeed + 14);
