@@ -112,9 +112,15 @@ def _common_block(model: nn.Module, names: Sequence[str]) -> Optional[nn.Module]
 
 def awq_factors(scheme_for: Callable[[nn.Module], LayerScheme], grid: int = GRID, *,
                 model: Optional[nn.Module] = None, batches: Optional[list] = None) -> Callable:
-    """The factors(layers, stats) rule for smoothing.smooth (stats must carry the Hessian). With `model` and
-    `batches`, groups of several layers are judged by their block's output error (module docstring)."""
+    """The factors(layers, stats) rule for smoothing.smooth (stats must carry the Hessian where
+    ``factors.needs_hessian(layers)``). With `model` and `batches`, groups of several layers are judged by
+    their block's output error (module docstring) and need no Hessian."""
     names_of: Dict[int, str] = {id(m): n for n, m in model.named_modules()} if model is not None else {}
+
+    def block_for(layers: List[nn.Module]) -> Optional[nn.Module]:
+        if len(layers) > 1 and model is not None and batches:
+            return _common_block(model, [names_of[id(m)] for m in layers])
+        return None
 
     def factors(layers: List[nn.Module], stats: ChannelStats) -> Optional[torch.Tensor]:
         schemes = [scheme_for(m) for m in layers]
@@ -122,10 +128,9 @@ def awq_factors(scheme_for: Callable[[nn.Module], LayerScheme], grid: int = GRID
             return None
         weights = [_weight_2d(m).float().contiguous() for m in layers]
         objective = None
-        if len(layers) > 1 and model is not None and batches:
-            block = _common_block(model, [names_of[id(m)] for m in layers])
-            if block is not None:
-                objective = _BlockObjective(block, _block_inputs(model, block, batches), layers, weights, schemes)
+        block = block_for(layers)
+        if block is not None:
+            objective = _BlockObjective(block, _block_inputs(model, block, batches), layers, weights, schemes)
         if objective is None:
             h = stats.acc.hessian()
             objective = lambda s: _error(layers, weights, schemes, h, s)  # noqa: E731
@@ -139,6 +144,8 @@ def awq_factors(scheme_for: Callable[[nn.Module], LayerScheme], grid: int = GRID
                 best, best_s = e, s
         return best_s
 
+    # Only groups judged by the Hessian need it accumulated (smoothing.smooth asks before its statistics pass).
+    factors.needs_hessian = lambda layers: block_for(layers) is None
     return factors
 
 

@@ -22,7 +22,7 @@ smoothed inputs and the float model stays equal to the original.
 
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Collection, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -55,7 +55,9 @@ class ChannelStats:
         return (self.abs_sum / max(self.rows, 1)).float()
 
 
-def _channel_stats(model: nn.Module, names: Sequence[str], batches: list, hessian: bool) -> Dict[str, ChannelStats]:
+def _channel_stats(model: nn.Module, names: Sequence[str], batches: list,
+                   hessian: Union[bool, Collection[str]]) -> Dict[str, ChannelStats]:
+    """Statistics of the inputs of `names`; the Hessian for all of them (True) or for those in `hessian`."""
     modules = dict(model.named_modules())
     out: Dict[str, ChannelStats] = {}
 
@@ -65,7 +67,10 @@ def _channel_stats(model: nn.Module, names: Sequence[str], batches: list, hessia
             if x is None:
                 return
             x2 = x.detach().reshape(-1, x.shape[-1]).float()
-            st = out.setdefault(name, ChannelStats(x2.shape[1], hessian))
+            st = out.get(name)
+            if st is None:
+                wanted = hessian if isinstance(hessian, bool) else name in hessian
+                st = out[name] = ChannelStats(x2.shape[1], wanted)
             a = x2.abs()
             st.absmax = torch.maximum(st.absmax, a.amax(0))
             st.abs_sum += a.sum(0, dtype=torch.float64)
@@ -160,14 +165,20 @@ def smooth(model: nn.Module, names: Sequence[str], batches: list, factors: Calla
         return result
     check_batches = batches[:2]
     expected = _outputs(reference if reference is not None else model, check_batches)
-    stats = _channel_stats(model, names, batches, hessian)
     _, shares = plan_stages(model, names, batches[0])
     producers = _producers(model, names, batches[0])
+    # Layers reading one input form a group; its statistics are its leader's (the same tensor), and
+    # the Hessian is accumulated only for groups whose factors rule asks for it.
     groups: Dict[str, List[str]] = {}
     for n in names:
-        if n in stats:
-            groups.setdefault(shares.get(n, n), []).append(n)
+        groups.setdefault(shares.get(n, n), []).append(n)
+    wants = getattr(factors, "needs_hessian", None)
+    need = {leader for leader, layers in groups.items()
+            if hessian and (wants is None or wants([modules[n] for n in layers]))}
+    stats = _channel_stats(model, list(groups), batches, need)
     for leader, layers in groups.items():
+        if leader not in stats:  # never called on the calibration data
+            continue
         s = factors([modules[n] for n in layers], stats[leader])
         if s is None:
             continue

@@ -154,3 +154,28 @@ def test_awq_lowers_weight_only_error():
     assert awq.config["awq"]["scaled"]  # a layer where no scale helps is left alone; here one is not
     with pytest.raises(InvalidArgumentError, match="one of smoothquant"):
         monoquant.quantize(net, bits=8, dynamic=True, method="awq", smoothquant=0.5, calibration_data=data)
+
+
+def test_awq_accumulates_hessians_only_for_groups_judged_by_them(monkeypatch):
+    # query / key / value read one input and are judged by their attention block's output error:
+    # no Hessian for them, and one set of statistics for the group, not three. Every other layer
+    # is judged by its own Hessian, which must be there.
+    net = _bert()
+    seen = {}
+    real = smoothing._channel_stats
+
+    def spy(model, names, batches, hessian):
+        stats = real(model, names, batches, hessian)
+        seen.update(stats)
+        return stats
+
+    monkeypatch.setattr(smoothing, "_channel_stats", spy)
+    r = monoquant.quantize(net, bits=4, weight_only=True, group_size=32, method="awq", calibration_data=_ids(3),
+                           show_progress=False)
+    linears = _linears(net)
+    queries = [n for n in linears if n.endswith("attention.self.query")]
+    assert queries and all(seen[q].acc is None for q in queries)
+    assert not any(n.endswith(("attention.self.key", "attention.self.value")) for n in seen)
+    singles = [n for n in seen if n not in queries]
+    assert singles and all(seen[n].acc is not None for n in singles), singles
+    assert r.config["awq"]["scaled"]
