@@ -30,10 +30,25 @@ inline __m256 load_x4(const float* x, int64_t k0, int64_t k) {
   return _mm256_set_m128(v, v);
 }
 
+// The weight streams are read once per call, sequentially, block after block
+// (the next block follows in memory): a software prefetch this far ahead keeps
+// DRAM busy where the hardware prefetcher alone did not. At M = 1 on 4096 x 4096
+// and 4096 x 11008 (weights cold, Zen 3, 1 thread) it made int8 weight-only
+// and W8A8 1.2x-1.7x faster, int4 about 1.1x (A/B, three rounds each); past
+// the end of the weights it is harmless. Distance: 128 chunks of one block.
+constexpr int64_t kPrefetchChunks = 128;
+
+// Integer arithmetic: the address may lie past the end of the weights.
+inline void prefetch_ahead(const void* p, int64_t bytes) {
+  _mm_prefetch(reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(p) + static_cast<uintptr_t>(bytes)),
+               _MM_HINT_T0);
+}
+
 // Decoders: the four float vectors (column pairs 01, 23, 45, 67) of chunk ch
 // of one block, each lane [column a: 4 k | column b: 4 k].
 struct DecodeI8 {
   const int8_t* block;
+  void prefetch(int64_t ch) const { prefetch_ahead(block + ch * 32, kPrefetchChunks * 32 * sizeof(*block)); }
   void operator()(int64_t ch, __m256 w[4]) const {
     const int8_t* p = block + ch * 32;
     #pragma GCC unroll 8
@@ -45,6 +60,7 @@ struct DecodeI8 {
 
 struct DecodeF16 {
   const uint16_t* block;
+  void prefetch(int64_t ch) const { prefetch_ahead(block + ch * 32, kPrefetchChunks * 32 * sizeof(*block)); }
   void operator()(int64_t ch, __m256 w[4]) const {
     const uint16_t* p = block + ch * 32;
     #pragma GCC unroll 8
@@ -54,6 +70,7 @@ struct DecodeF16 {
 
 struct DecodeBF16 {
   const uint16_t* block;
+  void prefetch(int64_t ch) const { prefetch_ahead(block + ch * 32, kPrefetchChunks * 32 * sizeof(*block)); }
   void operator()(int64_t ch, __m256 w[4]) const {
     const uint16_t* p = block + ch * 32;
     #pragma GCC unroll 8
@@ -78,6 +95,7 @@ void float_tile4(const FloatGemmArgs& a, int64_t m0, int64_t nb, const Decode& d
   int64_t ch = 0;
   for (; ch < full; ++ch) {
     __m256 wv[4];
+    decode.prefetch(ch);
     decode(ch, wv);
     #pragma GCC unroll 8
     for (int r = 0; r < MR; ++r) {
@@ -150,6 +168,7 @@ void float_tile_i4(const FloatGemmArgs& a, int64_t m0, int64_t nb) {
         }
       }
       const uint8_t* p = block + ch * 32;
+      prefetch_ahead(p, kPrefetchChunks * 32);
       #pragma GCC unroll 8
       for (int j = 0; j < 4; ++j) {
         const __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p + 8 * j)));
@@ -472,6 +491,7 @@ void i8s_tile(const IntGemmArgs& a, int64_t m0, int64_t nb) {
   #pragma GCC unroll 8
   for (int r = 0; r < MR; ++r) acc[r] = _mm256_setzero_si256();
   for (int64_t ch = 0; ch < chunks; ++ch) {
+    prefetch_ahead(block + ch * 32, kPrefetchChunks * 32);
     const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + ch * 32));
     const __m256i uv = _mm256_abs_epi8(wv);
     #pragma GCC unroll 8
