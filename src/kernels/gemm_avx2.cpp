@@ -48,7 +48,6 @@ inline void prefetch_ahead(const void* p, int64_t bytes) {
 // of one block, each lane [column a: 4 k | column b: 4 k].
 struct DecodeI8 {
   const int8_t* block;
-  void prefetch(int64_t ch) const { prefetch_ahead(block + ch * 32, kPrefetchChunks * 32 * sizeof(*block)); }
   void operator()(int64_t ch, __m256 w[4]) const {
     const int8_t* p = block + ch * 32;
     #pragma GCC unroll 8
@@ -60,7 +59,6 @@ struct DecodeI8 {
 
 struct DecodeF16 {
   const uint16_t* block;
-  void prefetch(int64_t ch) const { prefetch_ahead(block + ch * 32, kPrefetchChunks * 32 * sizeof(*block)); }
   void operator()(int64_t ch, __m256 w[4]) const {
     const uint16_t* p = block + ch * 32;
     #pragma GCC unroll 8
@@ -70,7 +68,6 @@ struct DecodeF16 {
 
 struct DecodeBF16 {
   const uint16_t* block;
-  void prefetch(int64_t ch) const { prefetch_ahead(block + ch * 32, kPrefetchChunks * 32 * sizeof(*block)); }
   void operator()(int64_t ch, __m256 w[4]) const {
     const uint16_t* p = block + ch * 32;
     #pragma GCC unroll 8
@@ -95,7 +92,7 @@ void float_tile4(const FloatGemmArgs& a, int64_t m0, int64_t nb, const Decode& d
   int64_t ch = 0;
   for (; ch < full; ++ch) {
     __m256 wv[4];
-    decode.prefetch(ch);
+    prefetch_ahead(decode.block + ch * 32, kPrefetchChunks * 32 * static_cast<int64_t>(sizeof(*decode.block)));
     decode(ch, wv);
     #pragma GCC unroll 8
     for (int r = 0; r < MR; ++r) {
