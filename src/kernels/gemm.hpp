@@ -88,9 +88,20 @@ struct LinearKernels {
   // gemm_i8 reads the codes q (no prepared form) when a.symmetric_codes;
   // linear_into then does not prepare dynamic activations.
   bool symmetric_reads_codes = false;
+  // Activation quantization read straight from float32 or bf16 rows (nullptr:
+  // linear_into widens bf16 rows to float32 and uses the quant table). The
+  // same bits as the quant table's absmax_bits and quantize_i8 on the widened
+  // span.
+  uint32_t (*row_absmax_bits)(const void* x, bool bf16, int64_t n) = nullptr;
+  void (*row_quantize_i8)(const void* x, bool bf16, int64_t n, float inv_scale, int32_t zero_point, int32_t qmin,
+                          int32_t qmax, int8_t* q) = nullptr;
 };
 
 const LinearKernels& reference_linear_kernels();
+// activation_quant_avx512.cpp: the row entries of the AVX-512 sets.
+uint32_t avx512_row_absmax_bits(const void* x, bool bf16, int64_t n);
+void avx512_row_quantize_i8(const void* x, bool bf16, int64_t n, float inv_scale, int32_t zero_point, int32_t qmin,
+                            int32_t qmax, int8_t* q);
 const LinearKernels& avx2_linear_kernels();
 // Only valid where vnni_available(); same as avx2 except gemm_i8 / gemm_i4.
 const LinearKernels& avx2_vnni_linear_kernels();

@@ -552,8 +552,12 @@ void gemm_i8g(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
 }  // namespace
 
 const LinearKernels& avx512_vnni_linear_kernels() {
-  static const LinearKernels table{"avx512_vnni", gemm_float, gemm_i8, avx512_vnni256_gemm_i4, 1,
-                                   avx512_vnni256_prepare_u8, gemm_i8g};
+  static const LinearKernels table = [] {
+    LinearKernels t{"avx512_vnni", gemm_float, gemm_i8, avx512_vnni256_gemm_i4, 1, avx512_vnni256_prepare_u8, gemm_i8g};
+    t.row_absmax_bits = avx512_row_absmax_bits;
+    t.row_quantize_i8 = avx512_row_quantize_i8;
+    return t;
+  }();
   return table;
 }
 

@@ -110,6 +110,46 @@ struct Rows {
   }
 };
 
+// One row of x as the activation quantizers read it: straight from the
+// caller's float32 or bf16 values where the linear table has row entries
+// (the AVX-512 sets), else widened to float32 for the quant table. Both give
+// the same bits (kernels/gemm.hpp).
+class RowSource {
+ public:
+  RowSource(const Rows& x, int64_t r, int64_t k, const kernels::LinearKernels& kt, const kernels::QuantKernels& qk)
+      : kt_(kt), qk_(qk), fused_(kt.row_absmax_bits != nullptr && kt.row_quantize_i8 != nullptr) {
+    bf16_ = x.dtype == DType::bf16;
+    if (fused_) {
+      raw_ = bf16_ ? static_cast<const void*>(static_cast<const uint16_t*>(x.x) + r * x.ld)
+                   : static_cast<const void*>(static_cast<const float*>(x.x) + r * x.ld);
+    } else {
+      wide_ = x.row(r, k);
+    }
+  }
+  // Of the span [b, b + n).
+  uint32_t absmax_bits(int64_t b, int64_t n) const {
+    return fused_ ? kt_.row_absmax_bits(at(b), bf16_, n) : qk_.absmax_bits(wide_ + b, n);
+  }
+  void quantize(int64_t b, int64_t n, float inv_scale, int32_t zp, int32_t qmin, int32_t qmax, int8_t* q) const {
+    if (fused_) {
+      kt_.row_quantize_i8(at(b), bf16_, n, inv_scale, zp, qmin, qmax, q);
+    } else {
+      qk_.quantize_i8(wide_ + b, n, inv_scale, zp, qmin, qmax, q);
+    }
+  }
+
+ private:
+  const void* at(int64_t b) const {
+    return bf16_ ? static_cast<const void*>(static_cast<const uint16_t*>(raw_) + b)
+                 : static_cast<const void*>(static_cast<const float*>(raw_) + b);
+  }
+  const kernels::LinearKernels& kt_;
+  const kernels::QuantKernels& qk_;
+  bool fused_, bf16_ = false;
+  const void* raw_ = nullptr;
+  const float* wide_ = nullptr;
+};
+
 struct QuantizedRows {
   int8_t* q;            // [m, kp]
   float* scales;        // [m]
@@ -123,15 +163,15 @@ struct QuantizedRows {
 // Quantizes rows of x to int8 codes: per row symmetric (dynamic) or with the
 // static scale / zero point. Row scale NaN marks a row with NaN or Inf.
 void quantize_rows(const Rows& x, int64_t m, int64_t k, int64_t kp, const LinearOptions& o, int64_t group_size,
-                   int64_t groups, const QuantizedRows& out) {
+                   int64_t groups, const kernels::LinearKernels& kt, const QuantizedRows& out) {
   const kernels::QuantKernels& qk = kernels::active_kernels();
   const bool dynamic = o.mode == LinearMode::dynamic_int8;
   const int32_t zp = dynamic ? 0 : o.act_zero_point;
   parallel_for(m, std::max<int64_t>(1, 16384 / std::max<int64_t>(k, 1)), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
-      const float* xr = x.row(r, k);
+      const RowSource xr(x, r, k, kt, qk);
       int8_t* qr = out.q + r * kp;
-      const uint32_t bits = qk.absmax_bits(xr, k);
+      const uint32_t bits = xr.absmax_bits(0, k);
       float scale;
       if (bits >= 0x7f800000u) {
         scale = std::numeric_limits<float>::quiet_NaN();
@@ -141,11 +181,11 @@ void quantize_rows(const Rows& x, int64_t m, int64_t k, int64_t kp, const Linear
         if (scale == 0.0f) {
           std::memset(qr, 0, static_cast<std::size_t>(k));
         } else {
-          qk.quantize_i8(xr, k, 1.0f / scale, 0, -127, 127, qr);
+          xr.quantize(0, k, 1.0f / scale, 0, -127, 127, qr);
         }
       } else {
         scale = o.act_scale;
-        qk.quantize_i8(xr, k, 1.0f / o.act_scale, zp, -128, 127, qr);
+        xr.quantize(0, k, 1.0f / o.act_scale, zp, -128, 127, qr);
       }
       std::memset(qr + k, static_cast<int8_t>(bits >= 0x7f800000u ? 0 : zp), static_cast<std::size_t>(kp - k));
       out.scales[r] = scale;
@@ -169,15 +209,14 @@ void quantize_rows(const Rows& x, int64_t m, int64_t k, int64_t kp, const Linear
 // quantize_i8 calls, the same float arithmetic), one scale per row and group
 // in scales[r * groups + j]. k is a multiple of g (and of 8), so kp == k.
 void quantize_rows_grouped(const Rows& x, int64_t m, int64_t k, int64_t g, int64_t groups,
-                           float* scales, int8_t* q, const kernels::LinearKernels* prepare, std::byte* prepared) {
+                           float* scales, int8_t* q, const kernels::LinearKernels& kt, std::byte* prepared) {
   const kernels::QuantKernels& qk = kernels::active_kernels();
   parallel_for(m, std::max<int64_t>(1, 16384 / std::max<int64_t>(k, 1)), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
-      const float* xr = x.row(r, k);
+      const RowSource xr(x, r, k, kt, qk);
       for (int64_t j = 0; j < groups; ++j) {
-        const float* xg = xr + j * g;
         int8_t* qg = q + r * k + j * g;
-        const uint32_t bits = qk.absmax_bits(xg, g);
+        const uint32_t bits = xr.absmax_bits(j * g, g);
         float scale;
         if (bits >= 0x7f800000u) {
           scale = std::numeric_limits<float>::quiet_NaN();
@@ -187,12 +226,12 @@ void quantize_rows_grouped(const Rows& x, int64_t m, int64_t k, int64_t g, int64
           if (scale == 0.0f) {
             std::memset(qg, 0, static_cast<std::size_t>(g));
           } else {
-            qk.quantize_i8(xg, g, 1.0f / scale, 0, -127, 127, qg);
+            xr.quantize(j * g, g, 1.0f / scale, 0, -127, 127, qg);
           }
         }
         scales[r * groups + j] = scale;
       }
-      if (prepared) prepare->prepare_i8(q + r * k, k, 0, prepared + r * k * prepare->prepared_bytes);
+      if (prepared) kt.prepare_i8(q + r * k, k, 0, prepared + r * k * kt.prepared_bytes);
     }
   });
 }
@@ -534,7 +573,7 @@ void linear_impl(const Rows& x, int64_t m, const PackedLinearWeightView& w, cons
     auto* scales = reinterpret_cast<float*>(scratch(mu * static_cast<std::size_t>(groups) * sizeof(float), 1));
     std::byte* prepared =
         kt.prepared_bytes ? scratch(mu * static_cast<std::size_t>(kp * kt.prepared_bytes), 2) : nullptr;
-    quantize_rows_grouped(x, m, w.k, w.group_size, groups, scales, q, &kt, prepared);
+    quantize_rows_grouped(x, m, w.k, w.group_size, groups, scales, q, kt, prepared);
     direct_bf16(false);
     const kernels::IntGemmArgs a{q, m, 0, scales, prepared, nullptr, &w, bias, y, ldy};
     const auto gemm = [&](int64_t r0, int64_t r1, int64_t b0, int64_t b1) {
@@ -558,7 +597,7 @@ void linear_impl(const Rows& x, int64_t m, const PackedLinearWeightView& w, cons
     rows.prepare = &kt;
     rows.prepared = scratch(mu * static_cast<std::size_t>(kp * kt.prepared_bytes), 2);
   }
-  quantize_rows(x, m, w.k, kp, options, w.group_size, groups, rows);
+  quantize_rows(x, m, w.k, kp, options, w.group_size, groups, kt, rows);
   direct_bf16(!int4 && kt.bf16_out_min_m && m >= kt.bf16_out_min_m);
   kernels::IntGemmArgs a{q,       m, options.mode == LinearMode::static_int8 ? options.act_zero_point : 0,
                          rows.scales, rows.prepared, rows.group_sums, &w, bias, y, ldy};

@@ -11,7 +11,9 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <cmath>
 #include <iostream>
+#include <limits>
 #include <memory>
 #include <random>
 #include <string>
@@ -158,6 +160,66 @@ TEST(LinearSplits, EverySetModeAndSplitAgrees) {
           const auto split_y = run(c, x, offset, s.m, ldx, bias.data());
           EXPECT_GE(g_widest_team.load(), 2) << "not split: " << set << " " << at;
           EXPECT_TRUE(same_bits(split_y, one)) << set << " " << threads << " threads " << at;
+        }
+      }
+    }
+  }
+}
+
+// The activation quantizers read float32 and bf16 rows as the caller holds
+// them (the AVX-512 sets without widening bf16 first): every set must give
+// the reference's bits for both, including a zero row, a row with NaN, one
+// with Inf, and huge values that saturate the static codes.
+TEST(LinearSplits, ActivationDtypesAndSpecialRowsGiveTheReferenceBits) {
+  mqtest::StateGuard guard;
+  SplitGuard split;
+  std::mt19937 gen(mqtest::kSeed + 43);
+  struct Shape {
+    int64_t m, k, n;
+  };
+  // K with tails of every loop (16, 32 and 64 lanes), rows below and above the AMX tile.
+  const std::vector<Shape> shapes{{5, 37, 40}, {19, 130, 65}, {40, 200, 48}, {33, 64, 24}};
+  for (const Shape& s : shapes) {
+    const int64_t ldx = s.k + 5, offset = 3;  // bf16 rows 2-byte aligned only, and strided
+    std::vector<float> x(static_cast<std::size_t>(offset + s.m * ldx));
+    std::normal_distribution<float> nd(0.0f, 2.0f);
+    for (auto& v : x) v = nd(gen);
+    const auto row = [&](int64_t r) { return x.data() + offset + r * ldx; };
+    std::fill(row(0), row(0) + s.k, 0.0f);
+    row(1)[s.k / 2] = std::numeric_limits<float>::quiet_NaN();
+    row(2)[s.k - 1] = -std::numeric_limits<float>::infinity();
+    for (int64_t i = 0; i < s.k; i += 3) row(3)[i] = (i % 2 ? 1e30f : -3e9f);
+    std::vector<uint16_t> xb(x.size());
+    for (std::size_t i = 0; i < x.size(); ++i) {  // bf16 by truncation: any bf16 value will do
+      uint32_t bits;
+      std::memcpy(&bits, &x[i], 4);
+      xb[i] = static_cast<uint16_t>(bits >> 16);
+    }
+    std::vector<float> bias(static_cast<std::size_t>(s.n));
+    for (auto& v : bias) v = nd(gen);
+    for (const Case& c : cases(gen, s.k, s.n)) {
+      if (!c.integer) continue;
+      for (const bool bf16 : {false, true}) {
+        const std::string at = c.name + (bf16 ? " bf16" : " f32") + " m=" + std::to_string(s.m) +
+                               " k=" + std::to_string(s.k) + " n=" + std::to_string(s.n);
+        const void* in = bf16 ? static_cast<const void*>(xb.data() + offset) : x.data() + offset;
+        const auto go = [&](DType out_dtype) {
+          std::vector<float> y(static_cast<std::size_t>(s.m * c.w->n));  // bf16 results use the first half
+          monoquant::linear_into(in, bf16 ? DType::bf16 : DType::f32, s.m, ldx, c.w->view(), bias.data(),
+                                 c.options, y.data(), out_dtype, c.w->n);
+          return y;
+        };
+        monoquant::use_linear_kernel_set("scalar");
+        monoquant::set_num_threads(1);
+        const auto reference = go(DType::f32), reference_b = go(DType::bf16);
+        EXPECT_TRUE(std::isnan(reference[static_cast<std::size_t>(c.w->n)])) << at;  // the NaN row
+        for (const std::string& set : monoquant::available_linear_kernel_sets()) {
+          monoquant::use_linear_kernel_set(set);
+          for (int threads : {1, 2}) {
+            monoquant::set_num_threads(threads);
+            EXPECT_TRUE(same_bits(go(DType::f32), reference)) << set << " " << threads << " threads " << at;
+            EXPECT_TRUE(same_bits(go(DType::bf16), reference_b)) << set << " " << threads << " threads bf16 out " << at;
+          }
         }
       }
     }
