@@ -8,6 +8,7 @@
 #include <string>
 
 #include "convert.hpp"
+#include "monoquant/attention.hpp"
 #include "monoquant/error.hpp"
 #include "monoquant/linear.hpp"
 
@@ -221,6 +222,32 @@ void bind_linear(nb::module_& m) {
       nb::arg("format"), nb::arg("out_features"), nb::arg("in_features"), nb::arg("group_size"), nb::arg("mode"),
       nb::arg("act_scale"), nb::arg("act_zero_point"), nb::arg("act_group_size") = 0,
       nb::arg("x_dtype") = "float32", nb::arg("y_dtype") = "float32");
+  m.def("attention_bf16_supported", &attention_bf16_supported, nb::arg("head_dim"), nb::arg("kv_len"));
+  m.def(
+      "attention_bf16_raw",
+      [](uintptr_t q, uintptr_t k, uintptr_t v, uintptr_t out, uintptr_t mask, const std::vector<int64_t>& sizes,
+         const std::vector<int64_t>& q_strides, const std::vector<int64_t>& k_strides,
+         const std::vector<int64_t>& v_strides, const std::vector<int64_t>& mask_strides, double scale) {
+        if (sizes.size() != 5 || q_strides.size() != 3 || k_strides.size() != 3 || v_strides.size() != 3 ||
+            mask_strides.size() != 4) {
+          throw_invalid_argument("attention_bf16_raw: sizes has 5 entries, q/k/v strides 3, mask strides 4");
+        }
+        AttentionArgs a;
+        a.q = reinterpret_cast<const uint16_t*>(q);
+        a.k = reinterpret_cast<const uint16_t*>(k);
+        a.v = reinterpret_cast<const uint16_t*>(v);
+        a.out = reinterpret_cast<uint16_t*>(out);
+        a.mask = reinterpret_cast<const bool*>(mask);
+        a.batch = sizes[0], a.heads = sizes[1], a.q_len = sizes[2], a.kv_len = sizes[3], a.head_dim = sizes[4];
+        for (int i = 0; i < 3; ++i) a.q_strides[i] = q_strides[i], a.k_strides[i] = k_strides[i], a.v_strides[i] = v_strides[i];
+        for (int i = 0; i < 4; ++i) a.mask_strides[i] = mask_strides[i];
+        a.scale = static_cast<float>(scale);
+        nb::gil_scoped_release release;
+        attention_bf16(a);
+      },
+      nb::arg("q"), nb::arg("k"), nb::arg("v"), nb::arg("out"), nb::arg("mask"), nb::arg("sizes"),
+      nb::arg("q_strides"), nb::arg("k_strides"), nb::arg("v_strides"), nb::arg("mask_strides"), nb::arg("scale"),
+      "softmax(q k^T scale + mask) v on AMX-BF16 (monoquant/attention.hpp); pointers from torch tensors' data_ptr().");
   m.def("linear_kernel_name", [] { return std::string(linear_kernel_name()); });
   m.def("linear_kernel_reason", [] { return linear_kernel_reason(); });
   m.def("vnni_available", &vnni_available);

@@ -2,7 +2,8 @@
 float) in bfloat16, as ``model.to(torch.bfloat16)`` does, while the quantized layers keep their weights and take
 and return bf16 activations directly (the C++ kernels widen the input and round the output themselves).
 
-Only where the CPU has native bf16 arithmetic (AVX-512 BF16 or AMX-BF16): elsewhere torch emulates bf16 and the
+A transformers model that runs sdpa attention switches to monoquant's AMX-BF16 attention where the CPU has
+AMX (monoquant.attention). Only where the CPU has native bf16 arithmetic (AVX-512 BF16 or AMX-BF16): elsewhere torch emulates bf16 and the
 model would run slower than in float32, so the model stays float32 and a warning says why."""
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import torch
 from torch import nn
 
 from . import _core
+from . import attention as _attention
 from .errors import InvalidArgumentError
 
 _NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16"}
@@ -43,6 +45,8 @@ def apply(model: nn.Module, dtype, warns: List[str]) -> Optional[str]:
                      "or AMX-BF16), so bf16 would run slower than float32; the float part stays float32")
         return None
     model.to(dtype)
+    if dtype is torch.bfloat16:
+        _attention.use_for(model)  # transformers models: attention on AMX-BF16 tiles where the CPU has them
     return _NAMES[dtype]
 
 

@@ -17,6 +17,7 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/amx_tile_config.hpp"
 #include "kernels/gemm.hpp"
 #include "monoquant/linear.hpp"
 
@@ -44,14 +45,6 @@ constexpr int64_t kWideMinRows = 64;
 #define A1 5
 #define B0 6
 #define B1 7
-
-struct alignas(64) TileConfig {
-  uint8_t palette_id;
-  uint8_t start_row;
-  uint8_t reserved[14];
-  uint16_t colsb[16];
-  uint8_t rows[16];
-};
 
 void configure_tiles() {
   TileConfig c{};
