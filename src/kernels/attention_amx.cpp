@@ -61,7 +61,7 @@ __mmask16 first(int64_t n) { return n >= 16 ? __mmask16{0xffff} : static_cast<__
 struct Scratch {
   std::vector<uint16_t> kt, vt, qpad, p;
   std::vector<float> s, o;
-  std::vector<__mmask16> allowed;  // per 16 keys of the current row
+  std::vector<__mmask16> allowed;  // [16 rows][16 keys at a time]: the keys the mask allows
 };
 
 struct Head {
@@ -154,47 +154,64 @@ struct Head {
     }
   }
 
-  // Row r of the block: P = exp(s * scale - max) over the keys the mask
-  // allows, rounded to bf16 into w.p; returns the float32 sum (0: none
-  // allowed). max(s * scale) is max(s) * scale (rounding is monotonic,
-  // scale > 0), and the exponent is computed in log2 units in one fmsub.
-  float softmax_row(int64_t r, const bool* mask_row) {
-    const float* s = w.s.data() + r * kvp;
-    uint16_t* p = w.p.data() + r * kvp;
+  // Rows [0, rows) of the block: P = exp(s * scale - max) over the keys the
+  // mask allows, rounded to bf16 into w.p (rows past `rows`, and keys past
+  // kv_len, zero); sums[r] = the float32 sum (0: no key allowed). Phase by
+  // phase over all rows (masks, maxima, exponentials), so that the rows'
+  // independent reductions overlap instead of each row waiting for its own.
+  // max(s * scale) is max(s) * scale (rounding is monotonic, scale > 0), and
+  // the exponent is computed in log2 units in one fmsub.
+  void softmax_block(int64_t rows, const bool* mask_rows, float* sums) {
     const int64_t chunks = (a.kv_len + 15) / 16;
-    __mmask16* allowed = w.allowed.data();
-    for (int64_t c = 0; c < chunks; ++c) {
-      const __mmask16 in_range = first(a.kv_len - c * 16);
-      __mmask16 m = in_range;
-      if (mask_row && a.mask_strides[3] == 1) {
-        m = _mm_mask_cmpneq_epi8_mask(in_range, _mm_maskz_loadu_epi8(in_range, mask_row + c * 16), _mm_setzero_si128());
-      } else if (mask_row) {
-        m = 0;
-        for (int i = 0; i < 16; ++i) {
-          if ((in_range >> i) & 1 && mask_row[(c * 16 + i) * a.mask_strides[3]]) m |= static_cast<__mmask16>(1u << i);
+    for (int64_t r = 0; r < rows; ++r) {
+      const bool* mask_row = mask_rows ? mask_rows + r * a.mask_strides[2] : nullptr;
+      __mmask16* allowed = w.allowed.data() + r * chunks;
+      for (int64_t c = 0; c < chunks; ++c) {
+        const __mmask16 in_range = first(a.kv_len - c * 16);
+        __mmask16 m = in_range;
+        if (mask_row && a.mask_strides[3] == 1) {
+          m = _mm_mask_cmpneq_epi8_mask(in_range, _mm_maskz_loadu_epi8(in_range, mask_row + c * 16),
+                                        _mm_setzero_si128());
+        } else if (mask_row) {
+          m = 0;
+          for (int i = 0; i < 16; ++i) {
+            if ((in_range >> i) & 1 && mask_row[(c * 16 + i) * a.mask_strides[3]]) m |= static_cast<__mmask16>(1u << i);
+          }
         }
+        allowed[c] = m;
       }
-      allowed[c] = m;
     }
-    __m512 vmax = _mm512_set1_ps(-INFINITY);
-    for (int64_t c = 0; c < chunks; ++c) vmax = _mm512_mask_max_ps(vmax, allowed[c], vmax, _mm512_loadu_ps(s + c * 16));
-    const float top = _mm512_reduce_max_ps(vmax);
-    if (top == -INFINITY) {  // no key allowed
-      std::memset(p, 0, static_cast<std::size_t>(kvp) * 2);
-      return 0.0f;
+    float top[kRows];
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* s = w.s.data() + r * kvp;
+      const __mmask16* allowed = w.allowed.data() + r * chunks;
+      __m512 vmax = _mm512_set1_ps(-INFINITY);
+      for (int64_t c = 0; c < chunks; ++c) vmax = _mm512_mask_max_ps(vmax, allowed[c], vmax, _mm512_loadu_ps(s + c * 16));
+      top[r] = _mm512_reduce_max_ps(vmax);
     }
     constexpr float kLog2e = 1.4426950408889634f;
-    const __m512 c1 = _mm512_set1_ps(a.scale * kLog2e), c0 = _mm512_set1_ps(top * a.scale * kLog2e);
-    __m512 sum = _mm512_setzero_ps();
-    for (int64_t c = 0; c < chunks; ++c) {
-      const __m512 e = _mm512_maskz_mov_ps(allowed[c], exp2_nonpositive(_mm512_fmsub_ps(_mm512_loadu_ps(s + c * 16), c1, c0)));
-      sum = _mm512_add_ps(sum, e);
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(p + c * 16), (__m256i)_mm512_cvtneps_pbh(e));
+    const __m512 c1 = _mm512_set1_ps(a.scale * kLog2e);
+    for (int64_t r = 0; r < kRows; ++r) {
+      uint16_t* p = w.p.data() + r * kvp;
+      if (r >= rows || top[r] == -INFINITY) {  // padding rows, and rows the mask allows no key
+        std::memset(p, 0, static_cast<std::size_t>(kvp) * 2);
+        sums[r] = 0.0f;
+        continue;
+      }
+      const float* s = w.s.data() + r * kvp;
+      const __mmask16* allowed = w.allowed.data() + r * chunks;
+      const __m512 c0 = _mm512_set1_ps(top[r] * a.scale * kLog2e);
+      __m512 sum = _mm512_setzero_ps();
+      for (int64_t c = 0; c < chunks; ++c) {
+        const __m512 e = _mm512_maskz_mov_ps(allowed[c], exp2_nonpositive(_mm512_fmsub_ps(_mm512_loadu_ps(s + c * 16), c1, c0)));
+        sum = _mm512_add_ps(sum, e);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(p + c * 16), (__m256i)_mm512_cvtneps_pbh(e));
+      }
+      for (int64_t k0 = chunks * 16; k0 < kvp; k0 += 16) {
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(p + k0), _mm256_setzero_si256());
+      }
+      sums[r] = _mm512_reduce_add_ps(sum);
     }
-    for (int64_t k0 = chunks * 16; k0 < kvp; k0 += 16) {
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(p + k0), _mm256_setzero_si256());
-    }
-    return _mm512_reduce_add_ps(sum);
   }
 
   // O = P x V for the block into w.o ([16][D] float32).
@@ -254,7 +271,7 @@ struct Head {
     w.s.resize(static_cast<std::size_t>(kRows * kvp));
     w.p.resize(static_cast<std::size_t>(kRows * kvp));
     w.o.resize(static_cast<std::size_t>(kRows * D));
-    w.allowed.resize(static_cast<std::size_t>(kvp / 16));
+    w.allowed.resize(static_cast<std::size_t>(kRows * kvp / 16));
     const bool* mask = a.mask ? a.mask + b * a.mask_strides[0] + h * a.mask_strides[1] : nullptr;
     float sums[kRows];
     for (int64_t q0 = 0; q0 < a.q_len; q0 += kRows) {
@@ -268,10 +285,7 @@ struct Head {
         }
         scores(w.qpad.data(), D * 2);
       }
-      for (int64_t r = 0; r < kRows; ++r) {
-        sums[r] = r < rows ? softmax_row(r, mask ? mask + (q0 + r) * a.mask_strides[2] : nullptr) : 0.0f;
-        if (r >= rows) std::memset(w.p.data() + r * kvp, 0, static_cast<std::size_t>(kvp) * 2);
-      }
+      softmax_block(rows, mask ? mask + q0 * a.mask_strides[2] : nullptr, sums);
       if (D == 64) {
         weighted_values<4>();
       } else {
