@@ -11,6 +11,7 @@
 #include "monoquant/attention.hpp"
 #include "monoquant/error.hpp"
 #include "monoquant/linear.hpp"
+#include "monoquant/norm.hpp"
 
 namespace monoquant::python {
 namespace {
@@ -248,6 +249,18 @@ void bind_linear(nb::module_& m) {
       nb::arg("q"), nb::arg("k"), nb::arg("v"), nb::arg("out"), nb::arg("mask"), nb::arg("sizes"),
       nb::arg("q_strides"), nb::arg("k_strides"), nb::arg("v_strides"), nb::arg("mask_strides"), nb::arg("scale"),
       "softmax(q k^T scale + mask) v on AMX-BF16 (monoquant/attention.hpp); pointers from torch tensors' data_ptr().");
+  m.def("layer_norm_bf16_available", &layer_norm_bf16_available);
+  m.def(
+      "layer_norm_bf16_raw",
+      [](uintptr_t x, int64_t rows, int64_t n, int64_t ldx, uintptr_t weight, uintptr_t bias, double eps, uintptr_t y,
+         int64_t ldy) {
+        nb::gil_scoped_release release;
+        layer_norm_bf16(reinterpret_cast<const uint16_t*>(x), rows, n, ldx, reinterpret_cast<const uint16_t*>(weight),
+                        reinterpret_cast<const uint16_t*>(bias), static_cast<float>(eps), reinterpret_cast<uint16_t*>(y),
+                        ldy);
+      },
+      nb::arg("x"), nb::arg("rows"), nb::arg("n"), nb::arg("ldx"), nb::arg("weight"), nb::arg("bias"), nb::arg("eps"),
+      nb::arg("y"), nb::arg("ldy"), "LayerNorm over bf16 rows (monoquant/norm.hpp); pointers from data_ptr(), 0 for none.");
   m.def("linear_kernel_name", [] { return std::string(linear_kernel_name()); });
   m.def("linear_kernel_reason", [] { return linear_kernel_reason(); });
   m.def("vnni_available", &vnni_available);

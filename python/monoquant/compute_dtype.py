@@ -3,7 +3,8 @@ float) in bfloat16, as ``model.to(torch.bfloat16)`` does, while the quantized la
 and return bf16 activations directly (the C++ kernels widen the input and round the output themselves).
 
 A transformers model that runs sdpa attention switches to monoquant's AMX-BF16 attention where the CPU has
-AMX (monoquant.attention). Only where the CPU has native bf16 arithmetic (AVX-512 BF16 or AMX-BF16): elsewhere torch emulates bf16 and the
+AMX (monoquant.attention), and plain nn.LayerNorm modules run monoquant's bf16 kernel (monoquant.bf16_norms).
+Only where the CPU has native bf16 arithmetic (AVX-512 BF16 or AMX-BF16): elsewhere torch emulates bf16 and the
 model would run slower than in float32, so the model stays float32 and a warning says why."""
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from torch import nn
 
 from . import _core
 from . import attention as _attention
+from . import bf16_norms as _bf16_norms
 from .errors import InvalidArgumentError
 
 _NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16"}
@@ -47,6 +49,7 @@ def apply(model: nn.Module, dtype, warns: List[str]) -> Optional[str]:
     model.to(dtype)
     if dtype is torch.bfloat16:
         _attention.use_for(model)  # transformers models: attention on AMX-BF16 tiles where the CPU has them
+        _bf16_norms.use_for(model)  # nn.LayerNorm on the AVX-512 BF16 kernel
     return _NAMES[dtype]
 
 
