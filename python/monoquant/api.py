@@ -784,7 +784,8 @@ def quantize(
                                  inplace=inplace, **kwargs)
         if compute_dtype is not None:
             cast_warns: List[str] = []
-            config["compute_dtype"] = _compute_dtype.apply(result.model, compute_dtype, cast_warns) or "float32"
+            config["compute_dtype"] = _compute_dtype.apply(result.model, compute_dtype, cast_warns,
+                                                           result.report.notes) or "float32"
             for msg in cast_warns:
                 result.warnings.append(msg)
                 warnings.warn(msg, RuntimeWarning, stacklevel=2)

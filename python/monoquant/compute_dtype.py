@@ -36,9 +36,10 @@ def resolve(dtype) -> Optional[torch.dtype]:
     raise InvalidArgumentError(f"compute_dtype must be torch.float32 or torch.bfloat16, got {dtype!r}")
 
 
-def apply(model: nn.Module, dtype, warns: List[str]) -> Optional[str]:
+def apply(model: nn.Module, dtype, warns: List[str], notes: Optional[List[str]] = None) -> Optional[str]:
     """Casts ``model``'s float part to ``dtype`` in place; returns the dtype's name, or None when nothing was
-    cast (float32 asked, or no native bf16 here: then a message is added to ``warns``)."""
+    cast (float32 asked, or no native bf16 here: then a message is added to ``warns``). ``notes`` receives a
+    line for each module monoquant's own bf16 kernels took over (attention, LayerNorm)."""
     dtype = resolve(dtype)
     if dtype is None:
         return None
@@ -48,8 +49,13 @@ def apply(model: nn.Module, dtype, warns: List[str]) -> Optional[str]:
         return None
     model.to(dtype)
     if dtype is torch.bfloat16:
-        _attention.use_for(model)  # transformers models: attention on AMX-BF16 tiles where the CPU has them
-        _bf16_norms.use_for(model)  # nn.LayerNorm on the AVX-512 BF16 kernel
+        said = notes if notes is not None else []
+        if _attention.use_for(model):  # transformers models: attention on AMX-BF16 tiles where the CPU has them
+            said.append(f"attention: transformers' sdpa replaced by {_attention.NAME} (monoquant's AMX-BF16 kernel; "
+                        f"model.set_attn_implementation('sdpa') restores it)")
+        norms = _bf16_norms.use_for(model)  # nn.LayerNorm on the AVX-512 BF16 kernel
+        if norms:
+            said.append(f"{norms} nn.LayerNorm modules run monoquant's AVX-512 BF16 LayerNorm (Bf16LayerNorm)")
     return _NAMES[dtype]
 
 

@@ -119,6 +119,8 @@ def test_a_bf16_model_switches_where_amx_is_and_keeps_its_outputs():
         res = monoquant.quantize(model, show_progress=False, bits=8, dynamic=True, compute_dtype=torch.bfloat16)
         # AMX-BF16: monoquant's attention; elsewhere (bf16 or not) the model keeps sdpa.
         assert res.model.config._attn_implementation == (attention.NAME if AMX else "sdpa")
+        # The report says so (and how to undo it), only where it happened.
+        assert any(attention.NAME in n for n in res.report.notes) == AMX
         y = res.model(input_ids=ids, attention_mask=mask).last_hidden_state
         res.model.set_attn_implementation("sdpa")
         y_sdpa = res.model(input_ids=ids, attention_mask=mask).last_hidden_state

@@ -95,6 +95,7 @@ def test_a_bf16_model_swaps_its_plain_layernorms_and_keeps_its_state():
         swapped = [m for m in norms if type(m) is Bf16LayerNorm]
         native = monoquant.compute_dtype.native_bf16()
         assert len(swapped) == (len(norms) if FAST and native else 0)
+        assert any("Bf16LayerNorm" in n for n in res.report.notes) == bool(swapped)
         y = res.model(input_ids=ids).last_hidden_state
         for m in swapped:
             m.__class__ = torch.nn.LayerNorm
