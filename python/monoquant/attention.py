@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from . import _core
+from .ops import _eager
 
 NAME = "monoquant_amx"
 _registered = False
@@ -25,6 +26,8 @@ _registered = False
 def _fast_path(module, query, key, value, attention_mask, dropout, is_causal, kwargs) -> bool:
     if not (query.dtype is key.dtype is value.dtype is torch.bfloat16):
         return False
+    if not all(_eager(t) for t in (query, key, value)):
+        return False  # autograd, torch.compile, tracing, fake tensors: they must see torch's own op
     if query.device.type != "cpu" or query.dim() != 4 or key.dim() != 4 or value.dim() != 4:
         return False
     b, h, s, d = query.shape

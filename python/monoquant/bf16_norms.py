@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from . import _core
+from .ops import _eager
 
 
 class Bf16LayerNorm(nn.LayerNorm):
@@ -25,6 +26,8 @@ class Bf16LayerNorm(nn.LayerNorm):
         params = [p for p in (self.weight, self.bias) if p is not None]
         if any(p.dtype is not torch.bfloat16 or not p.is_cpu or not p.is_contiguous() for p in params):
             return False
+        if not _eager(x):
+            return False  # torch.compile, tracing, fake tensors: they must see torch's own op
         return not (torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in params)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -114,3 +114,12 @@ def test_subclasses_are_left_alone():
     count = use_for(m)
     assert type(m[0]) is MyNorm
     assert count == (1 if FAST else 0) and (type(m[1]) is Bf16LayerNorm) == FAST
+
+
+def test_fake_tensors_see_torchs_op():
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    fast = _norm(32)
+    fast.__class__ = Bf16LayerNorm
+    with FakeTensorMode(allow_non_fake_inputs=True), torch.no_grad():
+        y = fast(torch.empty(4, 32, dtype=torch.bfloat16))
+        assert y.shape == (4, 32)
