@@ -21,6 +21,8 @@ class Bf16LayerNorm(nn.LayerNorm):
     def _fast(self, x: torch.Tensor) -> bool:
         if x.dtype is not torch.bfloat16 or not x.is_cpu or x.dim() == 0 or len(self.normalized_shape) != 1:
             return False
+        if not _core.layer_norm_bf16_available():
+            return False  # e.g. a model pickled on another machine
         if x.size(-1) != self.normalized_shape[0] or not x.is_contiguous() or x.numel() == 0:
             return False
         params = [p for p in (self.weight, self.bias) if p is not None]
