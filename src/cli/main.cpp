@@ -15,9 +15,11 @@
 #include "cli/dequantize.hpp"
 #include "cli/inspect.hpp"
 #include "cli/quantize.hpp"
+#include "monoquant/attention.hpp"
 #include "monoquant/cpu_features.hpp"
 #include "monoquant/error.hpp"
 #include "monoquant/linear.hpp"
+#include "monoquant/norm.hpp"
 #include "monoquant/thread_pool.hpp"
 #include "monoquant/version.hpp"
 
@@ -65,6 +67,11 @@ int main(int argc, char** argv) {
       std::printf("monoquant %s\nkernels: %s\nlinear_kernels: %s\nlinear_kernels_why: %s\nthreads: %d\navx2=%d fma=%d f16c=%d avx512f=%d avx512vnni=%d avxvnni=%d\n",
                   version, std::string(name_of(active_isa())).c_str(), std::string(linear_kernel_name()).c_str(),
                   linear_kernel_reason().c_str(), num_threads(), f.avx2, f.fma, f.f16c, f.avx512f, f.avx512vnni, f.avx_vnni);
+      // What a model whose float part runs in bf16 (Python, compute_dtype) gets beside the linear layers.
+      std::printf("bf16_attention: %s\nbf16_layer_norm: %s\n",
+                  attention_bf16_supported(32, 1) ? "monoquant_amx (AMX-BF16 tiles, head_dim 32 / 64)"
+                                                  : "torch's sdpa (no AMX-BF16)",
+                  layer_norm_bf16_available() ? "monoquant (AVX-512 BF16)" : "torch's (no AVX-512 BF16)");
       return cli::ok;
     }
     cli::install_signal_handlers();

@@ -94,6 +94,9 @@ def test_info_reports_version_kernels_threads_features(cli):
     assert off["linear_kernels"] != "avx512_vnni"
     if f["avx512vnni"]:
         assert "MONOQUANT_AVX512=0" in off["linear_kernels_why"]
+    # the bf16 float part's kernels: what compute_dtype=torch.bfloat16 switches to here
+    assert fields["bf16_attention"].startswith("monoquant_amx" if _core.amx_bf16_available() else "torch's sdpa")
+    assert fields["bf16_layer_norm"].startswith("monoquant" if _core.layer_norm_bf16_available() else "torch's")
 
 
 def test_info_respects_threads_and_environment(cli):
