@@ -4,9 +4,10 @@
     .venv/bin/python bench/model_peers.py --batches 1 --threads 2 --reps 5
 
 Every variant is first checked against fp32 (mean and minimum sentence-embedding cosine on the
-held-out sentences); then each cell (threads x batch) times all variants round-robin, with a
-short sleep before each call so that the previous variant's worker threads have gone idle, and
-reports the median as a speed ratio to torch fp32 of the same cell (> 1: faster).
+held-out sentences); then each cell (threads x batch) times all variants round-robin, in a new
+random order each repetition, with a short sleep before each call so that the previous
+variant's worker threads have gone idle, and reports the median as a speed ratio to torch fp32
+of the same cell (> 1: faster).
 
 Peers: torch fp32; torch bf16 (model.to(torch.bfloat16)); torch.ao quantize_dynamic qint8 on the
 x86 and onednn engines; torchao 0.18 int8 dynamic and int8 weight-only; optimum-quanto qint8
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import copy
 import os
+import random
 import statistics
 import sys
 import tempfile
@@ -164,12 +166,19 @@ def embeddings(fn, batches) -> torch.Tensor:
     return torch.cat(outs)
 
 
-def time_cell(fns: dict, ids, mask, reps: int, settle_s: float = 0.02) -> dict:
+def time_cell(fns: dict, ids, mask, reps: int, settle_s: float = 0.02, seed: int = 0) -> dict:
     for fn in fns.values():  # warm-up: packing, first-call allocations, ORT session
         fn(ids, mask)
     samples = {k: [] for k in fns}
+    order = list(fns)
+    rng = random.Random(seed)
     for _ in range(reps):
-        for k, fn in fns.items():
+        # A new order every repetition: a variant that disturbs the next one (ONNX Runtime's
+        # pool, measured: it slowed whatever ran right after it at 2 threads by up to 25% despite
+        # the settling sleep) then disturbs a different one each time, not always the same.
+        rng.shuffle(order)
+        for k in order:
+            fn = fns[k]
             time.sleep(settle_s)
             t = time.perf_counter()
             fn(ids, mask)
