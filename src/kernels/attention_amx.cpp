@@ -113,7 +113,9 @@ struct Head {
   }
 
   // Scores of rows [q0, q0 + 16) into w.s ([16][kvp] float32), four key
-  // blocks at a time so that four tile products are in flight.
+  // blocks at a time so that four tile products are in flight, then two. (One
+  // template for both loops measured 0.89x: 4.43 against 3.93 ms at [32, 12,
+  // 128, 32], so the two stay written out.)
   void scores(const uint16_t* qrows, int64_t q_stride_bytes) {
     const int64_t dsteps = a.head_dim / kPairK, blocks = kvp / kRows, ld = kvp * 4;
     const auto kt = [&](int64_t j, int64_t ds) { return w.kt.data() + (j * dsteps + ds) * kTile; };
