@@ -17,7 +17,7 @@ namespace monoquant {
 
 struct AttentionArgs {
   // bf16 [batch, heads, len, head_dim] with element strides {batch, head, row};
-  // the last dimension is contiguous.
+  // the last dimension is contiguous, and k's row stride is even.
   const uint16_t* q = nullptr;
   const uint16_t* k = nullptr;
   const uint16_t* v = nullptr;

@@ -320,6 +320,9 @@ void attention_bf16(const AttentionArgs& a) {
   if (!a.q || !a.k || !a.v || !a.out || a.batch < 0 || a.heads < 0 || a.q_len < 0) {
     throw_invalid_argument("attention_bf16: null tensor or negative size");
   }
+  if (a.k_strides[2] % 2 != 0) {  // the keys are gathered as 32-bit pairs
+    throw_invalid_argument("attention_bf16: the key row stride must be even, got " + std::to_string(a.k_strides[2]));
+  }
   const int64_t kvp = (a.kv_len + kPairK - 1) / kPairK * kPairK;
   parallel_for(a.batch * a.heads, 1, [&](int64_t i0, int64_t i1) {
     thread_local Scratch scratch;

@@ -137,3 +137,16 @@ def test_fake_tensors_and_tracing_see_torchs_op():
         q = torch.empty(2, 4, 16, 32, dtype=torch.bfloat16)
         out, _ = attention.attention_forward(_Module(), q, q, q, None)  # no data pointers asked of fake tensors
         assert out.shape == (2, 16, 4, 32)
+
+
+def test_an_odd_key_row_stride_is_refused_by_the_kernel_and_routed_to_sdpa():
+    if AMX:
+        with pytest.raises(monoquant.errors.InvalidArgumentError, match="key row stride must be even"):
+            _core.attention_bf16_raw(1, 1, 1, 1, 0, [1, 1, 1, 1, 32], [0, 0, 32], [0, 0, 33], [0, 0, 32],
+                                     [0, 0, 0, 0], 1.0)
+    base = torch.randn(1, 1, 8, 33).to(torch.bfloat16)
+    k = base[..., :32]  # rows 33 apart
+    q, _, v = _qkv(1, 1, 8, 8, 32, seed=9)
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+    out, _ = attention.attention_forward(_Module(), q, k, v, None)
+    assert torch.equal(out, sdpa_attention_forward(_Module(), q, k, v, None)[0])
