@@ -271,6 +271,30 @@ void wide_i8_epilogue(const IntGemmArgs& a, const int32_t* acc, int64_t m0, int6
   }
 }
 
+// wide_i8_epilogue for two full neighbouring tiles (32 columns from block nb)
+// with bf16 output: a row's two halves rounded by one vcvtne2ps2bf16 (the same
+// nearest-even rounding lane for lane) and written as one 64-byte store.
+void wide_i8_epilogue_bf16_pair(const IntGemmArgs& a, const int32_t* acc0, const int32_t* acc1, int64_t m0,
+                                int64_t nb) {
+  const PackedLinearWeightView& w = *a.w;
+  const int64_t n0 = nb * B;
+  const __m512 cs0 = _mm512_loadu_ps(w.scales + n0), cs1 = _mm512_loadu_ps(w.scales + n0 + kWide);
+  const __m512 b0 = a.bias ? _mm512_loadu_ps(a.bias + n0) : _mm512_setzero_ps();
+  const __m512 b1 = a.bias ? _mm512_loadu_ps(a.bias + n0 + kWide) : _mm512_setzero_ps();
+  const __m512i zp = _mm512_set1_epi32(a.zero_point);
+  const __m512i z0 = _mm512_mullo_epi32(zp, _mm512_loadu_si512(w.sums + n0));
+  const __m512i z1 = _mm512_mullo_epi32(zp, _mm512_loadu_si512(w.sums + n0 + kWide));
+  const int64_t rows = std::min<int64_t>(kTileRows, a.m - m0);
+  for (int64_t r = 0; r < rows; ++r) {
+    const __m512 rs = _mm512_set1_ps(a.row_scales[m0 + r]);
+    const __m512 f0 = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_load_si512(acc0 + r * kWide), z0));
+    const __m512 f1 = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_load_si512(acc1 + r * kWide), z1));
+    const __m512 y0 = _mm512_fmadd_ps(f0, _mm512_mul_ps(rs, cs0), b0);
+    const __m512 y1 = _mm512_fmadd_ps(f1, _mm512_mul_ps(rs, cs1), b1);
+    _mm512_storeu_si512(a.yb + (m0 + r) * a.ldy + n0, (__m512i)_mm512_cvtne2ps_pbh(y1, y0));
+  }
+}
+
 // y = sum * (int8: column scale) + bias: the float reference's epilogue, 16 columns.
 void wide_float_epilogue(const FloatGemmArgs& a, const float* acc, int64_t m0, int64_t nb, int64_t cols) {
   const PackedLinearWeightView& w = *a.w;
@@ -314,20 +338,15 @@ void wide_tile_block(const std::byte* a0, const std::byte* a1, int64_t lda, cons
       }
     }
   }
-  alignas(64) int32_t acc[kTileRows * kWide];
-  _tile_stored(C00, acc, 64);
-  store(acc, 0, 0);
-  if constexpr (NB == 2) {
-    _tile_stored(C01, acc, 64);
-    store(acc, 0, 1);
-  }
+  // store(acc0, acc1, mi): row tile mi's sums for the first panel and (NB == 2) the second, else nullptr.
+  alignas(64) int32_t acc[2][kTileRows * kWide];
+  _tile_stored(C00, acc[0], 64);
+  if constexpr (NB == 2) _tile_stored(C01, acc[1], 64);
+  store(acc[0], NB == 2 ? acc[1] : nullptr, 0);
   if constexpr (MB == 2) {
-    _tile_stored(C10, acc, 64);
-    store(acc, 1, 0);
-    if constexpr (NB == 2) {
-      _tile_stored(C11, acc, 64);
-      store(acc, 1, 1);
-    }
+    _tile_stored(C10, acc[0], 64);
+    if constexpr (NB == 2) _tile_stored(C11, acc[1], 64);
+    store(acc[0], NB == 2 ? acc[1] : nullptr, 1);
   }
 }
 
@@ -339,7 +358,8 @@ constexpr int64_t kPanelGroupBytes = 256 * 1024;
 
 // A wide sweep's unit of work: Block::run<MB, NB>(a0, a1, lda, p0, p1, m0,
 // pair) computes MB row tiles from m0 by NB panel pairs from `pair`.
-// PlainBlock: every K step into one accumulator, then store(acc, m0, pair).
+// PlainBlock: every K step into one accumulator, then store(acc0, acc1, m0,
+// pair) per row tile: panels pair and pair + 1 (acc1 nullptr: only the first).
 template <bool Bf16, class Store>
 struct PlainBlock {
   int64_t steps;
@@ -347,8 +367,8 @@ struct PlainBlock {
   template <int MB, int NB>
   void run(const std::byte* a0, const std::byte* a1, int64_t lda, const std::byte* p0, const std::byte* p1,
            int64_t m0, int64_t pair) const {
-    wide_tile_block<Bf16, MB, NB>(a0, a1, lda, p0, p1, steps, [&](const int32_t* acc, int mi, int pi) {
-      store(acc, m0 + mi * kTileRows, pair + pi);
+    wide_tile_block<Bf16, MB, NB>(a0, a1, lda, p0, p1, steps, [&](const int32_t* acc0, const int32_t* acc1, int mi) {
+      store(acc0, acc1, m0 + mi * kTileRows, pair);
     });
   }
 };
@@ -417,9 +437,15 @@ void gemm_i8_wide(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
   const PackedLinearWeightView& w = *a.w;
   const int64_t kp = w.k_padded(), steps = (kp + kTileK - 1) / kTileK, pairs = (nb_end - nb_begin + 1) / 2;
   const CodeRows a_rows(a, kp, steps);
-  const auto store = [&](const int32_t* acc, int64_t m0, int64_t pair) {
-    const int64_t nb = nb_begin + 2 * pair;
-    wide_i8_epilogue(a, acc, m0, nb, wide_cols(w, nb, nb_end));
+  const auto store = [&](const int32_t* acc0, const int32_t* acc1, int64_t m0, int64_t pair) {
+    const int64_t nb = nb_begin + 2 * pair, cols0 = wide_cols(w, nb, nb_end);
+    const int64_t cols1 = acc1 ? wide_cols(w, nb + 2, nb_end) : 0;
+    if (a.yb && cols0 == kWide && cols1 == kWide) {
+      wide_i8_epilogue_bf16_pair(a, acc0, acc1, m0, nb);
+      return;
+    }
+    wide_i8_epilogue(a, acc0, m0, nb, cols0);
+    if (acc1) wide_i8_epilogue(a, acc1, m0, nb + 2, cols1);
   };
   const auto build = [&](int64_t p0, int64_t p1, std::byte* out) {
     build_i8_panels(w, nb_begin, nb_end, steps, p0, p1, out);
@@ -713,9 +739,10 @@ void gemm_float(const FloatGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
   };
   const auto* xb = reinterpret_cast<const std::byte*>(a.xb);
   const auto a_rows = [&](int64_t m0) { return std::pair<const std::byte*, int64_t>{xb + m0 * kb * 2, kb * 2}; };
-  const auto store = [&](const int32_t* acc, int64_t m0, int64_t pair) {
+  const auto store = [&](const int32_t* acc0, const int32_t* acc1, int64_t m0, int64_t pair) {
     const int64_t nb = nb_begin + 2 * pair;
-    wide_float_epilogue(a, reinterpret_cast<const float*>(acc), m0, nb, wide_cols(w, nb, nb_end));
+    wide_float_epilogue(a, reinterpret_cast<const float*>(acc0), m0, nb, wide_cols(w, nb, nb_end));
+    if (acc1) wide_float_epilogue(a, reinterpret_cast<const float*>(acc1), m0, nb + 2, wide_cols(w, nb + 2, nb_end));
   };
   wide_sweep(a.m, pairs, steps, build, a_rows, PlainBlock<true, decltype(store)>{steps, store});
 }

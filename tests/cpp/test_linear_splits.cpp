@@ -177,8 +177,10 @@ TEST(LinearSplits, ActivationDtypesAndSpecialRowsGiveTheReferenceBits) {
   struct Shape {
     int64_t m, k, n;
   };
-  // K with tails of every loop (16, 32 and 64 lanes), rows below and above the AMX tile.
-  const std::vector<Shape> shapes{{5, 37, 40}, {19, 130, 65}, {40, 200, 48}, {33, 64, 24}};
+  // K with tails of every loop (16, 32 and 64 lanes), rows below and above the AMX tile, and
+  // from 64 rows the AMX wide tiles (bf16 out: pairs of full 16-column tiles, and a ragged last one).
+  const std::vector<Shape> shapes{{5, 37, 40}, {19, 130, 65}, {40, 200, 48}, {33, 64, 24}, {70, 96, 64},
+                                  {130, 64, 100}};
   for (const Shape& s : shapes) {
     const int64_t ldx = s.k + 5, offset = 3;  // bf16 rows 2-byte aligned only, and strided
     std::vector<float> x(static_cast<std::size_t>(offset + s.m * ldx));
