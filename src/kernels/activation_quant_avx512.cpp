@@ -115,4 +115,23 @@ void avx512_row_quantize_i8(const void* x, bool bf16, int64_t n, float inv_scale
   }
 }
 
+void avx512_row_quantize_i8_symmetric(const void* x, bool bf16, int64_t n, float inv_scale, int8_t* q) {
+  // inv_scale = 1 / (absmax / 127) of this very span: |x * inv_scale| <= 127 (1 + 3 * 2^-24), which
+  // rounds to at most 127, so the reference's clamp to [-127, 127] never acts and is left out.
+  const __m512 inv = _mm512_set1_ps(inv_scale);
+  const auto codes = [&](__m512 v) { return _mm512_cvtps_epi32(_mm512_mul_ps(v, inv)); };
+  const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  int64_t i = 0;
+  for (; i + 64 <= n; i += 64) {
+    const __m512i ab = _mm512_packs_epi32(codes(load16(x, bf16, i, 0xffff)), codes(load16(x, bf16, i + 16, 0xffff)));
+    const __m512i cd =
+        _mm512_packs_epi32(codes(load16(x, bf16, i + 32, 0xffff)), codes(load16(x, bf16, i + 48, 0xffff)));
+    _mm512_storeu_si512(q + i, _mm512_permutexvar_epi32(order, _mm512_packs_epi16(ab, cd)));
+  }
+  for (; i < n; i += 16) {
+    const __mmask16 mask = tail16(std::min<int64_t>(16, n - i));
+    _mm512_mask_cvtsepi32_storeu_epi8(q + i, mask, codes(load16(x, bf16, i, mask)));
+  }
+}
+
 }  // namespace monoquant::kernels

@@ -95,6 +95,9 @@ struct LinearKernels {
   uint32_t (*row_absmax_bits)(const void* x, bool bf16, int64_t n) = nullptr;
   void (*row_quantize_i8)(const void* x, bool bf16, int64_t n, float inv_scale, int32_t zero_point, int32_t qmin,
                           int32_t qmax, int8_t* q) = nullptr;
+  // The dynamic rule (zero point 0, [-127, 127]) with inv_scale = 1 / (absmax /
+  // 127) of this very span: the same bits without the clamp, which cannot act.
+  void (*row_quantize_i8_symmetric)(const void* x, bool bf16, int64_t n, float inv_scale, int8_t* q) = nullptr;
 };
 
 const LinearKernels& reference_linear_kernels();
@@ -102,6 +105,7 @@ const LinearKernels& reference_linear_kernels();
 uint32_t avx512_row_absmax_bits(const void* x, bool bf16, int64_t n);
 void avx512_row_quantize_i8(const void* x, bool bf16, int64_t n, float inv_scale, int32_t zero_point, int32_t qmin,
                             int32_t qmax, int8_t* q);
+void avx512_row_quantize_i8_symmetric(const void* x, bool bf16, int64_t n, float inv_scale, int8_t* q);
 const LinearKernels& avx2_linear_kernels();
 // Only valid where vnni_available(); same as avx2 except gemm_i8 / gemm_i4.
 const LinearKernels& avx2_vnni_linear_kernels();

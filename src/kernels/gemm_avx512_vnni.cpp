@@ -556,6 +556,7 @@ const LinearKernels& avx512_vnni_linear_kernels() {
     LinearKernels t{"avx512_vnni", gemm_float, gemm_i8, avx512_vnni256_gemm_i4, 1, avx512_vnni256_prepare_u8, gemm_i8g};
     t.row_absmax_bits = avx512_row_absmax_bits;
     t.row_quantize_i8 = avx512_row_quantize_i8;
+    t.row_quantize_i8_symmetric = avx512_row_quantize_i8_symmetric;
     return t;
   }();
   return table;

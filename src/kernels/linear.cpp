@@ -130,6 +130,14 @@ class RowSource {
   uint32_t absmax_bits(int64_t b, int64_t n) const {
     return fused_ ? kt_.row_absmax_bits(at(b), bf16_, n) : qk_.absmax_bits(wide_ + b, n);
   }
+  // The dynamic rule: inv_scale from the span's own absmax (see gemm.hpp).
+  void quantize_symmetric(int64_t b, int64_t n, float inv_scale, int8_t* q) const {
+    if (fused_ && kt_.row_quantize_i8_symmetric) {
+      kt_.row_quantize_i8_symmetric(at(b), bf16_, n, inv_scale, q);
+    } else {
+      quantize(b, n, inv_scale, 0, -127, 127, q);
+    }
+  }
   void quantize(int64_t b, int64_t n, float inv_scale, int32_t zp, int32_t qmin, int32_t qmax, int8_t* q) const {
     if (fused_) {
       kt_.row_quantize_i8(at(b), bf16_, n, inv_scale, zp, qmin, qmax, q);
@@ -181,7 +189,7 @@ void quantize_rows(const Rows& x, int64_t m, int64_t k, int64_t kp, const Linear
         if (scale == 0.0f) {
           std::memset(qr, 0, static_cast<std::size_t>(k));
         } else {
-          xr.quantize(0, k, 1.0f / scale, 0, -127, 127, qr);
+          xr.quantize_symmetric(0, k, 1.0f / scale, qr);
         }
       } else {
         scale = o.act_scale;
@@ -226,7 +234,7 @@ void quantize_rows_grouped(const Rows& x, int64_t m, int64_t k, int64_t g, int64
           if (scale == 0.0f) {
             std::memset(qg, 0, static_cast<std::size_t>(g));
           } else {
-            xr.quantize(j * g, g, 1.0f / scale, 0, -127, 127, qg);
+            xr.quantize_symmetric(j * g, g, 1.0f / scale, qg);
           }
         }
         scales[r * groups + j] = scale;
