@@ -81,6 +81,27 @@ uint32_t absmax_bits_bf16(const uint16_t* x, int64_t n) {
   return hmax_epu32(wide) << 16;
 }
 
+// q[0 .. n) = codes(x) as int8, 64 at a time, then 16 with masked tails;
+// codes(v) gives 16 int32 codes already inside [-128, 127]. vpackssdw /
+// vpacksswb work within 128-bit lanes: lane L holds dwords a[4L..], b[4L..],
+// c[4L..], d[4L..] of the four 16-code vectors; the permutation puts a, b, c,
+// d back in order.
+template <class Codes>
+void store_codes(const void* x, bool bf16, int64_t n, int8_t* q, const Codes& codes) {
+  const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  int64_t i = 0;
+  for (; i + 64 <= n; i += 64) {
+    const __m512i ab = _mm512_packs_epi32(codes(load16(x, bf16, i, 0xffff)), codes(load16(x, bf16, i + 16, 0xffff)));
+    const __m512i cd =
+        _mm512_packs_epi32(codes(load16(x, bf16, i + 32, 0xffff)), codes(load16(x, bf16, i + 48, 0xffff)));
+    _mm512_storeu_si512(q + i, _mm512_permutexvar_epi32(order, _mm512_packs_epi16(ab, cd)));
+  }
+  for (; i < n; i += 16) {
+    const __mmask16 mask = tail16(std::min<int64_t>(16, n - i));
+    _mm512_mask_cvtsepi32_storeu_epi8(q + i, mask, codes(load16(x, bf16, i, mask)));
+  }
+}
+
 }  // namespace
 
 uint32_t avx512_row_absmax_bits(const void* x, bool bf16, int64_t n) {
@@ -96,42 +117,16 @@ void avx512_row_quantize_i8(const void* x, bool bf16, int64_t n, float inv_scale
   const __m512 lo = _mm512_set1_ps(static_cast<float>(qmin - zero_point));
   const __m512 hi = _mm512_set1_ps(static_cast<float>(qmax - zero_point));
   const __m512i zp = _mm512_set1_epi32(zero_point);
-  const auto codes = [&](__m512 v) {
+  store_codes(x, bf16, n, q, [&](__m512 v) {
     return _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(v, inv), lo), hi)), zp);
-  };
-  // vpackssdw / vpacksswb work within 128-bit lanes: lane L holds dwords a[4L..], b[4L..], c[4L..],
-  // d[4L..] of the four 16-code vectors; this permutation puts a, b, c, d back in order.
-  const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-  int64_t i = 0;
-  for (; i + 64 <= n; i += 64) {
-    const __m512i ab = _mm512_packs_epi32(codes(load16(x, bf16, i, 0xffff)), codes(load16(x, bf16, i + 16, 0xffff)));
-    const __m512i cd =
-        _mm512_packs_epi32(codes(load16(x, bf16, i + 32, 0xffff)), codes(load16(x, bf16, i + 48, 0xffff)));
-    _mm512_storeu_si512(q + i, _mm512_permutexvar_epi32(order, _mm512_packs_epi16(ab, cd)));
-  }
-  for (; i < n; i += 16) {
-    const __mmask16 mask = tail16(std::min<int64_t>(16, n - i));
-    _mm512_mask_cvtsepi32_storeu_epi8(q + i, mask, codes(load16(x, bf16, i, mask)));
-  }
+  });
 }
 
 void avx512_row_quantize_i8_symmetric(const void* x, bool bf16, int64_t n, float inv_scale, int8_t* q) {
   // inv_scale = 1 / (absmax / 127) of this very span: |x * inv_scale| <= 127 (1 + 3 * 2^-24), which
   // rounds to at most 127, so the reference's clamp to [-127, 127] never acts and is left out.
   const __m512 inv = _mm512_set1_ps(inv_scale);
-  const auto codes = [&](__m512 v) { return _mm512_cvtps_epi32(_mm512_mul_ps(v, inv)); };
-  const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-  int64_t i = 0;
-  for (; i + 64 <= n; i += 64) {
-    const __m512i ab = _mm512_packs_epi32(codes(load16(x, bf16, i, 0xffff)), codes(load16(x, bf16, i + 16, 0xffff)));
-    const __m512i cd =
-        _mm512_packs_epi32(codes(load16(x, bf16, i + 32, 0xffff)), codes(load16(x, bf16, i + 48, 0xffff)));
-    _mm512_storeu_si512(q + i, _mm512_permutexvar_epi32(order, _mm512_packs_epi16(ab, cd)));
-  }
-  for (; i < n; i += 16) {
-    const __mmask16 mask = tail16(std::min<int64_t>(16, n - i));
-    _mm512_mask_cvtsepi32_storeu_epi8(q + i, mask, codes(load16(x, bf16, i, mask)));
-  }
+  store_codes(x, bf16, n, q, [&](__m512 v) { return _mm512_cvtps_epi32(_mm512_mul_ps(v, inv)); });
 }
 
 }  // namespace monoquant::kernels
