@@ -1,4 +1,5 @@
-// Google Benchmark for the quantized linear kernels: one family per mode,
+// Google Benchmark for the quantized linear kernels: one family per mode
+// (w7a8: 7-bit weight codes, the narrow-code kernels),
 // over the shapes (M in {1, 8, 32, 128}; (K, N) in {(384, 384),
 // (384, 1536), (1536, 384), (4096, 4096), (4096, 11008)}) and 1 / 2 threads.
 // Counters: GMAC/s (multiply-adds) and weight GB/s (packed bytes read).
@@ -18,7 +19,7 @@ namespace {
 
 using namespace monoquant;
 
-enum Kind { kW8A8, kW8A8Static, kW8, kW4, kW4A8, kF16, kBF16 };
+enum Kind { kW8A8, kW8A8Static, kW7A8, kW7A8Static, kW8, kW4, kW4A8, kF16, kBF16 };
 
 PackedLinearWeight make_weight(Kind kind, int64_t n, int64_t k) {
   std::mt19937 gen(7);
@@ -35,8 +36,10 @@ PackedLinearWeight make_weight(Kind kind, int64_t n, int64_t k) {
     for (auto& v : h) v = static_cast<uint16_t>(kind == kF16 ? 0x2000 + gen() % 0x1000 : 0x3c00 + gen() % 0x100);
     return pack_linear_half(TensorView(h.data(), kind == kF16 ? DType::f16 : DType::bf16, {n, k}));
   }
+  // 7-bit weights (codes in [-63, 63]) run the narrow-code kernels where a set has them.
+  const int levels = kind == kW7A8 || kind == kW7A8Static ? 63 : 127;
   std::vector<int8_t> q(static_cast<std::size_t>(n * k));
-  for (auto& v : q) v = static_cast<int8_t>(static_cast<int>(gen() % 255) - 127);
+  for (auto& v : q) v = static_cast<int8_t>(static_cast<int>(gen() % (2 * levels + 1)) - levels);
   std::vector<float> s(static_cast<std::size_t>(n), 0.01f);
   return pack_linear_int8(TensorView(q.data(), DType::i8, {n, k}), TensorView(s.data(), DType::f32, {n}));
 }
@@ -50,8 +53,8 @@ void run_linear(benchmark::State& state, Kind kind) {
   std::vector<float> x(static_cast<std::size_t>(m * k)), y(static_cast<std::size_t>(m * n)), bias(static_cast<std::size_t>(n), 0.5f);
   for (auto& v : x) v = d(gen);
   LinearOptions o;
-  if (kind == kW8A8 || kind == kW4A8) o.mode = LinearMode::dynamic_int8;
-  if (kind == kW8A8Static) o = {LinearMode::static_int8, 0.03f, 3};
+  if (kind == kW8A8 || kind == kW7A8 || kind == kW4A8) o.mode = LinearMode::dynamic_int8;
+  if (kind == kW8A8Static || kind == kW7A8Static) o = {LinearMode::static_int8, 0.03f, 3};
   for (auto _ : state) {
     linear_into(x.data(), m, k, w.view(), bias.data(), o, y.data(), n);
     benchmark::DoNotOptimize(y.data());
@@ -73,6 +76,8 @@ void shapes(benchmark::internal::Benchmark* b) {
 
 BENCHMARK_CAPTURE(run_linear, w8a8, kW8A8)->Apply(shapes);
 BENCHMARK_CAPTURE(run_linear, w8a8_static, kW8A8Static)->Apply(shapes);
+BENCHMARK_CAPTURE(run_linear, w7a8, kW7A8)->Apply(shapes);
+BENCHMARK_CAPTURE(run_linear, w7a8_static, kW7A8Static)->Apply(shapes);
 BENCHMARK_CAPTURE(run_linear, w8, kW8)->Apply(shapes);
 BENCHMARK_CAPTURE(run_linear, w4, kW4)->Apply(shapes);
 BENCHMARK_CAPTURE(run_linear, w4a8, kW4A8)->Apply(shapes);

@@ -47,6 +47,7 @@ WeightFormat parse_weight_format(std::string_view name);  // "int8", "int4", "fl
 LinearMode parse_linear_mode(std::string_view name);      // "weight_only", "dynamic", "static"
 
 inline constexpr int64_t kLinearBlockN = 8;
+inline constexpr int32_t kNarrowCodeMax = 64;
 
 // Borrowed packed weights (a PackedLinearWeight, or torch tensors holding the
 // same bytes). Sizes follow from format, n, k and group_size.
@@ -63,7 +64,8 @@ struct PackedLinearWeightView {
   const float* scales = nullptr;
   // int8 only: [n_blocks * 8] (grouped: [n_blocks][groups][8]), the sum over
   // k (of the group) of each column's codes (zero-point and unsigned-offset
-  // compensation).
+  // compensation), then one more entry: the largest |code| of the weight
+  // (code_abs_max, set by pack_linear_int8*; it picks the narrow-code kernels).
   const int32_t* sums = nullptr;
 
   int64_t n_blocks() const { return (n + kLinearBlockN - 1) / kLinearBlockN; }
@@ -73,6 +75,12 @@ struct PackedLinearWeightView {
   int64_t groups() const {
     return format == WeightFormat::int4 || grouped_int8() ? (k + group_size - 1) / group_size : 1;
   }
+  // int8: the largest |code| (0 to 128), the last entry of sums.
+  int32_t code_abs_max() const;
+  // int8 per output channel with every |code| <= kNarrowCodeMax (7-bit
+  // weights): vpmaddubsw can then take the activations as unsigned bytes
+  // (u = q + 128) without saturating, 2 * 255 * 64 = 32640 < 32767.
+  bool narrow_codes() const;
   // Byte sizes of the three arrays.
   std::size_t data_bytes() const;
   std::size_t scales_count() const;

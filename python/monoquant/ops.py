@@ -7,7 +7,7 @@ in; the output is a torch tensor that owns the C++ buffer).
 Packed weights are plain tensors plus integers, not an opaque handle:
 ``PackedLinearWeight`` holds ``data`` (uint8, the kernel layout of
 ``include/monoquant/linear.hpp``), ``scales`` (float32) and ``sums`` (int32,
-int8 only) with ``format``, ``out_features``, ``in_features`` and
+int8 only: the column sums, then the largest |code|) with ``format``, ``out_features``, ``in_features`` and
 ``group_size``. That is what the custom ops ``monoquant::linear`` and
 ``monoquant::conv2d`` take, so ``torch.compile``, ``torch.jit.trace`` and
 ``torch.export`` see ordinary tensor arguments; fake (meta) implementations
@@ -164,8 +164,9 @@ def _packed_sizes(format: str, n: int, k: int, group_size: int) -> Tuple[int, in
                 raise InvalidArgumentError(f"grouped int8 needs a group_size that is a multiple of 8 and divides "
                                            f"K = {k}, got {group_size}")
             per = (n + 7) // 8 * 8 * (k // group_size)
-            return rows, per, per
-        return rows, (n + 7) // 8 * 8, (n + 7) // 8 * 8
+            return rows, per, per + 1
+        # sums: the column sums, then the largest |code| (which picks the narrow-code kernels)
+        return rows, (n + 7) // 8 * 8, (n + 7) // 8 * 8 + 1
     if format == "int4":
         if group_size <= 0 or group_size % 8:
             raise InvalidArgumentError(f"int4 group_size must be a positive multiple of 8, got {group_size}")

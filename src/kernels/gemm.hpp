@@ -98,6 +98,15 @@ struct LinearKernels {
   // The dynamic rule (zero point 0, [-127, 127]) with inv_scale = 1 / (absmax /
   // 127) of this very span: the same bits without the clamp, which cannot act.
   void (*row_quantize_i8_symmetric)(const void* x, bool bf16, int64_t n, float inv_scale, int8_t* q) = nullptr;
+  // W8A8 (static and dynamic) on weights with narrow codes
+  // (PackedLinearWeightView::narrow_codes(): every |w| <= 64, 7-bit weights).
+  // Tables without VNNI set it: it reads the activations as u = q + 128
+  // (prepare_u8, one byte each, into IntGemmArgs::prepared) and takes
+  // vpmaddubsw's u8 x s8 pairs directly, which cannot saturate there
+  // (2 * 255 * 64 < 32767); the offset goes with the column sums. nullptr:
+  // gemm_i8 for every int8 weight.
+  void (*gemm_i8_narrow)(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end) = nullptr;
+  void (*prepare_u8)(const int8_t* q, int64_t n, int32_t zero_point, void* prepared) = nullptr;
 };
 
 const LinearKernels& reference_linear_kernels();

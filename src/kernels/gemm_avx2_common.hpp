@@ -102,6 +102,20 @@ inline int64_t load_i64(const void* p) {
   return v;
 }
 
+// The unsigned form of n activation codes, u = q + 128 (the operand of
+// vpdpbusd, and of vpmaddubsw on narrow weights); the zero point goes with
+// the column sums.
+inline void prepare_u8(const int8_t* q, int64_t n, int32_t, void* prepared) {
+  auto* out = static_cast<uint8_t*>(prepared);
+  const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + i));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), _mm256_xor_si256(v, flip));
+  }
+  for (; i < n; ++i) out[i] = static_cast<uint8_t>(q[i] + 128);
+}
+
 // Drives a W8A8-style row-tile kernel over blocks [nb_begin, nb_end):
 // tile(m0, rows, nb) for row tiles of at most MR rows.
 template <int MR, class Tile>

@@ -307,17 +307,6 @@ void gemm_i8g(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
   }
 }
 
-void prepare_u8(const int8_t* q, int64_t n, int32_t, void* prepared) {
-  auto* out = static_cast<uint8_t*>(prepared);
-  const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
-  int64_t i = 0;
-  for (; i + 32 <= n; i += 32) {
-    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + i));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), _mm256_xor_si256(v, flip));
-  }
-  for (; i < n; ++i) out[i] = static_cast<uint8_t>(q[i] + 128);
-}
-
 template <int MR>
 void i4_tile(const IntGemmArgs& a, int64_t m0, int64_t nb) {
   const PackedLinearWeightView& w = *a.w;

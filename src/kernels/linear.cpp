@@ -162,9 +162,11 @@ struct QuantizedRows {
   int8_t* q;            // [m, kp]
   float* scales;        // [m]
   int32_t* group_sums;  // [m, groups] or nullptr
-  // W8A8 kernels that read a prepared form: the table and its [m, kp]
-  // buffer, filled row by row in the same parallel region (nullptr: none).
-  const kernels::LinearKernels* prepare = nullptr;
+  // W8A8 kernels that read a prepared form: the conversion, its bytes per
+  // element and the [m, kp] buffer, filled row by row in the same parallel
+  // region (nullptr: none).
+  void (*prepare)(const int8_t* q, int64_t n, int32_t zero_point, void* prepared) = nullptr;
+  int prepared_bytes = 0;
   std::byte* prepared = nullptr;
 };
 
@@ -197,9 +199,7 @@ void quantize_rows(const Rows& x, int64_t m, int64_t k, int64_t kp, const Linear
       }
       std::memset(qr + k, static_cast<int8_t>(bits >= 0x7f800000u ? 0 : zp), static_cast<std::size_t>(kp - k));
       out.scales[r] = scale;
-      if (out.prepared) {
-        out.prepare->prepare_i8(qr, kp, zp, out.prepared + r * kp * out.prepare->prepared_bytes);
-      }
+      if (out.prepared) out.prepare(qr, kp, zp, out.prepared + r * kp * out.prepared_bytes);
       if (out.group_sums) {
         for (int64_t g = 0; g < groups; ++g) {
           int32_t s = 0;
@@ -601,12 +601,17 @@ void linear_impl(const Rows& x, int64_t m, const PackedLinearWeightView& w, cons
   auto* meta = reinterpret_cast<float*>(scratch(mu * sizeof(float) * (1 + (int4 ? groups : 0)), 1));
   QuantizedRows rows{q, meta, int4 ? reinterpret_cast<int32_t*>(meta + m) : nullptr};
   const bool symmetric = options.mode == LinearMode::dynamic_int8;
-  if (!int4 && kt.prepared_bytes && m <= kt.prepared_max_m && !(symmetric && kt.symmetric_reads_codes)) {
-    rows.prepare = &kt;
-    rows.prepared = scratch(mu * static_cast<std::size_t>(kp * kt.prepared_bytes), 2);
+  const bool narrow = !int4 && kt.gemm_i8_narrow && w.narrow_codes();
+  if (narrow) {
+    rows.prepare = kt.prepare_u8;
+    rows.prepared_bytes = 1;
+  } else if (!int4 && kt.prepared_bytes && m <= kt.prepared_max_m && !(symmetric && kt.symmetric_reads_codes)) {
+    rows.prepare = kt.prepare_i8;
+    rows.prepared_bytes = kt.prepared_bytes;
   }
+  if (rows.prepare) rows.prepared = scratch(mu * static_cast<std::size_t>(kp * rows.prepared_bytes), 2);
   quantize_rows(x, m, w.k, kp, options, w.group_size, groups, kt, rows);
-  direct_bf16(!int4 && kt.bf16_out_min_m && m >= kt.bf16_out_min_m);
+  direct_bf16(!int4 && !narrow && kt.bf16_out_min_m && m >= kt.bf16_out_min_m);
   kernels::IntGemmArgs a{q,       m, options.mode == LinearMode::static_int8 ? options.act_zero_point : 0,
                          rows.scales, rows.prepared, rows.group_sums, &w, bias, y, ldy};
   a.yb = yb;
@@ -615,6 +620,8 @@ void linear_impl(const Rows& x, int64_t m, const PackedLinearWeightView& w, cons
     const kernels::IntGemmArgs part = r0 == 0 && r1 == m ? a : rows_of(a, r0, r1, kp, 1, groups);
     if (int4) {
       kt.gemm_i4(part, b0, b1);
+    } else if (narrow) {
+      kt.gemm_i8_narrow(part, b0, b1);
     } else {
       kt.gemm_i8(part, b0, b1);
     }

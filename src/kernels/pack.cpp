@@ -1,6 +1,8 @@
 // Packing weights once into the blocked layout of linear.hpp, and checking
 // borrowed packed views. Runs once per layer, so it is plain scalar code.
+#include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -97,7 +99,15 @@ std::size_t PackedLinearWeightView::scales_count() const {
 }
 
 std::size_t PackedLinearWeightView::sums_count() const {
-  return format == WeightFormat::int8 ? static_cast<std::size_t>(n_blocks() * groups() * B) : 0;
+  return format == WeightFormat::int8 ? static_cast<std::size_t>(n_blocks() * groups() * B) + 1 : 0;
+}
+
+int32_t PackedLinearWeightView::code_abs_max() const {
+  return format == WeightFormat::int8 && sums != nullptr ? sums[sums_count() - 1] : 128;
+}
+
+bool PackedLinearWeightView::narrow_codes() const {
+  return format == WeightFormat::int8 && group_size == 0 && code_abs_max() <= kNarrowCodeMax;
 }
 
 namespace {
@@ -129,6 +139,10 @@ void PackedLinearWeightView::validate() const {
   if (data == nullptr) throw_invalid_argument("packed linear weight has no data");
   if (scales_count() && scales == nullptr) throw_invalid_argument("packed linear weight has no scales");
   if (sums_count() && sums == nullptr) throw_invalid_argument("packed int8 linear weight has no column sums");
+  if (format == WeightFormat::int8 && (code_abs_max() < 0 || code_abs_max() > 128)) {
+    throw_invalid_argument("packed int8 linear weight is corrupt: its largest |code| reads " +
+                           std::to_string(code_abs_max()) + ", outside [0, 128]");
+  }
 }
 
 PackedLinearWeightView PackedLinearWeight::view() const {
@@ -180,6 +194,7 @@ PackedLinearWeight pack_linear_int8(const TensorView& codes, const TensorView& s
   auto* out = p.data.as<int8_t>();
   auto* sums = p.sums.as<int32_t>();
   auto* sc = p.scales.as<float>();
+  int32_t abs_max = 0;
   for (int64_t r = 0; r < n; ++r) {
     const float s = scale_at(scales, r, 0);
     check_scale(s, r, "int8 weight scales");
@@ -191,9 +206,11 @@ PackedLinearWeight pack_linear_int8(const TensorView& codes, const TensorView& s
       const auto q = static_cast<int8_t>(*at(codes, r, i, 1));
       block[(i / 4) * (B * 4) + c * 4 + i % 4] = q;
       sum += q;
+      abs_max = std::max(abs_max, std::abs(int32_t{q}));
     }
     sums[r] = sum;
   }
+  sums[v.sums_count() - 1] = abs_max;
   return p;
 }
 
@@ -215,6 +232,7 @@ PackedLinearWeight pack_linear_int8_grouped(const TensorView& codes, const Tenso
   auto* out = p.data.as<int8_t>();
   auto* sums = p.sums.as<int32_t>();
   auto* sc = p.scales.as<float>();
+  int32_t abs_max = 0;
   for (int64_t r = 0; r < n; ++r) {
     int8_t* block = out + (r / B) * B * kp;
     const int64_t c = r % B;
@@ -228,10 +246,12 @@ PackedLinearWeight pack_linear_int8_grouped(const TensorView& codes, const Tenso
         const auto q = static_cast<int8_t>(*at(codes, r, i, 1));
         block[(i / 4) * (B * 4) + c * 4 + i % 4] = q;
         sum += q;
+        abs_max = std::max(abs_max, std::abs(int32_t{q}));
       }
       sums[at_g] = sum;
     }
   }
+  sums[v.sums_count() - 1] = abs_max;
   return p;
 }
 

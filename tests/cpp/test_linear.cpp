@@ -303,6 +303,20 @@ TEST(Linear, Int8WorstCaseInputsDoNotSaturate) {
     expect_bits_equal(run(p, x, m, nullptr, {LinearMode::static_int8, act_scale, -128}), want_s,
                       std::string(ks.name) + " static");
   }
+  // Narrow (7-bit) weights at their bound, +-64: the u8-activation kernels'
+  // pair sums reach 2 * 255 * 64 = 32640 with the static codes above.
+  std::vector<int8_t> w7(w.size());
+  for (std::size_t i = 0; i < w.size(); ++i) w7[i] = w[i] < 0 ? -monoquant::kNarrowCodeMax : monoquant::kNarrowCodeMax;
+  const PackedLinearWeight p7 = pack_i8(w7, ws, n, k);
+  ASSERT_TRUE(p7.view().narrow_codes());
+  const auto want7 = oracle_w8a8(q, rs, 0, w7, ws, nullptr, m, k, n);
+  const auto want7_s = oracle_w8a8(qs, rss, -128, w7, ws, nullptr, m, k, n);
+  for (const KernelSet& ks : kernel_sets()) {
+    use(ks);
+    expect_bits_equal(run(p7, x, m, nullptr, {LinearMode::dynamic_int8}), want7, std::string(ks.name) + " 7-bit dynamic");
+    expect_bits_equal(run(p7, x, m, nullptr, {LinearMode::static_int8, act_scale, -128}), want7_s,
+                      std::string(ks.name) + " 7-bit static");
+  }
 }
 
 // ---- int4 -------------------------------------------------------------------
@@ -649,6 +663,18 @@ TEST(Linear, RejectsBadArguments) {
   const PackedLinearWeight ph = monoquant::pack_linear_half(TensorView(h.data(), DType::f16, {3, 4}));
   EXPECT_THROW(monoquant::linear_into(x.data(), 1, 4, ph.view(), nullptr, {LinearMode::dynamic_int8}, y.data(), 3), Error);
   EXPECT_THROW(monoquant::linear(TensorView(x.data(), DType::f32, {1, 3}), p.view(), nullptr, {}), Error);
+  // A largest |code| outside [0, 128] (the last entry of sums) is a corrupt weight.
+  std::vector<int32_t> sums(p.sums.as<int32_t>(), p.sums.as<int32_t>() + p.sums.numel());
+  EXPECT_EQ(sums.back(), 1);
+  sums.back() = 129;
+  monoquant::PackedLinearWeightView bad = p.view();
+  bad.sums = sums.data();
+  try {
+    monoquant::linear_into(x.data(), 1, 4, bad, nullptr, {LinearMode::dynamic_int8}, y.data(), 3);
+    ADD_FAILURE() << "a corrupt largest |code| was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("largest |code|"), std::string::npos) << e.what();
+  }
 }
 
 // ---- conv2d -----------------------------------------------------------------------

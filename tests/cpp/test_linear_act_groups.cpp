@@ -394,9 +394,14 @@ TEST(LinearActGroups, PackLayoutAndUnpackInverse) {
     EXPECT_EQ(v.groups(), groups);
     EXPECT_EQ(v.data_bytes(), static_cast<std::size_t>(nb * 8 * k));
     EXPECT_EQ(v.scales_count(), static_cast<std::size_t>(nb * groups * 8));
-    EXPECT_EQ(v.sums_count(), static_cast<std::size_t>(nb * groups * 8));
+    // Column sums, then the largest |code|.
+    EXPECT_EQ(v.sums_count(), static_cast<std::size_t>(nb * groups * 8 + 1));
     EXPECT_EQ(p.scales.numel(), nb * groups * 8);
-    EXPECT_EQ(p.sums.numel(), nb * groups * 8);
+    EXPECT_EQ(p.sums.numel(), nb * groups * 8 + 1);
+    int32_t abs_max = 0;
+    for (const int8_t q : w) abs_max = std::max(abs_max, std::abs(int32_t{q}));
+    EXPECT_EQ(v.code_abs_max(), abs_max);
+    EXPECT_FALSE(v.narrow_codes());  // grouped int8 runs its own kernels
     EXPECT_NO_THROW(v.validate());
     // Scales and per-group column sums at [block][group][column]; padding 0.
     for (int64_t r = 0; r < nb * 8; ++r)
@@ -440,7 +445,7 @@ TEST(LinearActGroups, PerChannelInt8Unchanged) {
   EXPECT_FALSE(v.grouped_int8());
   EXPECT_EQ(v.groups(), 1);
   EXPECT_EQ(v.scales_count(), 16u);
-  EXPECT_EQ(v.sums_count(), 16u);
+  EXPECT_EQ(v.sums_count(), 17u);
   const auto u = monoquant::unpack_linear(v);
   EXPECT_EQ(u.scales.shape(), (monoquant::Shape{n, 1}));
 }

@@ -16,6 +16,7 @@
 #include <limits>
 #include <memory>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -28,6 +29,7 @@
 namespace {
 
 using monoquant::DType;
+using monoquant::kNarrowCodeMax;
 using monoquant::LinearMode;
 using monoquant::LinearOptions;
 using monoquant::PackedLinearWeight;
@@ -101,6 +103,18 @@ std::vector<Case> cases(std::mt19937& gen, int64_t k, int64_t n) {
   out.push_back({"w8a8 static", i8w, {LinearMode::static_int8, 0.02f, -37}, true});
   out.push_back({"w4a8 dynamic", i4w, {LinearMode::dynamic_int8}, true});
   out.push_back({"w4a8 static", i4w, {LinearMode::static_int8, 0.02f, 0}, true});
+  // 7-bit weights with both extremes +-64 present: the narrow-code kernels
+  // (u8 activations on vpmaddubsw) where a table has them.
+  std::vector<int8_t> codes7(codes.size());
+  std::uniform_int_distribution<int> i7(-kNarrowCodeMax, kNarrowCodeMax);
+  for (auto& c : codes7) c = static_cast<int8_t>(i7(gen));
+  codes7[0] = kNarrowCodeMax;
+  codes7.back() = -kNarrowCodeMax;
+  const auto i7w = std::make_shared<const PackedLinearWeight>(monoquant::pack_linear_int8(
+      TensorView(codes7.data(), DType::i8, {n, k}), TensorView(scales.data(), DType::f32, {n})));
+  if (!i7w->view().narrow_codes()) throw std::logic_error("7-bit weights did not pack as narrow codes");
+  out.push_back({"w7a8 dynamic", i7w, {LinearMode::dynamic_int8}, true});
+  out.push_back({"w7a8 static", i7w, {LinearMode::static_int8, 0.02f, -37}, true});
   if (k % g == 0) {
     std::vector<float> gs8(static_cast<std::size_t>(n * (k / g)));
     for (auto& s : gs8) s = sc(gen);
