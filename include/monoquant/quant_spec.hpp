@@ -16,7 +16,7 @@ Scheme parse_scheme(std::string_view name);
 Granularity parse_granularity(std::string_view name);
 
 struct QuantSpec {
-  int bits = 8;                    // 8 or 4
+  int bits = 8;                    // 8, 7 (int8 codes in [-63, 63]) or 4
   Scheme scheme = Scheme::symmetric;
   Granularity granularity = Granularity::per_channel;
   int axis = 0;                    // per_channel: the channel axis (negative counts from the end)
@@ -33,6 +33,8 @@ struct QuantSpec {
   int qmax() const;
   // What a symmetric scale divides absmax by: qmax, or (qmax - qmin) / 2 when full_range.
   double symmetric_levels() const;
+  // 8 and 7 bits are stored one int8 per code; 4 bits two to a byte.
+  bool int8_codes() const { return bits == 8 || bits == 7; }
   // Throws invalid_argument naming the bad field.
   void validate() const;
   std::string to_string() const;

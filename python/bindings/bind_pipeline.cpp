@@ -28,6 +28,7 @@ LayerScheme scheme_from_dict(const nb::dict& d) {
   s.act_symmetric = nb::cast<bool>(d["act_symmetric"]);
   s.full_range = d.contains("full_range") ? nb::cast<bool>(d["full_range"]) : true;
   s.weight_symmetric = d.contains("weight_symmetric") ? nb::cast<bool>(d["weight_symmetric"]) : true;
+  s.int8_bits = d.contains("int8_bits") ? nb::cast<int>(d["int8_bits"]) : 8;
   return s;
 }
 
@@ -40,6 +41,7 @@ nb::dict scheme_dict(const LayerScheme& s) {
   d["act_symmetric"] = s.act_symmetric;
   d["full_range"] = s.full_range;
   d["weight_symmetric"] = s.weight_symmetric;
+  d["int8_bits"] = s.int8_bits;
   return d;
 }
 

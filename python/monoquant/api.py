@@ -79,9 +79,9 @@ def _resolve_mode(bits, dynamic, weight_only, static, calibration_data, method: 
     if method != "rtn" and not static:
         # The data choose the weights; activations follow the flags (default: dynamic 8-bit, weight-only 4-bit).
         calibration_data = None
-    if bits not in (4, 8, 16) or isinstance(bits, bool):
-        raise InvalidArgumentError(f"bits must be 4, 8 or 16, got {bits!r} (8: int8, 4: int4 packed, "
-                                   f"16: float16/bfloat16)")
+    if bits not in (4, 7, 8, 16) or isinstance(bits, bool):
+        raise InvalidArgumentError(f"bits must be 4, 7, 8 or 16, got {bits!r} (8: int8, 7: int8 codes in [-63, 63] "
+                                   f"for int8 activations, 4: int4 packed, 16: float16/bfloat16)")
     flags = {"dynamic": dynamic, "weight_only": weight_only, "static": static}
     on = [k for k, v in flags.items() if v]
     if len(on) > 1:
@@ -100,16 +100,20 @@ def _resolve_mode(bits, dynamic, weight_only, static, calibration_data, method: 
         raise InvalidArgumentError(f"calibration_data is only used by static quantization and by method='gptq'; "
                                    f"drop {on[0]}=True to quantize statically, pass method='gptq', or drop "
                                    f"calibration_data")
+    if bits == 7 and on == ["weight_only"]:
+        raise InvalidArgumentError("bits=7 is for int8 activations (dynamic=True or calibration_data=...): its "
+                                   "narrow codes speed up the W8A8 kernels of CPUs without VNNI; weight-only "
+                                   "quantization takes bits=8 or bits=4")
     if on:
         return on[0]
-    return "dynamic" if bits == 8 else "weight_only"
+    return "dynamic" if bits in (7, 8) else "weight_only"
 
 
 def _make_scheme(bits, mode, group_size, scale_method, scheme, dtype, int4_range="full",
                  act_group_size=None) -> LayerScheme:
     if act_group_size is not None:
-        if bits != 8 or mode != "dynamic":
-            raise InvalidArgumentError("act_group_size applies to bits=8 with dynamic activations (W8A8: weights and "
+        if bits not in (7, 8) or mode != "dynamic":
+            raise InvalidArgumentError("act_group_size applies to bits=8 (or 7) with dynamic activations (W8A8: weights and "
                                        "activations quantized in groups along K)")
         if not isinstance(act_group_size, int) or isinstance(act_group_size, bool) or act_group_size <= 0 \
                 or act_group_size % 8:
@@ -125,7 +129,7 @@ def _make_scheme(bits, mode, group_size, scale_method, scheme, dtype, int4_range
         # Symmetric weights; static activations of W8A8 asymmetric (a zero point per tensor), as torch.ao's
         # default: post-GELU and attention activations are lopsided, and on MiniLM the zero point lifts
         # the embedding cosine from 0.987 to 0.994. The W4A8 kernels take symmetric activations only.
-        asym = mode == "static" and bits == 8
+        asym = mode == "static" and bits in (7, 8)
         scheme = "asymmetric" if asym else "symmetric"
     if bits == 16:
         dtype = torch.float16 if dtype is None else dtype
@@ -147,11 +151,11 @@ def _make_scheme(bits, mode, group_size, scale_method, scheme, dtype, int4_range
         scale_method = "mse" if bits == 4 else "absmax"  # at 4 bits the clipping search lifts accuracy
     if not isinstance(group_size, int) or isinstance(group_size, bool):
         raise InvalidArgumentError(f"group_size must be an integer, got {group_size!r}")
-    return LayerScheme(format="int8" if bits == 8 else "int4", mode=mode,
+    return LayerScheme(format="int4" if bits == 4 else "int8", mode=mode,
                        group_size=group_size if bits == 4 else (act_group_size or 0), scale_method=scale_method,
                        act_symmetric=not (asym and mode == "static"),
                        weight_symmetric=not (asym and mode == "weight_only"),
-                       full_range=int4_range == "full")
+                       full_range=int4_range == "full", int8_bits=7 if bits == 7 else 8)
 
 
 def _sqnr_warnings(layers: List[LayerReport]) -> List[str]:

@@ -163,7 +163,7 @@ def gptq_weight(m: nn.Module, hessian: torch.Tensor, scheme: LayerScheme, *, dam
     """GPTQ's codes and scales for one linear layer, in the canonical form (weights.py)."""
     w = _weight_2d(m).to(torch.float32).contiguous()
     n, k = (int(v) for v in w.shape)
-    bits, g = (8, 0) if scheme.format == "int8" else (4, scheme.group_size)
+    bits, g = (scheme.bits, 0) if scheme.format == "int8" else (4, scheme.group_size)
     # Activation order keeps the groups contiguous (llm-compressor's actorder="weight": group scales from the
     # original weight, only the sweep order changes), so the result runs on the kernels as it is, with no g_idx.
     r = _core.gptq_quantize(w, hessian, bits, g, scheme.scale_method, _DTYPE_NAMES[scale_dtype_for(m.weight.dtype)],
@@ -171,7 +171,7 @@ def gptq_weight(m: nn.Module, hessian: torch.Tensor, scheme: LayerScheme, *, dam
                             bits == 4 and scheme.full_range and scheme.weight_symmetric,
                             scheme.weight_symmetric)
     zp = r["zero_points"]
-    if bits == 8:
+    if scheme.format == "int8":
         qw = QuantizedWeight("int8", (n, k), r["codes"], r["scales"].reshape(n, 1), 0,
                              zero_points=None if zp is None else zp.reshape(n, 1))
     else:

@@ -229,8 +229,8 @@ def _specs_from_config(qcfg: Dict[str, Any], model: nn.Module) -> Dict[str, Tupl
     return out
 
 
-def _scheme_for(qw: QuantizedWeight, act: Optional[Dict], name: str) -> LayerScheme:
-    if not act:
+def _scheme_for(qw: QuantizedWeight, act: Optional[Dict], name: str, bits: int = 8) -> LayerScheme:
+    if not act:  # 7-bit weight-only files load as the int8 weights they are
         return LayerScheme(format=qw.format, mode="weight_only", group_size=qw.group_size,
                            weight_symmetric=qw.zero_points is None)
     if int(act.get("num_bits", 8)) != 8 or act.get("type", "int") != "int":
@@ -243,7 +243,7 @@ def _scheme_for(qw: QuantizedWeight, act: Optional[Dict], name: str) -> LayerSch
         if qw.format != "int8" or g != qw.group_size:
             raise UnsupportedError(f"{name}: activation groups of {g} run with int8 weights in the same groups "
                                    f"(the weights here: {qw.format}, group {qw.group_size})")
-        return LayerScheme(format="int8", mode="dynamic", group_size=g)
+        return LayerScheme(format="int8", mode="dynamic", group_size=g, int8_bits=7 if bits == 7 else 8)
     if dynamic and strategy not in ("token", None):
         raise UnsupportedError(f"{name}: dynamic activations per {strategy!r}; monoquant quantizes per token or "
                                f"per group")
@@ -252,7 +252,8 @@ def _scheme_for(qw: QuantizedWeight, act: Optional[Dict], name: str) -> LayerSch
     if dynamic and not act.get("symmetric", True):
         raise UnsupportedError(f"{name}: asymmetric dynamic activations; monoquant's are symmetric per token")
     return LayerScheme(format=qw.format, mode="dynamic" if dynamic else "static", group_size=qw.group_size,
-                       act_symmetric=bool(act.get("symmetric", True)))
+                       act_symmetric=bool(act.get("symmetric", True)),
+                       int8_bits=7 if bits == 7 and qw.format == "int8" else 8)
 
 
 def _build(name: str, skeleton: nn.Module, qw: QuantizedWeight, scheme: LayerScheme, tensors: Dict[str, torch.Tensor],
@@ -371,7 +372,7 @@ def load(path, model: Optional[nn.Module] = None, compute_dtype: Optional[torch.
         else:
             wargs, act, _fmt = specs[name]
             qw = from_compressed(tensors, name, wargs)
-            module = _build(name, skeleton, qw, _scheme_for(qw, act, name), tensors)
+            module = _build(name, skeleton, qw, _scheme_for(qw, act, name, int(wargs.get("num_bits", 8))), tensors)
         built[name] = module
     for name, module in built.items():
         replace_module(model, named[name], module) or set_submodule(model, name, module)

@@ -96,6 +96,11 @@ class QuantizationReport:
         if act and any(layer.kernel in ("avx2", "scalar") for layer in act):
             out.append(f"{len(act)} layers quantize activations (W8A8 / W4A8) but this CPU runs them without VNNI "
                        f"(int8 dot products through vpmaddubsw / vpmaddwd): smaller gains than on VNNI CPUs")
+            w8 = [layer for layer in act if layer.scheme.startswith("W8A8") and "-g" not in layer.scheme]
+            if w8 and any(layer.kernel == "avx2" for layer in w8):
+                out.append(f"{len(w8)} W8A8 layers: bits=7 (7-bit weights, W7A8) lets the avx2 kernels read the "
+                           f"activations as unsigned bytes, about 1.3x faster per layer, at some accuracy (MiniLM "
+                           f"embedding cosine 0.9973 -> 0.9963)")
         wo = [layer for layer in q if "A16" in layer.scheme or layer.scheme in ("FP16", "BF16")]
         if wo and "amx" in kernels and _core.amx_bf16_available():
             out.append(f"{len(wo)} layers are weight-only: from 8 rows (batch x sequence) they run on AMX-BF16 "

@@ -3,6 +3,7 @@ the file format and the report's label all follow.
 
     LayerScheme(format="int8", mode="dynamic")                 W8A8 (per-token activations)
     LayerScheme(format="int8", mode="static")                  W8A8, calibrated activations
+    LayerScheme(format="int8", mode="dynamic", int8_bits=7)    W7A8 (int8 codes in [-63, 63])
     LayerScheme(format="int4", mode="weight_only", group_size=128)   W4A16
     LayerScheme(format="int4", mode="dynamic", group_size=128)       W4A8
     LayerScheme(format="float16", mode="weight_only")          FP16 weights
@@ -40,6 +41,9 @@ class LayerScheme:
     full_range: bool = True
     #: False: weight-only int4 groups / int8 channels with a zero point each (compressed-tensors' W4A16_ASYM)
     weight_symmetric: bool = True
+    #: int8 weights: 8, or 7 (codes in [-63, 63], W7A8: int8 activations only; the narrow-code kernels of
+    #: CPUs without VNNI read the activations straight as unsigned bytes)
+    int8_bits: int = 8
 
     def __post_init__(self):
         if self.format not in FORMATS:
@@ -64,6 +68,11 @@ class LayerScheme:
         if self.format == "int4" and self.mode == "static" and not self.act_symmetric:
             raise UnsupportedError("static activations with int4 weights must be symmetric: the W4A8 kernels take "
                                    "no activation zero point; use scheme='symmetric' or bits=8")
+        if self.int8_bits not in (7, 8) or isinstance(self.int8_bits, bool):
+            raise InvalidArgumentError(f"int8_bits must be 8 or 7, got {self.int8_bits!r}")
+        if self.int8_bits == 7 and (self.format != "int8" or self.mode == "weight_only"):
+            raise InvalidArgumentError("7-bit weights are int8 weights with int8 activations (dynamic or static "
+                                       f"W7A8), not {self.format} {self.mode}")
         if not self.weight_symmetric:
             if self.format not in ("int8", "int4"):
                 raise InvalidArgumentError(f"asymmetric weights are integer weights (int8 or int4), not "
@@ -75,7 +84,7 @@ class LayerScheme:
 
     @property
     def bits(self) -> int:
-        return {"int8": 8, "int4": 4}.get(self.format, 16)
+        return {"int8": self.int8_bits, "int4": 4}.get(self.format, 16)
 
     @property
     def is_half(self) -> bool:
@@ -106,7 +115,7 @@ class LayerScheme:
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "LayerScheme":
         return cls(**{k: d[k] for k in ("format", "mode", "group_size", "scale_method", "act_symmetric",
-                                        "full_range", "weight_symmetric") if k in d})
+                                        "full_range", "weight_symmetric", "int8_bits") if k in d})
 
 
 __all__ = ["LayerScheme", "FORMATS", "MODES", "SCALE_METHODS"]

@@ -102,12 +102,12 @@ def quantize_weight(weight: Tensor, scheme: LayerScheme, scale_dtype: torch.dtyp
             target = torch.float16 if scheme.format == "float16" else torch.bfloat16
             return QuantizedWeight(scheme.format, (n, k), _core.cast_to_half(w, _DTYPE_NAMES[target], "error"), None)
         if scheme.format == "int8" and scheme.group_size:  # W8A8 with activation groups
-            q = _core.quantize_weight(w, 8, "symmetric", "per_group", 0, scheme.group_size, scheme.scale_method,
+            q = _core.quantize_weight(w, scheme.bits, "symmetric", "per_group", 0, scheme.group_size, scheme.scale_method,
                                       _DTYPE_NAMES[scale_dtype])
             return QuantizedWeight("int8", (n, k), q["codes"], q["scales"].reshape(n, -1), scheme.group_size)
         sym = "symmetric" if scheme.weight_symmetric else "asymmetric"
         if scheme.format == "int8":
-            q = _core.quantize_weight(w, 8, sym, "per_channel", 0, 0, scheme.scale_method,
+            q = _core.quantize_weight(w, scheme.bits, sym, "per_channel", 0, 0, scheme.scale_method,
                                       _DTYPE_NAMES[scale_dtype])
             zp = None if scheme.weight_symmetric else q["zero_points"].reshape(n, 1)
             return QuantizedWeight("int8", (n, k), q["codes"], q["scales"].reshape(n, 1), 0, zero_points=zp)
@@ -168,8 +168,11 @@ def from_compressed(tensors: Dict[str, Tensor], prefix: str, args: Dict, name: s
     p = prefix + "." if prefix else ""
     what = name or prefix
     bits = int(args.get("num_bits", 8))
-    if bits not in (4, 8):
-        raise UnsupportedError(f"{what}: {bits}-bit weights; monoquant's kernels run 4- and 8-bit int weights")
+    if bits not in (4, 7, 8):
+        raise UnsupportedError(f"{what}: {bits}-bit weights; monoquant's kernels run 4-, 7- and 8-bit int weights")
+    if bits == 7 and p + "weight_packed" in tensors:
+        raise UnsupportedError(f"{what}: 7-bit weights packed into int32 words; monoquant reads 7-bit weights as "
+                               f"int8 tensors (int-quantized)")
     if args.get("type", "int") != "int":
         raise UnsupportedError(f"{what}: {args.get('type')} weights are not supported (int only)")
     asymmetric = not args.get("symmetric", True)
@@ -202,6 +205,8 @@ def from_compressed(tensors: Dict[str, Tensor], prefix: str, args: Dict, name: s
             raise FormatError(f"{what}: expected int8 {p}weight [N, K]")
         n, k = (int(v) for v in w.shape)
         codes = w.contiguous()
+        if bits == 7 and codes.numel() and (int(codes.min()) < -64 or int(codes.max()) > 63):
+            raise FormatError(f"{what}: 7-bit codes out of [-64, 63]")
         if bits == 4:
             if int(codes.min()) < -8 or int(codes.max()) > 7:
                 raise FormatError(f"{what}: 4-bit codes out of [-8, 7]")
@@ -219,7 +224,7 @@ def from_compressed(tensors: Dict[str, Tensor], prefix: str, args: Dict, name: s
             raise FormatError(f"{what}: weight_scale {tuple(scale_t.shape)} is not one per output channel ({n})")
         scales = scales.reshape(n, 1).contiguous()
         zeros = _zero_points(tensors, p, bits, n, 1, what) if asymmetric else None
-        if bits == 8:
+        if bits != 4:
             return QuantizedWeight("int8", (n, k), codes, scales, 0, zero_points=zeros)
         return QuantizedWeight("int4", (n, k), codes, scales, (k + 7) // 8 * 8,  # one group spans the row
                                zero_points=zeros)
@@ -228,12 +233,12 @@ def from_compressed(tensors: Dict[str, Tensor], prefix: str, args: Dict, name: s
     g = int(args.get("group_size") or 0)
     if g <= 0 or g % 8:
         raise UnsupportedError(f"{what}: {bits}-bit group_size {g} is not a positive multiple of 8")
-    if bits == 8 and k % g:
+    if bits != 4 and k % g:
         raise UnsupportedError(f"{what}: group-wise 8-bit weights need K ({k}) to be a multiple of group_size {g}")
     groups = (k + g - 1) // g
     if scales.numel() != n * groups:
         raise FormatError(f"{what}: weight_scale {tuple(scale_t.shape)} does not fit [{n}, {groups}] groups of {g}")
-    if asymmetric and bits == 8:
+    if asymmetric and bits != 4:
         raise UnsupportedError(f"{what}: asymmetric 8-bit weights in groups; monoquant runs asymmetric 8-bit "
                                f"weights per channel (monoquant.io.load_quantized dequantizes them)")
     zeros = _zero_points(tensors, p, bits, n, groups, what) if asymmetric else None

@@ -1,4 +1,4 @@
-// `monoquant quantize MODEL -o OUT --bits 8|4|16 ...`: the checkpoint
+// `monoquant quantize MODEL -o OUT --bits 8|7|4|16 ...`: the checkpoint
 // pipeline (src/pipeline) from the command line.
 #include "cli/quantize.hpp"
 
@@ -72,6 +72,7 @@ std::vector<pipeline::ModuleRecord> existing_records(const io::Checkpoint& ck, c
     pipeline::ModuleRecord r;
     r.name = m.module;
     r.scheme.format = m.bits == 4 ? WeightFormat::int4 : WeightFormat::int8;
+    if (m.bits == 7) r.scheme.int8_bits = 7;
     r.scheme.mode = m.activations == "dynamic" ? LinearMode::dynamic_int8
                     : m.activations == "static" ? LinearMode::static_int8 : LinearMode::weight_only;
     r.scheme.group_size = m.bits == 4 ? (m.group_size > 0 ? m.group_size : (m.weight_shape.size() == 2 ? m.weight_shape[1] : 0)) : 0;
@@ -95,11 +96,17 @@ pipeline::LayerScheme scheme_from(const QuantizeOptions& o) {
     return s;
   }
   if (!o.dtype.empty()) throw_invalid_argument("--dtype applies to --bits 16 only");
-  s.format = o.bits == 8 ? WeightFormat::int8 : WeightFormat::int4;
+  // --bits 7: int8 codes in [-63, 63] (W7A8), for CPUs without VNNI.
+  const bool int8 = o.bits == 8 || o.bits == 7;
+  s.format = int8 ? WeightFormat::int8 : WeightFormat::int4;
+  s.int8_bits = o.bits == 7 ? 7 : 8;
+  if (o.bits == 7 && o.weight_only) {
+    throw_invalid_argument("--bits 7 is for int8 activations (--dynamic or --static): weight-only takes --bits 8 or 4");
+  }
   s.mode = o.is_static ? LinearMode::static_int8
            : o.weight_only ? LinearMode::weight_only
            : o.dynamic ? LinearMode::dynamic_int8
-           : (o.bits == 8 ? LinearMode::dynamic_int8 : LinearMode::weight_only);
+           : (int8 ? LinearMode::dynamic_int8 : LinearMode::weight_only);
   if (s.mode == LinearMode::static_int8 && o.calibration.empty()) {
     throw_invalid_argument("--static needs --calibration STATS (the file monoquant.save_calibration writes)");
   }
@@ -114,17 +121,17 @@ pipeline::LayerScheme scheme_from(const QuantizeOptions& o) {
   // As the Python API: static INT8 activations asymmetric unless asked
   // otherwise; weight-only --scheme asymmetric gives the weights zero points.
   s.act_symmetric = s.mode != LinearMode::static_int8 ? true
-                    : o.scheme.empty()                ? o.bits != 8
+                    : o.scheme.empty()                ? !int8
                                                       : o.scheme == "symmetric";
   s.weight_symmetric = !(s.mode == LinearMode::weight_only && o.scheme == "asymmetric");
   s.group_size = o.bits == 4 ? (o.group_size ? o.group_size : 128) : 0;
-  if (o.bits == 8 && o.group_size) {
+  if (int8 && o.group_size) {
     throw_invalid_argument("--group-size applies to --bits 4 (int8 has one scale per output channel; "
                            "--act-group-size quantizes int8 weights and activations in groups)");
   }
   if (o.act_group_size) {
-    if (o.bits != 8 || s.mode != LinearMode::dynamic_int8) {
-      throw_invalid_argument("--act-group-size applies to --bits 8 with dynamic activations");
+    if (!int8 || s.mode != LinearMode::dynamic_int8) {
+      throw_invalid_argument("--act-group-size applies to --bits 8 (or 7) with dynamic activations");
     }
     s.group_size = o.act_group_size;
   }
@@ -186,8 +193,10 @@ CLI::App* add_quantize(CLI::App& app, QuantizeOptions& o) {
   sub->add_option("model", o.model, "Input: a .safetensors file, a .pt/.pth state_dict or a model directory");
   sub->add_option("--model", o.model_flag, "The input, as a flag");
   sub->add_option("-o,--output", o.output, "Output: .safetensors, .pt, or a directory");
-  sub->add_option("--bits", o.bits, "8 (int8 per channel), 4 (int4 groups) or 16 (float16/bfloat16)")
-      ->check(CLI::IsMember({8, 4, 16}));
+  sub->add_option("--bits", o.bits,
+                  "8 (int8 per channel), 7 (int8 codes in [-63, 63]: W7A8, faster on CPUs without VNNI), 4 (int4 "
+                  "groups) or 16 (float16/bfloat16)")
+      ->check(CLI::IsMember({8, 7, 4, 16}));
   auto* dyn = sub->add_flag("--dynamic", o.dynamic, "Activations quantized per token at run time (default for --bits 8)");
   auto* wo = sub->add_flag("--weight-only", o.weight_only, "Float activations (default for --bits 4 and 16)");
   auto* st = sub->add_flag("--static", o.is_static, "Calibrated activations (needs --calibration)");

@@ -112,9 +112,9 @@ std::string quantization_config_json(const std::vector<CtModuleScheme>& modules,
   std::map<std::string, std::size_t> index_of;
   std::set<std::string> formats;
   for (const CtModuleScheme& m : modules) {
-    if (m.weight_bits != 4 && m.weight_bits != 8) {
-      throw_invalid_argument("module '" + m.module + "': compressed-tensors int weights here are 4 or 8 bits, not " +
-                             std::to_string(m.weight_bits));
+    if (m.weight_bits != 4 && m.weight_bits != 8 && !(m.weight_bits == 7 && m.format == "int-quantized")) {
+      throw_invalid_argument("module '" + m.module + "': compressed-tensors int weights here are 4 or 8 bits (7 as "
+                             "int8 tensors, int-quantized), not " + std::to_string(m.weight_bits) + " in " + m.format);
     }
     if (m.format != "int-quantized" && m.format != "pack-quantized") {
       throw_invalid_argument("module '" + m.module + "': unknown compressed-tensors format '" + m.format + "'");
@@ -415,7 +415,10 @@ std::vector<std::pair<std::string, Tensor>> decompress_tensors(const Checkpoint&
     } else {
       throw_unsupported("module '" + module + "': strategy '" + a.strategy + "' is not supported");
     }
-    if (a.bits != 4 && a.bits != 8) throw_unsupported("module '" + module + "': " + std::to_string(a.bits) + "-bit weights");
+    if (a.bits != 4 && a.bits != 8 && !(a.bits == 7 && !packed)) {
+      throw_unsupported("module '" + module + "': " + std::to_string(a.bits) + "-bit weights" +
+                        (a.bits == 7 ? " packed into int32 words (7-bit weights are read as int8 tensors)" : ""));
+    }
     int64_t n = 0, k = 0;
     Tensor codes;
     if (packed) {

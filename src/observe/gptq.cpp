@@ -278,7 +278,7 @@ GptqResult sweep(const TensorView& weight, const TensorView& hessian, const Quan
   std::vector<int8_t> orig(static_cast<std::size_t>(N * K));  // back to the original column order
   for (int64_t r = 0; r < N; ++r)
     for (int64_t c = 0; c < K; ++c) orig[r * K + perm[c]] = codes[r * K + c];
-  if (spec.bits == 8) {
+  if (spec.int8_codes()) {
     q.codes = Tensor(DType::i8, {N, K});
     std::copy(orig.begin(), orig.end(), q.codes.as<int8_t>());
   } else {

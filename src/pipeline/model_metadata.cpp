@@ -32,6 +32,7 @@ json scheme_object(const LayerScheme& s) {
   j["act_symmetric"] = s.act_symmetric;
   if (s.format == WeightFormat::int4) j["full_range"] = s.full_range;  // [-8, 7] / 7.5 or [-7, 7] / 7
   if (!s.weight_symmetric) j["weight_symmetric"] = false;              // absent: symmetric (older files)
+  if (s.format == WeightFormat::int8 && s.int8_bits != 8) j["int8_bits"] = s.int8_bits;  // absent: 8
   return j;
 }
 
@@ -50,6 +51,7 @@ LayerScheme scheme_from_json(const std::string& text) {
     s.act_symmetric = j.value("act_symmetric", true);
     s.full_range = j.value("full_range", true);
     s.weight_symmetric = j.value("weight_symmetric", true);
+    s.int8_bits = j.value("int8_bits", 8);
     return s;
   } catch (const json::exception& e) {
     throw_format_error(std::string("a layer scheme is not valid JSON of the expected form: ") + e.what());

@@ -102,6 +102,7 @@ LayerScheme with_bits(const LayerScheme& base, int bits) {
     s.group_size = 0;
   } else if (bits == 8) {
     s.format = WeightFormat::int8;
+    s.int8_bits = 8;
     if (base.is_half()) s.mode = LinearMode::weight_only;
     s.group_size = 0;
   } else {

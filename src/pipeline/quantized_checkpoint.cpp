@@ -167,7 +167,10 @@ std::vector<std::string> check_integrity(const io::Checkpoint& ck, const std::ve
       bad(m.module, "weight shape " + shape_to_string(m.weight_shape) + " is empty or negative");
       continue;
     }
-    if (m.bits != 4 && m.bits != 8) bad(m.module, std::to_string(m.bits) + "-bit weights");
+    if (m.bits != 4 && m.bits != 8 && m.bits != 7) bad(m.module, std::to_string(m.bits) + "-bit weights");
+    if (m.bits == 7 && packed) bad(m.module, "7-bit weights packed into int32 words (they are stored as int8 tensors)");
+    // The signed range of the codes and zero points: [-8, 7], [-64, 63], [-128, 127].
+    const int lo = m.bits >= 4 && m.bits <= 8 ? -(1 << (m.bits - 1)) : -128, hi = -lo - 1;
     const int64_t groups = m.group_size > 0 ? (k + m.group_size - 1) / m.group_size : 1;
     if (m.group_size > 0 && k % m.group_size) bad(m.module, "K = " + std::to_string(k) + " is not a multiple of group_size " + std::to_string(m.group_size));
     if (!scale || !(scale->dtype == io::FileDType::f32 || scale->dtype == io::FileDType::f16 || scale->dtype == io::FileDType::bf16)) {
@@ -191,8 +194,7 @@ std::vector<std::string> check_integrity(const io::Checkpoint& ck, const std::ve
     } else if (weight) {
       if (weight->dtype != io::FileDType::i8 || weight->shape != Shape{n, k}) {
         bad(m.module, "weight must be int8 [N, K], got " + shape_to_string(weight->shape));
-      } else if (m.bits == 4 || m.symmetric) {
-        const int lo = m.bits == 4 ? -8 : -128, hi = m.bits == 4 ? 7 : 127;
+      } else if (m.bits != 8 || m.symmetric) {
         for (int64_t i = 0; i < weight->numel(); ++i) {
           const double q = as_double(*weight, i);
           if (q < lo || q > hi) {
@@ -205,7 +207,6 @@ std::vector<std::string> check_integrity(const io::Checkpoint& ck, const std::ve
       bad(m.module, "neither weight nor weight_packed");
     }
     if (const io::TensorRecord* zp = ck.find(p + "weight_zero_point"); zp && !packed) {
-      const int lo = m.bits == 4 ? -8 : -128, hi = m.bits == 4 ? 7 : 127;
       for (int64_t i = 0; i < zp->numel(); ++i) {
         const double z = as_double(*zp, i);
         if (z < lo || z > hi) {

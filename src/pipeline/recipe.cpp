@@ -42,7 +42,7 @@ std::string text_of(const json& spec, const char* name, const std::string& where
 LinearMode default_mode(int bits, const LayerScheme& call) {
   if (bits == 16) return LinearMode::weight_only;
   if (bits == call.bits()) return call.mode;
-  if (call.mode == LinearMode::static_int8) return bits == 8 ? LinearMode::dynamic_int8 : LinearMode::weight_only;
+  if (call.mode == LinearMode::static_int8) return bits != 4 ? LinearMode::dynamic_int8 : LinearMode::weight_only;
   return call.mode;
 }
 
@@ -69,8 +69,8 @@ RecipeRule resolve_recipe_rule(const std::string& key, const std::string& spec_j
   int bits = call.bits();
   if (spec.contains("bits")) {
     const json& b = spec["bits"];
-    if (!b.is_number_integer() || (b.get<int>() != 4 && b.get<int>() != 8 && b.get<int>() != 16)) {
-      throw_invalid_argument(where + ": bits must be 4, 8 or 16, got " + b.dump());
+    if (!b.is_number_integer() || (b.get<int>() != 4 && b.get<int>() != 7 && b.get<int>() != 8 && b.get<int>() != 16)) {
+      throw_invalid_argument(where + ": bits must be 4, 7, 8 or 16, got " + b.dump());
     }
     bits = b.get<int>();
   }
@@ -102,7 +102,8 @@ RecipeRule resolve_recipe_rule(const std::string& key, const std::string& spec_j
     s.group_size = 0;
   } else {
     if (spec.contains("dtype")) throw_invalid_argument(where + ": dtype applies to bits 16 only");
-    s.format = bits == 8 ? WeightFormat::int8 : WeightFormat::int4;
+    s.format = bits == 4 ? WeightFormat::int4 : WeightFormat::int8;
+    if (bits == 7) s.int8_bits = 7;
     if (bits == 4) {
       if (spec.contains("act_group_size")) {
         throw_invalid_argument(where + ": act_group_size applies to bits 8 (dynamic W8A8 with activation groups)");
@@ -144,7 +145,7 @@ RecipeRule resolve_recipe_rule(const std::string& key, const std::string& spec_j
     // asymmetric for 8 bits (a zero point per tensor) and symmetric for 4 (the
     // W4A8 kernels take no zero point).
     s.act_symmetric = true;
-    if (s.mode == LinearMode::static_int8 && bits == 8) {
+    if (s.mode == LinearMode::static_int8 && bits != 4) {
       s.act_symmetric = call.format == WeightFormat::int8 && call.mode == LinearMode::static_int8 ? call.act_symmetric
                                                                                                   : false;
     }
@@ -161,7 +162,7 @@ RecipeRule resolve_recipe_rule(const std::string& key, const std::string& spec_j
       const bool sym = v == "symmetric";
       if (s.mode == LinearMode::weight_only) {
         s.weight_symmetric = sym;
-      } else if (s.mode == LinearMode::static_int8 && bits == 8) {
+      } else if (s.mode == LinearMode::static_int8 && bits != 4) {
         s.act_symmetric = sym;
       } else if (!sym) {
         throw_invalid_argument(where + ": scheme 'asymmetric' applies to weight-only layers (weights with a zero "

@@ -6,7 +6,7 @@ namespace monoquant::pipeline {
 
 int LayerScheme::bits() const {
   switch (format) {
-    case WeightFormat::int8: return 8;
+    case WeightFormat::int8: return int8_bits;
     case WeightFormat::int4: return 4;
     default: return 16;
   }
@@ -45,6 +45,13 @@ QuantSpec LayerScheme::weight_spec() const {
 }
 
 void LayerScheme::validate() const {
+  if (format == WeightFormat::int8 && int8_bits != 8 && int8_bits != 7) {
+    throw_invalid_argument("int8 weights have 8 or 7 bits, got " + std::to_string(int8_bits));
+  }
+  if (format == WeightFormat::int8 && int8_bits == 7 && mode == LinearMode::weight_only) {
+    throw_invalid_argument("7-bit weights are for int8 activations (dynamic or static W7A8, the narrow-code kernels); "
+                           "weight-only layers take bits 8 or 4");
+  }
   if (is_half() && mode != LinearMode::weight_only) {
     throw_invalid_argument(std::string(name_of(format)) + " weights run with float activations only (weight-only)");
   }

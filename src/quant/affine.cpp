@@ -320,7 +320,7 @@ QuantizedTensor quantize_contiguous(const float* x, const Shape& shape, const Qu
   QuantizedTensor q;
   q.spec = spec;
   q.shape = shape;
-  q.codes = Tensor(spec.bits == 8 ? DType::i8 : DType::int4_packed, shape);
+  q.codes = Tensor(spec.int8_codes() ? DType::i8 : DType::int4_packed, shape);
   q.scales = std::move(scales);
   q.zero_points = std::move(zero_points);
   const auto& k = kernels::active_kernels();
@@ -330,7 +330,7 @@ QuantizedTensor quantize_contiguous(const float* x, const Shape& shape, const Qu
   const int32_t* zps = q.has_zero_points() ? q.zero_points.as<int32_t>() : nullptr;
   const int qmin = spec.qmin(), qmax = spec.qmax();
 
-  if (spec.bits == 8) {
+  if (spec.int8_codes()) {
     int8_t* out = q.codes.as<int8_t>();
     for_each_tile(L, [&](int64_t r, int64_t c0, int64_t c1) {
       for_each_run(L, r, c0, c1, [&](int64_t si, int64_t b, int64_t e) {
@@ -380,7 +380,7 @@ QuantizedTensor quantize_fused(const float* x, const Shape& shape, const QuantSp
   QuantizedTensor q;
   q.spec = spec;
   q.shape = shape;
-  q.codes = Tensor(spec.bits == 8 ? DType::i8 : DType::int4_packed, shape);
+  q.codes = Tensor(spec.int8_codes() ? DType::i8 : DType::int4_packed, shape);
   q.scales = Tensor(DType::f32, L.scale_shape);
   q.zero_points = asymmetric ? Tensor(DType::i32, L.scale_shape) : Tensor(DType::i32, {0});
   float* scales = q.scales.as<float>();
@@ -395,7 +395,7 @@ QuantizedTensor quantize_fused(const float* x, const Shape& shape, const QuantSp
     if (spec.bits == 4) codes.resize(static_cast<std::size_t>(K));
     for (int64_t r = r0; r < r1; ++r) {
       const float* row = x + r * K;
-      int8_t* out = spec.bits == 8 ? q.codes.as<int8_t>() + r * K : codes.data();
+      int8_t* out = spec.int8_codes() ? q.codes.as<int8_t>() + r * K : codes.data();
       for (int64_t j = 0; j < L.groups_per_row; ++j) {
         const int64_t b = j * L.group, e = std::min(K, b + L.group);
         const int64_t si = L.scale_index(r, j);
@@ -504,7 +504,7 @@ Tensor dequantize(const QuantizedTensorView& view) {
   q.spec.validate();
   const ScaleLayout L = detail::make_scale_layout(q.shape, q.spec);
   check_qparams(L, q.spec, q.scales, q.zero_points);
-  const DType expected = q.spec.bits == 8 ? DType::i8 : DType::int4_packed;
+  const DType expected = q.spec.int8_codes() ? DType::i8 : DType::int4_packed;
   if (q.codes.dtype != expected || q.codes.numel() != numel_of(q.shape) || !q.codes.is_contiguous()) {
     throw_invalid_argument("codes are " + std::string(name_of(q.codes.dtype)) + " " + shape_to_string(q.codes.shape) +
                            ", expected contiguous " + std::string(name_of(expected)) + " " + shape_to_string(q.shape));
@@ -515,7 +515,7 @@ Tensor dequantize(const QuantizedTensorView& view) {
   const int64_t K = L.row_length;
   const auto* scales = reinterpret_cast<const float*>(q.scales.data);
   const auto* zps = q.spec.scheme == Scheme::asymmetric ? reinterpret_cast<const int32_t*>(q.zero_points.data) : nullptr;
-  if (q.spec.bits == 8) {
+  if (q.spec.int8_codes()) {
     const auto* codes = reinterpret_cast<const int8_t*>(q.codes.data);
     for_each_tile(L, [&](int64_t r, int64_t c0, int64_t c1) {
       for_each_run(L, r, c0, c1, [&](int64_t si, int64_t b, int64_t e) {

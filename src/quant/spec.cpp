@@ -40,12 +40,12 @@ int QuantSpec::qmax() const { return (1 << (bits - 1)) - 1; }
 
 void QuantSpec::validate() const {
   if (full_range && scheme != Scheme::symmetric) throw_invalid_argument("full_range applies to symmetric quantization");
-  if (full_range && bits == 8) {
+  if (full_range && bits != 4) {
     // vpmaddubsw pairs (255 x -128) x 2 overflow int16: the int8 kernels take [-127, 127].
     throw_invalid_argument("full_range ([-128, 127]) is for int4 weights only; int8 symmetric codes are [-127, 127]");
   }
-  if (bits != 8 && bits != 4) {
-    throw_invalid_argument("integer quantization supports bits=8 or bits=4, got bits=" + std::to_string(bits) +
+  if (bits != 8 && bits != 7 && bits != 4) {
+    throw_invalid_argument("integer quantization supports bits=8, 7 or 4, got bits=" + std::to_string(bits) +
                            " (use the float16/bfloat16 cast for 16 bits)");
   }
   if (granularity == Granularity::per_group && group_size < 1) {

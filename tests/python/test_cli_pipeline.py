@@ -776,6 +776,7 @@ def test_usage_errors(cli, bert_dir, tmp_path, args, needle):
     (["--static"], ["--static needs --calibration"]),
     (["--calibration", "CALIB"], ["--calibration is only used with --static"]),
     (["--bits", "8", "--group-size", "32"], ["--group-size applies to --bits 4"]),
+    (["--bits", "7", "--weight-only"], ["--bits 7 is for int8 activations"]),
     (["--bits", "16", "--dynamic"], ["--bits 16"]),
     (["--bits", "16", "--scale-method", "mse"], ["--scale-method"]),
     (["--dtype", "bf16"], ["--dtype applies to --bits 16"]),
@@ -845,6 +846,7 @@ def test_output_directory_missing(cli, bert_dir, tmp_path):
 
 @pytest.mark.parametrize("bits_args,api_kwargs", [
     (["--bits", "8"], dict(bits=8)),
+    (["--bits", "7"], dict(bits=7)),
     (["--bits", "4", "--group-size", "32"], dict(bits=4, group_size=32)),
 ])
 def test_codes_bit_identical_to_python_api(cli, bert_dir, float_sd, linears, tmp_path, bits_args, api_kwargs):
@@ -888,10 +890,11 @@ def test_outputs_load_with_monoquant_safetensors_and_torch(cli, bert_dir, inputs
         assert torch.equal(hidden(m, inputs), ref)
 
 
-@pytest.mark.parametrize("case", ["w4a16_g32", "w8a8_dynamic"])
+@pytest.mark.parametrize("case", ["w4a16_g32", "w8a8_dynamic", "w7a8_dynamic"])
 def test_transformers_loads_cli_directory(cli, bert_dir, float_model, inputs, linears, tmp_path, case):
     out = tmp_path / case
-    args = ["--bits", "4", "--group-size", "32"] if case == "w4a16_g32" else ["--bits", "8", "--dynamic"]
+    args = {"w4a16_g32": ["--bits", "4", "--group-size", "32"], "w8a8_dynamic": ["--bits", "8", "--dynamic"],
+            "w7a8_dynamic": ["--bits", "7", "--dynamic"]}[case]
     ok(cli, "quantize", bert_dir, "-o", out, *args)
     tf = transformers.AutoModel.from_pretrained(out).eval()
     assert type(tf) is transformers.BertModel
@@ -899,6 +902,10 @@ def test_transformers_loads_cli_directory(cli, bert_dir, float_model, inputs, li
         params = dict(tf.get_submodule(m).named_parameters())
         assert "weight_scale" in params, m
         assert ("weight_packed" in params) == (case == "w4a16_g32"), m
+        weights = tf.get_submodule(m).quantization_scheme.weights
+        assert weights.num_bits == {"w4a16_g32": 4, "w8a8_dynamic": 8, "w7a8_dynamic": 7}[case], m
+        if case == "w7a8_dynamic":
+            assert int(params["weight"].abs().max()) == 63, m
     ours = monoquant.load(out)
     got, want = hidden(tf, inputs), hidden(ours, inputs)
     for m in linears:  # transformers decompresses to monoquant's dequantized weights, bit for bit

@@ -293,7 +293,7 @@ def test_warnings():
 
 def test_errors_name_the_problem():
     model = mlp()
-    with pytest.raises(errors.InvalidArgumentError, match="bits must be 4, 8 or 16"):
+    with pytest.raises(errors.InvalidArgumentError, match="bits must be 4, 7, 8 or 16"):
         mq.quantize(model, bits=5)
     with pytest.raises(errors.InvalidArgumentError, match="K = 64.*not a multiple of group_size 48.*group_size=32"):
         mq.quantize(model, bits=4, group_size=48)

@@ -84,7 +84,7 @@ def test_recipe_recorded_and_inspected(cli, bert_dir, tmp_path):
 @pytest.mark.parametrize("text,needle", [
     ("{not json", "not valid JSON"),
     ('["re:.*"]', "JSON object"),
-    ('{"re:.*": {"bits": 3}}', "bits must be 4, 8 or 16"),
+    ('{"re:.*": {"bits": 3}}', "bits must be 4, 7, 8 or 16"),
     ('{"re:.*": {"method": "gptq"}}', "Python API"),
     ('{"type:LayerNorm": "float"}', "Python API"),
     ('{"re:.*intermediate.*": {"bits": 4, "group_size": 48}}', "not a multiple of the group size"),

@@ -37,6 +37,10 @@ def test_diagnostics_warn_without_vnni():
         assert res.report.layers[0].kernel == "avx2" or was == "scalar"
         if was != "scalar":
             assert any("without VNNI" in x for x in res.report.diagnostics())
+            assert any("bits=7 (7-bit weights, W7A8)" in x for x in res.report.diagnostics())
+            w7 = monoquant.quantize(_model(), bits=7, dynamic=True, show_progress=False)
+            assert w7.report.layers[0].kernel == "avx2"
+            assert not any("bits=7" in x for x in w7.report.diagnostics())  # already there
     finally:
         ops.set_vnni_enabled(True)
     res = monoquant.quantize(_model(), bits=8, dynamic=True, show_progress=False)

@@ -10,6 +10,9 @@
 //   {int8, dynamic, g}         W8A8 with activation groups: int8 weights in groups of g
 //                              along K, activations per token and per group of g
 //   {f16|bf16, weight_only}    FP16 / BF16 weights
+// int8 weights have int8_bits 8 (codes [-127, 127]) or 7 (codes [-63, 63],
+// stored as int8: W7A8, which runs the narrow-code kernels on CPUs without
+// VNNI; compressed-tensors num_bits 7).
 // Weights are symmetric unless weight_symmetric is false: weight-only int4
 // groups or int8 channels with a zero point each (codes [-8, 7] / [-128, 127],
 // dequantized (q - z) s). act_symmetric is the scheme of static activations.
@@ -34,8 +37,9 @@ struct LayerScheme {
   bool full_range = true;
   // false: weight-only asymmetric weights (a zero point per group / channel).
   bool weight_symmetric = true;
+  int int8_bits = 8;  // int8 format only: 8 or 7
 
-  int bits() const;  // 8, 4 or 16
+  int bits() const;  // 8 (or int8_bits), 4 or 16
   // Scales per row of K: K / group_size when grouped, else 1.
   int64_t scale_groups(int64_t k) const { return group_size > 0 ? k / group_size : 1; }
   bool is_half() const { return format == WeightFormat::f16 || format == WeightFormat::bf16; }
