@@ -1029,6 +1029,29 @@ def test_validate_corrupted_scale(cli, bert_dir, tmp_path, damage):
     assert j["ok"] is False and len(j["problems"]) == 1 and "weight_scale" in j["problems"][0]
 
 
+def test_validate_7bit_codes(cli, bert_dir, linears, tmp_path):
+    # --bits 7 writes num_bits 7 with int8 codes; a code outside [-64, 63] is a broken file.
+    q = tmp_path / "q7.safetensors"
+    ok(cli, "quantize", bert_dir, "-o", q, "--bits", "7")
+    j = json.loads(ok(cli, "validate", q, "--original", bert_dir, "--json").stdout)
+    assert j["ok"] is True and {layer["scheme"] for layer in j["layers"]} == {"W7A8-dynamic"}
+    t, meta = load_st(q), st_metadata(q)
+    key = "encoder.layer.0.attention.self.query.weight"
+    assert int(t[key].abs().max()) == 63
+    w = t[key].clone()
+    w[0, 5] = 100
+    t[key] = w
+    bad = tmp_path / "bad7.safetensors"
+    safetensors.torch.save_file(t, str(bad), metadata=meta)
+    r = run(cli, "validate", bad, "--json")
+    assert r.returncode == VALIDATION, (r.returncode, r.stdout, r.stderr)
+    problems = json.loads(r.stdout)["problems"]
+    assert len(problems) == 1 and "code 100" in problems[0] and "[-64, 63]" in problems[0], problems
+    # and monoquant.load refuses the same file, naming the module
+    with pytest.raises(monoquant.errors.FormatError, match="7-bit codes out of"):
+        monoquant.load(bad, model=fresh_bert())
+
+
 def test_compare(cli, bert_dir, float_sd, linears, tmp_path):
     q = tmp_path / "q.safetensors"
     ok(cli, "quantize", bert_dir, "-o", q)
