@@ -18,7 +18,8 @@ Peers (each skipped with the reason printed when it does not install or run):
                 CUDA/mslk in torchao 0.18, so IntxWeightOnlyConfig(int4,
                 PerGroup(128)) stands in
   quanto_w8 / quanto_w4   optimum-quanto qint8 / qint4 weights
-  mq_*          monoquant: w8a8 (dynamic), w8a8s (static), w8 / w4 (g=128)
+  mq_*          monoquant: w8a8 (dynamic), w8a8s (static), w7a8 (7-bit weights,
+                dynamic), w8 / w4 (g=128)
                 weight-only, w4a8, f16, bf16; on AMX CPUs also mq_w8a8_vnni /
                 mq_w8_vnni, the same layers pinned to the AVX-512 VNNI set
 Before timing, every peer's output is compared with fp32 on the same input
@@ -157,6 +158,8 @@ def build_peers(lin: nn.Linear, x_cal: torch.Tensor, skipped: dict, only=None):
     q = monoquant.QuantLinear.from_float
     add("mq_w8a8", lambda: q(lin, mode="dynamic", format="int8"))
     add("mq_w8a8s", lambda: q(lin, mode="static", format="int8", act_scale=act_scale))
+    # 7-bit weights (bits=7): the narrow-code kernels where the set has them (avx2)
+    add("mq_w7a8", lambda: q(lin, scheme=monoquant.schemes.LayerScheme(format="int8", mode="dynamic", int8_bits=7)))
     add("mq_w8", lambda: q(lin, mode="weight_only", format="int8"))
     add("mq_w4", lambda: q(lin, mode="weight_only", format="int4", group_size=128))
     add("mq_w4a8", lambda: q(lin, mode="dynamic", format="int4", group_size=128))
@@ -197,6 +200,9 @@ RATIOS = [
     ("mq_w8", "bf16", "W8 weight-only vs torch bf16"),
     ("mq_w8", "mq_w8_vnni", "W8 weight-only: AMX-BF16 vs AVX-512"),
     ("mq_w8a8s", "fp32", "W8A8 static vs fp32"),
+    ("mq_w7a8", "fp32", "W7A8 (7-bit weights) vs fp32"),
+    ("mq_w7a8", "ao_dyn", "W7A8 vs torch.ao x86/fbgemm"),
+    ("mq_w7a8", "mq_w8a8", "W7A8 vs W8A8 (the narrow-code kernel's gain)"),
     ("mq_w8", "fp32", "W8 weight-only vs fp32 (target >= 2.5x at M = 1)"),
     ("mq_w8", "tao_w8", "W8 vs torchao int8 weight-only"),
     ("mq_w8", "quanto_w8", "W8 vs quanto qint8"),

@@ -32,6 +32,7 @@ warnings.filterwarnings("ignore")
 
 MODES = [
     ("W8A8 dynamic", "bits=8, dynamic=True", dict(bits=8, dynamic=True)),
+    ("W7A8 dynamic", "bits=7, dynamic=True", dict(bits=7, dynamic=True)),
     ("W8A8 static", "bits=8, calibration_data=data", dict(bits=8, calibration_data="calib")),
     ("W8A8 dynamic, act groups 32", "bits=8, dynamic=True, act_group_size=32",
      dict(bits=8, dynamic=True, act_group_size=32)),

@@ -550,71 +550,37 @@ void gemm_i8_symmetric(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
 // saturates; sum (q - zp) w = sum u w - (128 + zp) sum w removes the offset.
 // Three instructions per 32 multiply-adds against the sign trick's four
 // (FBGEMM's mix, without its 7-bit activations): bench_avx2_ceiling.
-template <int MR>
+// NB (1 or 2) blocks per tile: each broadcast feeds every block.
+template <int MR, int NB = 1>
 void i8n_tile(const IntGemmArgs& a, int64_t m0, int64_t nb) {
   const PackedLinearWeightView& w = *a.w;
   const int64_t kp = w.k_padded(), chunks = kp / 4;
   const auto* block = static_cast<const int8_t*>(w.data) + nb * B * kp;
   const auto* act = static_cast<const uint8_t*>(a.prepared) + m0 * kp;
   const __m256i ones = _mm256_set1_epi16(1);
-  __m256i acc[MR];
+  __m256i acc[NB][MR];
   #pragma GCC unroll 8
-  for (int r = 0; r < MR; ++r) acc[r] = _mm256_setzero_si256();
+  for (int r = 0; r < MR; ++r)
+    for (int b = 0; b < NB; ++b) acc[b][r] = _mm256_setzero_si256();
   for (int64_t ch = 0; ch < chunks; ++ch) {
-    prefetch_ahead(block + ch * 32, kPrefetchChunks * 32);
-    const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + ch * 32));
-    #pragma GCC unroll 8
-    for (int r = 0; r < MR; ++r) {
-      const __m256i av = _mm256_set1_epi32(load_i32(act + r * kp + ch * 4));
-      acc[r] = _mm256_add_epi32(acc[r], _mm256_madd_epi16(_mm256_maddubs_epi16(av, wv), ones));
+    __m256i wv[NB];
+    #pragma GCC unroll 2
+    for (int b = 0; b < NB; ++b) {
+      const int8_t* p = block + b * B * kp + ch * 32;
+      prefetch_ahead(p, kPrefetchChunks * 32);
+      wv[b] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
     }
-  }
-  const __m256i offset = _mm256_mullo_epi32(_mm256_set1_epi32(128 + a.zero_point), load_cols_i32(w.sums, nb));
-  const __m256 bias = load_cols(a.bias, nb, w.n);
-  const __m256 cs = load_cols(w.scales, nb, w.n);
-  #pragma GCC unroll 8
-  for (int r = 0; r < MR; ++r) {
-    store_cols(a.y + (m0 + r) * a.ldy, nb, w.n,
-               epilogue_i8(_mm256_sub_epi32(acc[r], offset), a.row_scales[m0 + r], cs, bias));
-  }
-}
-
-// Two blocks per tile: each broadcast feeds both.
-template <int MR>
-void i8n_tile2(const IntGemmArgs& a, int64_t m0, int64_t nb) {
-  const PackedLinearWeightView& w = *a.w;
-  const int64_t kp = w.k_padded(), chunks = kp / 4;
-  const auto* b0 = static_cast<const int8_t*>(w.data) + nb * B * kp;
-  const auto* b1 = b0 + B * kp;
-  const auto* act = static_cast<const uint8_t*>(a.prepared) + m0 * kp;
-  const __m256i ones = _mm256_set1_epi16(1);
-  __m256i acc0[MR], acc1[MR];
-  #pragma GCC unroll 8
-  for (int r = 0; r < MR; ++r) acc0[r] = acc1[r] = _mm256_setzero_si256();
-  for (int64_t ch = 0; ch < chunks; ++ch) {
-    prefetch_ahead(b0 + ch * 32, kPrefetchChunks * 32);
-    prefetch_ahead(b1 + ch * 32, kPrefetchChunks * 32);
-    const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b0 + ch * 32));
-    const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b1 + ch * 32));
     #pragma GCC unroll 8
     for (int r = 0; r < MR; ++r) {
       const __m256i av = _mm256_set1_epi32(load_i32(act + r * kp + ch * 4));
-      acc0[r] = _mm256_add_epi32(acc0[r], _mm256_madd_epi16(_mm256_maddubs_epi16(av, w0), ones));
-      acc1[r] = _mm256_add_epi32(acc1[r], _mm256_madd_epi16(_mm256_maddubs_epi16(av, w1), ones));
+      #pragma GCC unroll 2
+      for (int b = 0; b < NB; ++b) {
+        acc[b][r] = _mm256_add_epi32(acc[b][r], _mm256_madd_epi16(_mm256_maddubs_epi16(av, wv[b]), ones));
+      }
     }
   }
   #pragma GCC unroll 2
-  for (int half = 0; half < 2; ++half) {
-    const int64_t blk = nb + half;
-    const __m256i offset = _mm256_mullo_epi32(_mm256_set1_epi32(128 + a.zero_point), load_cols_i32(w.sums, blk));
-    const __m256 bias = load_cols(a.bias, blk, w.n);
-    const __m256 cs = load_cols(w.scales, blk, w.n);
-    #pragma GCC unroll 8
-    for (int r = 0; r < MR; ++r) {
-      store_cols(a.y + (m0 + r) * a.ldy, blk, w.n,
-                 epilogue_i8(_mm256_sub_epi32(half ? acc1[r] : acc0[r], offset), a.row_scales[m0 + r], cs, bias));
-    }
-  }
+  for (int b = 0; b < NB; ++b) store_offset_rows<MR>(a, m0, nb + b, acc[b]);
 }
 
 struct NarrowTile {
@@ -631,7 +597,7 @@ void gemm_i8_narrow(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
     return;
   }
   int64_t nb = nb_begin;
-  for (; nb + 2 <= nb_end; nb += 2) i8n_tile2<1>(a, 0, nb);
+  for (; nb + 2 <= nb_end; nb += 2) i8n_tile<1, 2>(a, 0, nb);
   if (nb < nb_end) i8n_tile<1>(a, 0, nb);
 }
 

@@ -102,6 +102,22 @@ inline int64_t load_i64(const void* p) {
   return v;
 }
 
+// The W8A8 epilogue of rows m0 .. m0 + MR - 1 of block nb whose int32 sums
+// took the activations as u = q + 128: (128 + zp) times the column sums
+// comes off first.
+template <int MR>
+inline void store_offset_rows(const IntGemmArgs& a, int64_t m0, int64_t nb, const __m256i* acc) {
+  const PackedLinearWeightView& w = *a.w;
+  const __m256i offset = _mm256_mullo_epi32(_mm256_set1_epi32(128 + a.zero_point), load_cols_i32(w.sums, nb));
+  const __m256 bias = load_cols(a.bias, nb, w.n);
+  const __m256 cs = load_cols(w.scales, nb, w.n);
+  #pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r) {
+    store_cols(a.y + (m0 + r) * a.ldy, nb, w.n,
+               epilogue_i8(_mm256_sub_epi32(acc[r], offset), a.row_scales[m0 + r], cs, bias));
+  }
+}
+
 // The unsigned form of n activation codes, u = q + 128 (the operand of
 // vpdpbusd, and of vpmaddubsw on narrow weights); the zero point goes with
 // the column sums.

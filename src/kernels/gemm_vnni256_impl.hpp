@@ -62,15 +62,7 @@ void i8_tile(const IntGemmArgs& a, int64_t m0, int64_t nb) {
       dpbusd(acc[r], _mm256_set1_epi32(load_i32(act + r * kp + ch * 4)), wv);
     }
   }
-  const __m256i offset =
-      _mm256_mullo_epi32(_mm256_set1_epi32(128 + a.zero_point), load_cols_i32(w.sums, nb));
-  const __m256 bias = load_cols(a.bias, nb, w.n);
-  const __m256 cs = load_cols(w.scales, nb, w.n);
-  #pragma GCC unroll 8
-  for (int r = 0; r < MR; ++r) {
-    store_cols(a.y + (m0 + r) * a.ldy, nb, w.n,
-               epilogue_i8(_mm256_sub_epi32(acc[r], offset), a.row_scales[m0 + r], cs, bias));
-  }
+  store_offset_rows<MR>(a, m0, nb, acc);
 }
 
 // Two blocks at once: each broadcast of activations feeds two vpdpbusd.
@@ -94,19 +86,8 @@ void i8_tile2(const IntGemmArgs& a, int64_t m0, int64_t nb) {
       dpbusd(acc1[r], av, w1);
     }
   }
-  #pragma GCC unroll 8
-  for (int half = 0; half < 2; ++half) {
-    const int64_t blk = nb + half;
-    const __m256i offset = _mm256_mullo_epi32(_mm256_set1_epi32(128 + a.zero_point), load_cols_i32(w.sums, blk));
-    const __m256 bias = load_cols(a.bias, blk, w.n);
-    const __m256 cs = load_cols(w.scales, blk, w.n);
-    #pragma GCC unroll 8
-    for (int r = 0; r < MR; ++r) {
-      const __m256i acc = half ? acc1[r] : acc0[r];
-      store_cols(a.y + (m0 + r) * a.ldy, blk, w.n,
-                 epilogue_i8(_mm256_sub_epi32(acc, offset), a.row_scales[m0 + r], cs, bias));
-    }
-  }
+  store_offset_rows<MR>(a, m0, nb, acc0);
+  store_offset_rows<MR>(a, m0, nb + 1, acc1);
 }
 
 // One row (M = 1, or the last row of a tile): the weights stream once and
