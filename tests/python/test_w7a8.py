@@ -147,3 +147,26 @@ def test_recipe_rule_takes_bits_7():
     assert r.model[0].scheme.label == "W7A8-dynamic" and r.model[2].scheme.label == "W8A8-dynamic"
     r = mq.quantize(model, bits=7, dynamic=True, recipe={"2": {"bits": 8}}, show_progress=False)
     assert r.model[0].scheme.label == "W7A8-dynamic" and r.model[2].scheme.label == "W8A8-dynamic"
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(method="gptq"), dict(method="gptq", act_order=True), dict(method="awq"),
+    dict(smoothquant=0.5, dynamic=True), dict(smoothquant=0.5), dict(dynamic=True, scale_method="mse"),
+    dict(dynamic=True, scale_method="hqq"), dict(dynamic=True, act_group_size=32),
+], ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()))
+def test_composes_with_methods(kwargs):
+    # Every method picks 7-bit codes when asked: codes in [-63, 63], the W7A8 label, a working layer.
+    model = mlp()
+    data = batches(n=4, rows=16)
+    kw = dict(kwargs)
+    if "method" in kw or "smoothquant" in kw:
+        kw["calibration_data"] = data
+    r = mq.quantize(model, bits=7, show_progress=False, **kw)
+    x = torch.randn(32, 96)
+    with torch.no_grad():
+        ref, got = model(x), r.model(x)
+    for i in (0, 2):
+        qw = r.model[i].quantized_weight()
+        assert r.model[i].scheme.label.startswith("W7A8"), r.model[i].scheme.label
+        assert -63 <= int(qw.codes.min()) and int(qw.codes.max()) <= 63
+    assert float((got - ref).norm() / ref.norm()) < 0.06
