@@ -72,6 +72,12 @@ int main(int argc, char** argv) {
                   attention_bf16_supported(32, 1) ? "monoquant_amx (AMX-BF16 tiles, head_dim 32 / 64)"
                                                   : "torch's sdpa (no AMX-BF16)",
                   layer_norm_bf16_available() ? "monoquant (AVX-512 BF16)" : "torch's (no AVX-512 BF16)");
+      // What --bits 7 buys on this CPU: only the avx2 set has a narrow-code kernel.
+      std::printf("w7a8: %s\n", linear_kernel_name() == "avx2"
+                                    ? "narrow-code kernel (u8 activations straight into vpmaddubsw): --bits 7 runs "
+                                      "faster than --bits 8 here"
+                                    : "the W8A8 kernels (VNNI / AMX take 8-bit weights at full speed): --bits 7 "
+                                      "only costs accuracy here");
       return cli::ok;
     }
     cli::install_signal_handlers();
