@@ -397,9 +397,10 @@ def _scheme_for_layer(scheme: LayerScheme, m: nn.Module) -> LayerScheme:
         # The zero points' share is subtracted by linear layers only: lookups and convolutions stay symmetric.
         scheme = dataclasses.replace(scheme, weight_symmetric=True)
     if isinstance(m, nn.Embedding) and not scheme.is_half and scheme.mode != "weight_only":
-        # Embeddings are looked up, not multiplied: their activations are integers.
+        # Embeddings are looked up, not multiplied: their activations are integers, and 7-bit codes (which
+        # only speed up int8 x int8 products) would just cost accuracy, so they take 8 bits.
         return dataclasses.replace(scheme, mode="weight_only", act_symmetric=True,
-                                   group_size=scheme.group_size if scheme.format == "int4" else 0)
+                                   group_size=scheme.group_size if scheme.format == "int4" else 0, int8_bits=8)
     if isinstance(m, nn.Embedding) and scheme.is_half:
         raise InvalidArgumentError("embeddings are quantized to int8 or int4 only")
     return scheme

@@ -299,6 +299,7 @@ Plan make_plan(const std::vector<TensorInfo>& tensors, const PlanRules& rules) {
     if (e.role == TensorRole::embedding && !s.is_half()) {
       s.mode = LinearMode::weight_only;  // looked up, not multiplied
       if (s.format == WeightFormat::int8) s.group_size = 0;  // activation groups mean nothing there
+      s.int8_bits = 8;  // 7-bit codes only speed up int8 x int8 products
     }
     if (e.role == TensorRole::embedding || e.role == TensorRole::conv_weight) {
       // The zero points' share is subtracted by linear layers only (as the

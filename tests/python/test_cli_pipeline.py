@@ -1050,6 +1050,13 @@ def test_validate_7bit_codes(cli, bert_dir, linears, tmp_path):
     # and monoquant.load refuses the same file, naming the module
     with pytest.raises(monoquant.errors.FormatError, match="7-bit codes out of"):
         monoquant.load(bad, model=fresh_bert())
+    # Embeddings are lookups: with --quantize-embeddings they take 8 bits (W8A16), the linears 7.
+    emb = tmp_path / "q7e.safetensors"
+    rep = report(cli, bert_dir, "-o", emb, "--bits", "7", "--quantize-embeddings")
+    s = schemes(rep)
+    assert s["embeddings.word_embeddings.weight"] == "W8A16", s
+    assert s["encoder.layer.0.attention.self.query.weight"] == "W7A8-dynamic", s
+    assert ok(cli, "validate", emb).returncode == OK
 
 
 def test_compare(cli, bert_dir, float_sd, linears, tmp_path):

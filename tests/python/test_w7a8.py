@@ -170,3 +170,42 @@ def test_composes_with_methods(kwargs):
         assert r.model[i].scheme.label.startswith("W7A8"), r.model[i].scheme.label
         assert -63 <= int(qw.codes.min()) and int(qw.codes.max()) <= 63
     assert float((got - ref).norm() / ref.norm()) < 0.06
+
+
+class _EmbedAndConv(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embed_tokens = nn.Embedding(100, 64)
+        self.conv = nn.Conv2d(8, 16, 3, padding=1)
+        self.proj = nn.Linear(64, 64)
+
+    def forward(self, ids, img):
+        return self.proj(self.embed_tokens(ids)), self.conv(img)
+
+
+def test_embeddings_take_8_bits_and_convs_7():
+    # Embeddings are lookups: 7-bit codes would only cost accuracy there, so they stay 8-bit (W8A16),
+    # on the module path and on the state-dict (checkpoint pipeline) path alike.
+    torch.manual_seed(0)
+    model = _EmbedAndConv().eval()
+    types = (nn.Linear, nn.Embedding, nn.Conv2d)
+    r = mq.quantize(model, bits=7, dynamic=True, layer_types=types, show_progress=False)
+    assert r.model.embed_tokens.scheme.label == "W8A16"
+    assert int(r.model.embed_tokens.quantized_weight().codes.abs().max()) == 127
+    assert r.model.conv.scheme.label == "W7A8-dynamic" and r.model.proj.scheme.label == "W7A8-dynamic"
+    sd = mq.quantize(model.state_dict(), bits=7, layer_types=types, show_progress=False)
+    labels = {layer.name: layer.scheme for layer in sd.report.layers}
+    assert labels["embed_tokens"] == "W8A16" and labels["proj"] == "W7A8-dynamic"
+
+
+def test_conv_on_every_kernel_set_gives_the_reference_bits(kernel_set):
+    # The integer path is exact: every kernel set gives the scalar reference's bits for a 7-bit conv too.
+    torch.manual_seed(0)
+    model = _EmbedAndConv().eval()
+    r = mq.quantize(model, bits=7, dynamic=True, layer_types=(nn.Conv2d,), show_progress=False)
+    img = torch.randn(2, 8, 9, 11)
+    with torch.no_grad():
+        got = r.model.conv(img)
+        _core.use_linear_kernel_set("scalar")
+        want = r.model.conv(img)
+    assert torch.equal(got, want)
