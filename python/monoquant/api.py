@@ -3,6 +3,7 @@ INT8 / INT4 / FP16 / BF16 — dynamic, static or weight-only.
 
     quantize(model, bits=8, dynamic=True)              W8A8, activations per token at run time
     quantize(model, bits=8, calibration_data=data)     static W8A8 (observer "histogram" by default)
+    quantize(model, bits=7, dynamic=True)              W7A8: int8 codes in [-63, 63] (faster without VNNI)
     quantize(model, bits=4, weight_only=True, group_size=128)   W4A16
     quantize(model, bits=8, weight_only=True)          W8A16
     quantize(model, bits=4, dynamic=True)              W4A8
@@ -683,10 +684,14 @@ def quantize(
         quantized state dict in the compressed-tensors layout), or a path (a
         .safetensors file, a .pt archive, or a directory; a directory with a
         transformers ``config.json`` is built into its model first).
-    bits: 8 (int8 per output channel), 4 (int4 in groups of ``group_size``
-        along K, packed two per byte) or 16 (float16, or ``dtype=torch.bfloat16``).
+    bits: 8 (int8 per output channel), 7 (int8 codes in [-63, 63], scale
+        absmax / 63, with int8 activations only: on CPUs without VNNI their
+        kernels read the activations straight as unsigned bytes, about 1.2x
+        W8A8's whole-model speed for a little accuracy; embeddings stay 8-bit),
+        4 (int4 in groups of ``group_size`` along K, packed two per byte) or 16
+        (float16, or ``dtype=torch.bfloat16``).
     dynamic / weight_only / static: the activation mode. Default: static
-        when ``calibration_data`` is given, else dynamic for 8 bits and
+        when ``calibration_data`` is given, else dynamic for 8 and 7 bits and
         weight-only for 4 and 16 bits.
     calibration_data: an iterable of batches (tensors, tuples of positional
         arguments, dicts of keyword arguments such as a tokenizer's output),
