@@ -147,6 +147,12 @@ struct LinearOptions {
   // sa[m][j] * sw[n][j] one float multiply. A group holding NaN or Inf has
   // sa = NaN, which makes the whole output row NaN.
   int64_t act_group_size = 0;
+  // int8-activation modes (dynamic and static): K factors (SmoothQuant's 1 / s)
+  // that every row of x is multiplied by before it is quantized, one float32
+  // multiply per element, as x * smooth in torch; for bf16 rows the factors and
+  // each product are rounded to bf16 first, as x * smooth.to(torch.bfloat16).
+  // nullptr: none. Weight-only calls refuse it.
+  const float* act_smooth = nullptr;
 };
 
 // x: float32 [M, K] with unit stride along K and row stride ldx >= K;

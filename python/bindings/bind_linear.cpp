@@ -202,7 +202,7 @@ void bind_linear(nb::module_& m) {
       [](uintptr_t x, int64_t m, uintptr_t y, uintptr_t data, uintptr_t scales, uintptr_t sums, uintptr_t bias,
          const std::string& format, int64_t n, int64_t k, int64_t group_size, const std::string& mode,
          double act_scale, int64_t act_zero_point, int64_t act_group_size, const std::string& x_dtype,
-         const std::string& y_dtype) {
+         const std::string& y_dtype, uintptr_t act_smooth) {
         PackedLinearWeightView w;
         w.format = parse_weight_format(format);
         w.n = n;
@@ -212,7 +212,8 @@ void bind_linear(nb::module_& m) {
         w.scales = w.scales_count() ? reinterpret_cast<const float*>(scales) : nullptr;
         w.sums = w.sums_count() ? reinterpret_cast<const int32_t*>(sums) : nullptr;
         w.validate();
-        const LinearOptions o = make_options(mode, act_scale, act_zero_point, act_group_size);
+        LinearOptions o = make_options(mode, act_scale, act_zero_point, act_group_size);
+        o.act_smooth = reinterpret_cast<const float*>(act_smooth);  // 0: none; else K float32 factors
         if (x == 0 || y == 0) throw_invalid_argument("linear_raw: null input or output");
         const DType xt = parse_dtype(x_dtype), yt = parse_dtype(y_dtype);
         nb::gil_scoped_release release;
@@ -222,7 +223,7 @@ void bind_linear(nb::module_& m) {
       nb::arg("x"), nb::arg("m"), nb::arg("y"), nb::arg("data"), nb::arg("scales"), nb::arg("sums"), nb::arg("bias"),
       nb::arg("format"), nb::arg("out_features"), nb::arg("in_features"), nb::arg("group_size"), nb::arg("mode"),
       nb::arg("act_scale"), nb::arg("act_zero_point"), nb::arg("act_group_size") = 0,
-      nb::arg("x_dtype") = "float32", nb::arg("y_dtype") = "float32");
+      nb::arg("x_dtype") = "float32", nb::arg("y_dtype") = "float32", nb::arg("act_smooth") = 0);
   m.def("attention_bf16_supported", &attention_bf16_supported, nb::arg("head_dim"), nb::arg("kv_len"));
   m.def(
       "attention_bf16_raw",

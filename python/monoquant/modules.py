@@ -325,12 +325,17 @@ class QuantLinear(QuantModule):
         # Buffers read from _buffers: the per-call Python around a small layer is most of its time.
         b = self._buffers
         smooth, order, bias = b.get("input_smooth"), b.get("input_order"), b.get("bias")
-        if smooth is not None:
+        eager = ops._eager(x)
+        # With int8 activations on the eager path the kernel multiplies the SmoothQuant factors in as it
+        # quantizes each row (the same bits as x * smooth, without a smoothed copy of x).
+        fused_smooth = smooth is not None and eager and order is None and s.mode != "weight_only"
+        if smooth is not None and not fused_smooth:
             x = x * smooth.to(x.dtype)
         if order is not None:
             x = x.index_select(-1, order)
-        if ops._eager(x):
-            y = ops._linear_eager(x, self._cached_packed(), bias, s.mode, self.act_scale, self.act_zero_point)
+        if eager:
+            y = ops._linear_eager(x, self._cached_packed(), bias, s.mode, self.act_scale, self.act_zero_point,
+                                  smooth if fused_smooth else None)
         else:
             y = ops.linear(x, self.packed_weight, bias, s.mode, self.act_scale, self.act_zero_point)
         term = b.get("zero_point_term")

@@ -215,17 +215,26 @@ def _linear_impl(x: Tensor, data: Tensor, scales: Tensor, sums: Tensor, bias: Op
 
 
 def _linear_eager(x: Tensor, w: "PackedLinearWeight", bias: Optional[Tensor], mode: str, act_scale: float,
-                  act_zero_point: int) -> Tensor:
+                  act_zero_point: int, act_smooth: Optional[Tensor] = None) -> Tensor:
     """The plain-eager path of ``linear``: same checks and result as
     ``_linear_impl``, with the packed arrays' checks cached on ``w``. On a
     384 x 384 layer the Python around the kernel is most of the call's time,
     so this uses the cheapest tensor queries (``is_cpu``, ``size(-1)``) and
-    sends anything unusual to ``_linear_impl``."""
+    sends anything unusual to ``_linear_impl``.
+
+    act_smooth: int8-activation modes only, float32 [K] contiguous: the
+    result of ``_linear_impl(x * act_smooth.to(x.dtype), ...)``, with the
+    multiply done as each row is quantized (no smoothed copy of x)."""
     k, n = w.in_features, w.out_features
     io = x.dtype
     if not ((io is torch.float32 or io is torch.bfloat16) and x.is_cpu and x.is_contiguous() and x.dim() >= 1 and x.size(-1) == k
             and (bias is None or (bias.dtype is torch.float32 and bias.is_cpu and bias.is_contiguous()
-                                  and bias.numel() == n))):
+                                  and bias.numel() == n))
+            and (act_smooth is None or (mode != "weight_only" and act_smooth.dtype is torch.float32
+                                        and act_smooth.is_cpu and act_smooth.is_contiguous()
+                                        and act_smooth.numel() == k))):
+        if act_smooth is not None:
+            x = x * act_smooth.to(x.dtype)
         return _linear_impl(x.detach(), w.data, w.scales, w.sums, bias, w.format, n, k, w.group_size, mode,
                             act_scale, act_zero_point)
     data, scales, sums = w._raw_arrays()
@@ -235,7 +244,8 @@ def _linear_eager(x: Tensor, w: "PackedLinearWeight", bias: Optional[Tensor], mo
         name = "float32" if io is torch.float32 else "bfloat16"
         _core.linear_raw(x.data_ptr(), m, y.data_ptr(), data, scales, sums, 0 if bias is None else bias.data_ptr(),
                          w.format, n, k, w.group_size, mode, act_scale, act_zero_point,
-                         _act_group(w.format, w.group_size), name, name)
+                         _act_group(w.format, w.group_size), name, name,
+                         0 if act_smooth is None else act_smooth.data_ptr())
     return y
 
 

@@ -101,12 +101,29 @@ struct Rows {
   const void* x;
   DType dtype;
   int64_t ld;  // elements
+  // LinearOptions::act_smooth (bf16 rows: the factors rounded to bf16), or nullptr.
+  const float* smooth = nullptr;
   const float* row(int64_t r, int64_t k) const {
-    if (dtype == DType::f32) return static_cast<const float*>(x) + r * ld;
+    if (dtype == DType::f32 && smooth == nullptr) return static_cast<const float*>(x) + r * ld;
     thread_local std::vector<float> wide;
     if (static_cast<int64_t>(wide.size()) < k) wide.resize(static_cast<std::size_t>(k));
-    kernels::active_kernels().bf16_to_f32(static_cast<const uint16_t*>(x) + r * ld, k, wide.data());
-    return wide.data();
+    float* out = wide.data();
+    if (dtype == DType::f32) {
+      const float* in = static_cast<const float*>(x) + r * ld;
+      for (int64_t i = 0; i < k; ++i) out[i] = in[i] * smooth[i];
+      return out;
+    }
+    kernels::active_kernels().bf16_to_f32(static_cast<const uint16_t*>(x) + r * ld, k, out);
+    if (smooth) {
+      for (int64_t i = 0; i < k; ++i) out[i] = bf16_rounded(out[i] * smooth[i]);
+    }
+    return out;
+  }
+  // f rounded to the nearest bf16 (ties to even), as a float.
+  static float bf16_rounded(float f) {
+    uint32_t u = std::bit_cast<uint32_t>(f);
+    if ((u & 0x7fffffffu) <= 0x7f800000u) u += 0x7fffu + ((u >> 16) & 1u);  // NaN stays NaN
+    return std::bit_cast<float>(u & 0xffff0000u);
   }
 };
 
@@ -117,7 +134,8 @@ struct Rows {
 class RowSource {
  public:
   RowSource(const Rows& x, int64_t r, int64_t k, const kernels::LinearKernels& kt, const kernels::QuantKernels& qk)
-      : kt_(kt), qk_(qk), fused_(kt.row_absmax_bits != nullptr && kt.row_quantize_i8 != nullptr) {
+      : kt_(kt), qk_(qk),
+        fused_(kt.row_absmax_bits != nullptr && kt.row_quantize_i8 != nullptr && x.smooth == nullptr) {
     bf16_ = x.dtype == DType::bf16;
     if (fused_) {
       raw_ = bf16_ ? static_cast<const void*>(static_cast<const uint16_t*>(x.x) + r * x.ld)
@@ -282,7 +300,12 @@ void check_act_groups(const PackedLinearWeightView& w, const LinearOptions& o) {
 void check_options(const PackedLinearWeightView& w, const LinearOptions& o) {
   check_act_groups(w, o);
   switch (o.mode) {
-    case LinearMode::weight_only: return;
+    case LinearMode::weight_only:
+      if (o.act_smooth) {
+        throw_invalid_argument("act_smooth (SmoothQuant factors) applies to int8 activations; weight-only layers "
+                               "take the smoothed input itself");
+      }
+      return;
     case LinearMode::dynamic_int8:
       if (w.format != WeightFormat::int8 && w.format != WeightFormat::int4) {
         throw_unsupported("dynamic int8 activations need int8 or int4 weights, not " + std::string(name_of(w.format)));
@@ -494,12 +517,23 @@ void run_gemm(const kernels::LinearKernels& kt, int64_t m, int64_t nblocks, int6
   for_block_ranges(nblocks, grain, [&](int64_t b0, int64_t b1) { gemm(0, m, b0, b1); });
 }
 
-void linear_impl(const Rows& x, int64_t m, const PackedLinearWeightView& w, const float* bias,
+void linear_impl(const Rows& x_in, int64_t m, const PackedLinearWeightView& w, const float* bias,
                  const LinearOptions& options, const Out& out) {
   w.validate();
   check_options(w, options);
-  if (m < 0 || x.ld < w.k || out.ld < w.n) throw_invalid_argument("linear_into: bad row count or row stride");
+  if (m < 0 || x_in.ld < w.k || out.ld < w.n) throw_invalid_argument("linear_into: bad row count or row stride");
   if (m == 0) return;
+  // SmoothQuant factors go with the rows: each is multiplied in as the row is
+  // quantized (in this thread's row buffer), so no smoothed copy of x is made.
+  Rows x = x_in;
+  std::vector<float> smooth_b16;
+  if (options.act_smooth && x.dtype == DType::bf16) {
+    smooth_b16.resize(static_cast<std::size_t>(w.k));
+    for (int64_t i = 0; i < w.k; ++i) smooth_b16[static_cast<std::size_t>(i)] = Rows::bf16_rounded(options.act_smooth[i]);
+    x.smooth = smooth_b16.data();
+  } else {
+    x.smooth = options.act_smooth;
+  }
   const kernels::LinearKernels& kt = kernels::active_linear_kernels();
   const int64_t nblocks = w.n_blocks(), kp = w.k_padded();
   const int64_t grain = block_grain(m, w.k, options.mode);

@@ -677,6 +677,50 @@ TEST(Linear, RejectsBadArguments) {
   }
 }
 
+// act_smooth (SmoothQuant's factors) is x * smooth quantized: the bits of the
+// same call on the multiplied rows, on every kernel set, per-row (dynamic,
+// static, narrow 7-bit weights) and per activation group; weight-only refuses it.
+TEST(Linear, ActSmoothIsTheMultipliedInput) {
+  mqtest::StateGuard guard;
+  VnniGuard vg;
+  std::mt19937 gen(mqtest::kSeed + 77);
+  for (const Shape3& s : {Shape3{1, 96, 40}, Shape3{37, 384, 24}, Shape3{130, 64, 48}}) {
+    const auto x = randn(gen, static_cast<std::size_t>(s.m * s.k), 2.0f);
+    std::vector<float> smooth(static_cast<std::size_t>(s.k));
+    std::uniform_real_distribution<float> f(0.05f, 4.0f);
+    for (auto& v : smooth) v = f(gen);
+    std::vector<float> xs(x.size());
+    for (int64_t r = 0; r < s.m; ++r)
+      for (int64_t i = 0; i < s.k; ++i) xs[r * s.k + i] = x[r * s.k + i] * smooth[i];
+    const auto ws = rand_scales(gen, static_cast<std::size_t>(s.n));
+    const PackedLinearWeight w8 = pack_i8(rand_codes(gen, static_cast<std::size_t>(s.n * s.k), -127, 127), ws, s.n, s.k);
+    const PackedLinearWeight w7 = pack_i8(rand_codes(gen, static_cast<std::size_t>(s.n * s.k), -63, 63), ws, s.n, s.k);
+    const int64_t g = 32, groups = s.k / g;
+    const auto gs = rand_scales(gen, static_cast<std::size_t>(s.n * groups));
+    const auto gc = rand_codes(gen, static_cast<std::size_t>(s.n * s.k), -127, 127);
+    const PackedLinearWeight wg = monoquant::pack_linear_int8_grouped(
+        TensorView(gc.data(), DType::i8, {s.n, s.k}), TensorView(gs.data(), DType::f32, {s.n, groups}), g);
+    LinearOptions dyn{LinearMode::dynamic_int8}, stat{LinearMode::static_int8, 0.03f, -11}, grp{LinearMode::dynamic_int8};
+    grp.act_group_size = g;
+    const std::vector<std::pair<const PackedLinearWeight*, LinearOptions>> cases{
+        {&w8, dyn}, {&w8, stat}, {&w7, dyn}, {&w7, stat}, {&wg, grp}};
+    for (const KernelSet& ks : kernel_sets()) {
+      use(ks);
+      for (const auto& [w, o] : cases) {
+        const auto want = run(*w, xs, s.m, nullptr, o);
+        LinearOptions with = o;
+        with.act_smooth = smooth.data();
+        expect_bits_equal(run(*w, x, s.m, nullptr, with), want,
+                          ks.name + " m=" + std::to_string(s.m) + " k=" + std::to_string(s.k) + " mode " +
+                              std::string(monoquant::name_of(o.mode)) + (o.act_group_size ? " groups" : ""));
+      }
+    }
+    LinearOptions wo{LinearMode::weight_only};
+    wo.act_smooth = smooth.data();
+    EXPECT_THROW(run(w8, x, s.m, nullptr, wo), monoquant::Error);
+  }
+}
+
 // ---- conv2d -----------------------------------------------------------------------
 
 TEST(Linear, Conv2dMatchesDirectConvolution) {

@@ -179,3 +179,33 @@ def test_awq_accumulates_hessians_only_for_groups_judged_by_them(monkeypatch):
     singles = [n for n in seen if n not in queries]
     assert singles and all(seen[n].acc is not None for n in singles), singles
     assert r.config["awq"]["scaled"]
+
+
+@pytest.mark.parametrize("bits,static", [(8, False), (8, True), (7, False), (7, True)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fused_smoothing_gives_the_bits_of_the_explicit_multiply(bits, static, dtype):
+    # On the eager path the kernel multiplies the factors in as it quantizes each row; the oracle is the
+    # custom op (the torch.compile / export path) on x * smooth computed by torch, on every kernel set.
+    model = _bert()
+    data = _ids()
+    kw = dict(calibration_data=data, smoothquant=0.5)
+    if not static:
+        kw["dynamic"] = True
+    r = monoquant.quantize(model, bits=bits, show_progress=False, **kw)
+    smoothed = [(n, m) for n, m in r.model.named_modules()
+                if isinstance(m, monoquant.QuantLinear) and m.input_smooth is not None]
+    assert smoothed  # BERT is post-LN: the query / key / value factors cannot be folded
+    g = torch.Generator().manual_seed(5)
+    try:
+        for kernel_set in monoquant._core.available_linear_kernel_sets():
+            monoquant._core.use_linear_kernel_set(kernel_set)
+            for name, m in smoothed:
+                assert m.input_smooth.dtype == torch.float32 and m.input_smooth.is_contiguous()
+                x = (torch.randn(3, 7, m.in_features, generator=g) * 2).to(dtype)
+                with torch.no_grad():
+                    got = m(x)
+                    want = monoquant.ops.linear(x * m.input_smooth.to(dtype), m.packed_weight, m.bias, m.scheme.mode,
+                                                m.act_scale, m.act_zero_point)
+                assert torch.equal(got, want), (kernel_set, name)
+    finally:
+        monoquant._core.use_linear_kernel_set("best")
