@@ -122,6 +122,26 @@ void avx512_row_quantize_i8(const void* x, bool bf16, int64_t n, float inv_scale
   });
 }
 
+void avx512_row_smooth(const void* x, bool bf16, int64_t n, const float* smooth, float* out) {
+  // out = x * smooth in float32; for bf16 rows each product rounded to bf16 (nearest even, by the bits:
+  // + 0x7fff + lsb, then the low half cleared; NaN left as it is), as the portable Rows::row does.
+  const __m512i magnitude = _mm512_set1_epi32(0x7fffffff), inf = _mm512_set1_epi32(0x7f800000);
+  const __m512i bias = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1), high = _mm512_set1_epi32(int(0xffff0000u));
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 mask = n - i >= 16 ? __mmask16{0xffff} : tail16(n - i);
+    const __m512 p = _mm512_mul_ps(load16(x, bf16, i, mask), _mm512_maskz_loadu_ps(mask, smooth + i));
+    if (!bf16) {
+      _mm512_mask_storeu_ps(out + i, mask, p);
+      continue;
+    }
+    __m512i u = _mm512_castps_si512(p);
+    const __mmask16 finite = _mm512_cmple_epu32_mask(_mm512_and_si512(u, magnitude), inf);
+    const __m512i up = _mm512_add_epi32(bias, _mm512_and_si512(_mm512_srli_epi32(u, 16), one));
+    u = _mm512_and_si512(_mm512_mask_add_epi32(u, finite, u, up), high);
+    _mm512_mask_storeu_ps(out + i, mask, _mm512_castsi512_ps(u));
+  }
+}
+
 void avx512_row_quantize_i8_symmetric(const void* x, bool bf16, int64_t n, float inv_scale, int8_t* q) {
   // inv_scale = 1 / (absmax / 127) of this very span: |x * inv_scale| <= 127 (1 + 3 * 2^-24), which
   // rounds to at most 127, so the reference's clamp to [-127, 127] never acts and is left out.

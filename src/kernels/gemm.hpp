@@ -98,6 +98,10 @@ struct LinearKernels {
   // The dynamic rule (zero point 0, [-127, 127]) with inv_scale = 1 / (absmax /
   // 127) of this very span: the same bits without the clamp, which cannot act.
   void (*row_quantize_i8_symmetric)(const void* x, bool bf16, int64_t n, float inv_scale, int8_t* q) = nullptr;
+  // LinearOptions::act_smooth for the row entries: out = x * smooth in float32
+  // (bf16 rows: each product rounded to bf16; smooth already bf16-rounded),
+  // the same values as the portable path's. nullptr: the portable path.
+  void (*row_smooth)(const void* x, bool bf16, int64_t n, const float* smooth, float* out) = nullptr;
   // W8A8 (static and dynamic) on weights with narrow codes
   // (PackedLinearWeightView::narrow_codes(): every |w| <= 64, 7-bit weights).
   // Tables without VNNI set it: it reads the activations as u = q + 128
@@ -115,6 +119,7 @@ uint32_t avx512_row_absmax_bits(const void* x, bool bf16, int64_t n);
 void avx512_row_quantize_i8(const void* x, bool bf16, int64_t n, float inv_scale, int32_t zero_point, int32_t qmin,
                             int32_t qmax, int8_t* q);
 void avx512_row_quantize_i8_symmetric(const void* x, bool bf16, int64_t n, float inv_scale, int8_t* q);
+void avx512_row_smooth(const void* x, bool bf16, int64_t n, const float* smooth, float* out);
 const LinearKernels& avx2_linear_kernels();
 // Only valid where vnni_available(); same as avx2 except gemm_i8 / gemm_i4.
 const LinearKernels& avx2_vnni_linear_kernels();

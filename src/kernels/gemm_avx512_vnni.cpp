@@ -557,6 +557,7 @@ const LinearKernels& avx512_vnni_linear_kernels() {
     t.row_absmax_bits = avx512_row_absmax_bits;
     t.row_quantize_i8 = avx512_row_quantize_i8;
     t.row_quantize_i8_symmetric = avx512_row_quantize_i8_symmetric;
+    t.row_smooth = avx512_row_smooth;
     return t;
   }();
   return table;

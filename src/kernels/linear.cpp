@@ -135,9 +135,19 @@ class RowSource {
  public:
   RowSource(const Rows& x, int64_t r, int64_t k, const kernels::LinearKernels& kt, const kernels::QuantKernels& qk)
       : kt_(kt), qk_(qk),
-        fused_(kt.row_absmax_bits != nullptr && kt.row_quantize_i8 != nullptr && x.smooth == nullptr) {
+        fused_(kt.row_absmax_bits != nullptr && kt.row_quantize_i8 != nullptr &&
+               (x.smooth == nullptr || kt.row_smooth != nullptr)) {
     bf16_ = x.dtype == DType::bf16;
-    if (fused_) {
+    if (fused_ && x.smooth) {
+      // The smoothed row, float32, in this thread's buffer (L1-sized), then read as float32 rows.
+      thread_local std::vector<float> smoothed;
+      if (static_cast<int64_t>(smoothed.size()) < k) smoothed.resize(static_cast<std::size_t>(k));
+      const void* row = bf16_ ? static_cast<const void*>(static_cast<const uint16_t*>(x.x) + r * x.ld)
+                              : static_cast<const void*>(static_cast<const float*>(x.x) + r * x.ld);
+      kt.row_smooth(row, bf16_, k, x.smooth, smoothed.data());
+      raw_ = smoothed.data();
+      bf16_ = false;
+    } else if (fused_) {
       raw_ = bf16_ ? static_cast<const void*>(static_cast<const uint16_t*>(x.x) + r * x.ld)
                    : static_cast<const void*>(static_cast<const float*>(x.x) + r * x.ld);
     } else {
