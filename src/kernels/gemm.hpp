@@ -88,6 +88,9 @@ struct LinearKernels {
   // gemm_i8 reads the codes q (no prepared form) when a.symmetric_codes;
   // linear_into then does not prepare dynamic activations.
   bool symmetric_reads_codes = false;
+  // gemm_i8g reads the codes q (no prepared form; grouped activations are
+  // always symmetric); linear_into then does not prepare them.
+  bool grouped_reads_codes = false;
   // Activation quantization read straight from float32 or bf16 rows (nullptr:
   // linear_into widens bf16 rows to float32 and uses the quant table). The
   // same bits as the quant table's absmax_bits and quantize_i8 on the widened

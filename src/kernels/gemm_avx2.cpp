@@ -601,42 +601,42 @@ void gemm_i8_narrow(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
   if (nb < nb_end) i8n_tile<1>(a, 0, nb);
 }
 
-// ------------------------------------------------------------ W8A8 with activation groups (vpmaddwd)
-// As i8_tile, with the int32 sums reset per group of g inputs (g / 4 chunks)
-// and folded into a float accumulator per group:
-// f = fma(float(dot_g), s_act(row, g) * s_w(columns, g), f); y = f + bias.
+// ------------------------------------------------------------ W8A8 with activation groups (vpmaddubsw, sign trick)
+// As i8s_tile (grouped codes are dynamic, in [-127, 127]), with the int32 sums
+// reset per group of g inputs (g / 4 chunks) and folded into a float
+// accumulator per group: f = fma(float(dot_g), s_act(row, g) * s_w(columns, g), f);
+// y = f + bias. Reads the codes themselves (grouped_reads_codes). On the avx2
+// set of a Sapphire Rapids the int16 vpmaddwd form it replaces ran 1.3x-1.5x
+// slower than per-token W8A8 on MiniLM's layers; this form 1.1x-1.2x (1 thread,
+// M = 128 and 1024: 1.24x-1.66x faster than the int16 form).
 template <int MR>
 void i8g_tile(const IntGemmArgs& a, int64_t m0, int64_t nb) {
   const PackedLinearWeightView& w = *a.w;
   const int64_t kp = w.k_padded(), groups = w.groups(), per_group = w.group_size / 4;
   const auto* block = static_cast<const int8_t*>(w.data) + nb * B * kp;
-  const auto* act = static_cast<const int16_t*>(a.prepared) + m0 * kp;
+  const int8_t* q = a.q + m0 * kp;
   const float* ws = w.scales + nb * groups * B;
   const float* as = a.row_scales + m0 * groups;
+  const __m256i ones = _mm256_set1_epi16(1);
   __m256 f[MR];
   #pragma GCC unroll 8
   for (int r = 0; r < MR; ++r) f[r] = _mm256_setzero_ps();
   for (int64_t g = 0; g < groups; ++g) {
-    __m256i lo[MR], hi[MR];
+    __m256i acc[MR];
     #pragma GCC unroll 8
-    for (int r = 0; r < MR; ++r) lo[r] = hi[r] = _mm256_setzero_si256();
+    for (int r = 0; r < MR; ++r) acc[r] = _mm256_setzero_si256();
     for (int64_t ch = g * per_group; ch < (g + 1) * per_group; ++ch) {
       const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + ch * 32));
-      const __m256i wl = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(wv));
-      const __m256i wh = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(wv, 1));
+      const __m256i uv = _mm256_abs_epi8(wv);
       #pragma GCC unroll 8
       for (int r = 0; r < MR; ++r) {
-        const __m256i av = _mm256_set1_epi64x(load_i64(act + r * kp + ch * 4));
-        lo[r] = _mm256_add_epi32(lo[r], _mm256_madd_epi16(wl, av));
-        hi[r] = _mm256_add_epi32(hi[r], _mm256_madd_epi16(wh, av));
+        const __m256i av = _mm256_set1_epi32(load_i32(q + r * kp + ch * 4));
+        acc[r] = _mm256_add_epi32(acc[r], _mm256_madd_epi16(_mm256_maddubs_epi16(uv, _mm256_sign_epi8(av, wv)), ones));
       }
     }
     const __m256 sw = _mm256_loadu_ps(ws + g * B);
     #pragma GCC unroll 8
-    for (int r = 0; r < MR; ++r) {
-      const __m256i dot = _mm256_permute4x64_epi64(_mm256_hadd_epi32(lo[r], hi[r]), 0xD8);
-      f[r] = i8g_fold_group(dot, as[r * groups + g], sw, f[r]);
-    }
+    for (int r = 0; r < MR; ++r) f[r] = i8g_fold_group(acc[r], as[r * groups + g], sw, f[r]);
   }
   const __m256 bias = load_cols(a.bias, nb, w.n);
   #pragma GCC unroll 8
@@ -733,6 +733,7 @@ const LinearKernels& avx2_linear_kernels() {
   static const LinearKernels table = [] {
     LinearKernels t{"avx2", gemm_float, gemm_i8, gemm_i4, 2, prepare_i8, gemm_i8g};
     t.symmetric_reads_codes = true;
+    t.grouped_reads_codes = true;
     t.gemm_i8_narrow = gemm_i8_narrow;
     t.prepare_u8 = prepare_u8;
     return t;

@@ -623,8 +623,9 @@ void linear_impl(const Rows& x_in, int64_t m, const PackedLinearWeightView& w, c
     const int64_t groups = w.groups();
     auto* q = reinterpret_cast<int8_t*>(scratch(mu * static_cast<std::size_t>(kp), 0));
     auto* scales = reinterpret_cast<float*>(scratch(mu * static_cast<std::size_t>(groups) * sizeof(float), 1));
-    std::byte* prepared =
-        kt.prepared_bytes ? scratch(mu * static_cast<std::size_t>(kp * kt.prepared_bytes), 2) : nullptr;
+    std::byte* prepared = kt.prepared_bytes && !kt.grouped_reads_codes
+                              ? scratch(mu * static_cast<std::size_t>(kp * kt.prepared_bytes), 2)
+                              : nullptr;
     quantize_rows_grouped(x, m, w.k, w.group_size, groups, scales, q, kt, prepared);
     direct_bf16(false);
     const kernels::IntGemmArgs a{q, m, 0, scales, prepared, nullptr, &w, bias, y, ldy};
