@@ -357,7 +357,10 @@ def load(path, model: Optional[nn.Module] = None, compute_dtype: Optional[torch.
         skeleton = named[name]
         rec = records.get(name)
         if rec is not None:
-            scheme = LayerScheme.from_dict(rec["scheme"])
+            try:
+                scheme = LayerScheme.from_dict(rec["scheme"])
+            except (InvalidArgumentError, UnsupportedError, TypeError) as e:
+                raise FormatError(f"{path}: the scheme recorded for {name!r} is not valid: {e}") from None
             if scheme.is_half:
                 w = tensors.get(name + ".weight")
                 if w is None:

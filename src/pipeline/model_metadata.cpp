@@ -52,6 +52,9 @@ LayerScheme scheme_from_json(const std::string& text) {
     s.full_range = j.value("full_range", true);
     s.weight_symmetric = j.value("weight_symmetric", true);
     s.int8_bits = j.value("int8_bits", 8);
+    if (s.int8_bits != 8 && s.int8_bits != 7) {
+      throw_format_error("a layer scheme records int8_bits " + std::to_string(s.int8_bits) + "; int8 weights have 8 or 7");
+    }
     return s;
   } catch (const json::exception& e) {
     throw_format_error(std::string("a layer scheme is not valid JSON of the expected form: ") + e.what());

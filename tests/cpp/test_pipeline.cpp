@@ -24,6 +24,7 @@
 #include "monoquant/io/safetensors.hpp"
 #include "monoquant/io/stream_writer.hpp"
 #include "monoquant/pipeline/compressed_layout.hpp"
+#include "monoquant/pipeline/model_metadata.hpp"
 #include "monoquant/pipeline/plan.hpp"
 #include "monoquant/pipeline/quantize_checkpoint.hpp"
 #include "monoquant/quantize.hpp"
@@ -209,6 +210,36 @@ TEST(PipelinePlan, BadRulesAreErrorsThatNameThem) {
   PlanRules bad;
   bad.scheme = int4_scheme(12);
   expect_error([&] { make_plan(bert_like(), bad); }, ErrorKind::invalid_argument);
+}
+
+// 7-bit weights: the scheme's int8_bits round-trips through the metadata, an
+// embedding keeps 8 bits, and a recorded width other than 7 or 8 is a broken file.
+TEST(PipelinePlan, SevenBitWeights) {
+  PlanRules r;
+  r.scheme.int8_bits = 7;
+  r.quantize_embeddings = true;
+  bool embedding = false, linear = false;
+  for (const auto& e : make_plan(bert_like(), r).entries) {
+    if (!e.quantize) continue;
+    if (e.role == TensorRole::embedding) {
+      embedding = true;
+      EXPECT_EQ(e.scheme.label(), "W8A16") << e.tensor;
+    } else {
+      linear = true;
+      EXPECT_EQ(e.scheme.label(), "W7A8-dynamic") << e.tensor;
+    }
+  }
+  EXPECT_TRUE(embedding && linear);
+  const LayerScheme back = scheme_from_json(scheme_to_json(r.scheme));
+  EXPECT_EQ(back.int8_bits, 7);
+  EXPECT_EQ(back.label(), "W7A8-dynamic");
+  const std::string msg =
+      expect_error([] { scheme_from_json(R"({"format":"int8","mode":"dynamic","int8_bits":9})"); }, ErrorKind::format);
+  EXPECT_NE(msg.find("int8_bits 9"), std::string::npos) << msg;
+  LayerScheme wo;
+  wo.mode = LinearMode::weight_only;
+  wo.int8_bits = 7;
+  expect_error([&] { wo.validate(); }, ErrorKind::invalid_argument);
 }
 
 TEST(PipelinePlan, StaticUsesCalibrationAndFallsBackToDynamic) {

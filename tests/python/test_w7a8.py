@@ -209,3 +209,18 @@ def test_conv_on_every_kernel_set_gives_the_reference_bits(kernel_set):
         _core.use_linear_kernel_set("scalar")
         want = r.model.conv(img)
     assert torch.equal(got, want)
+
+
+def test_a_corrupt_recorded_width_is_a_format_error(tmp_path):
+    # monoquant's own metadata records int8_bits; a value other than 7 or 8 is a broken file, named as such.
+    model = mlp()
+    path = tmp_path / "m.safetensors"
+    mq.quantize(model, bits=7, dynamic=True, show_progress=False).save(path)
+    with safetensors.safe_open(str(path), "pt") as f:
+        meta = dict(f.metadata())
+    assert '"int8_bits":7' in meta["monoquant"]
+    meta["monoquant"] = meta["monoquant"].replace('"int8_bits":7', '"int8_bits":9')
+    bad = tmp_path / "bad.safetensors"
+    safetensors.torch.save_file(safetensors.torch.load_file(str(path)), str(bad), metadata=meta)
+    with pytest.raises(errors.FormatError, match="int8_bits must be 8 or 7, got 9"):
+        mq.load(bad, copy.deepcopy(model))
