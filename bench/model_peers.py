@@ -44,6 +44,7 @@ SEQ = 128
 
 MQ_MODES = [
     ("mq W8A8 dynamic", dict(bits=8, dynamic=True)),
+    ("mq W8A8 dynamic + SmoothQuant 0.5", dict(bits=8, dynamic=True, calibration_data="calib", smoothquant=0.5)),
     ("mq W7A8 dynamic", dict(bits=7, dynamic=True)),
     ("mq W7A8 dynamic + SmoothQuant 0.5", dict(bits=7, dynamic=True, calibration_data="calib", smoothquant=0.5)),
     ("mq W8A8 static", dict(bits=8, calibration_data="calib")),
