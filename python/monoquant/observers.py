@@ -74,6 +74,9 @@ class Observer:
     # ------------------------------------------------------------- observing
     def observe(self, x: torch.Tensor) -> None:
         """Add a batch. Tensors on other devices are copied to the CPU first."""
+        if type(x) is torch.Tensor and x.is_cpu and not x.requires_grad and x.is_floating_point():
+            self._impl.observe(x)  # what _as_observable would pass on, without its checks (calibration's hot path)
+            return
         self._impl.observe(_as_observable(x))
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:

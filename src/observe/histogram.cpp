@@ -17,6 +17,7 @@
 #include <limits>
 #include <mutex>
 #include <string>
+#include <utility>
 
 #include "monoquant/error.hpp"
 #include "monoquant/thread_pool.hpp"
@@ -292,20 +293,45 @@ bool HistogramObserver::observe_fused(const ChannelBatch& b, BatchStats& s) {
   const auto& k = observe_kernels();
   const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(num_threads(), n / (1 << 15)));
   const int64_t per = (n + chunks - 1) / chunks;
-  std::vector<std::vector<uint32_t>> local(static_cast<std::size_t>(chunks));
+  if (static_cast<int64_t>(scratch_.chunks.size()) < chunks) scratch_.chunks.resize(static_cast<std::size_t>(chunks));
+  for (int64_t c = 0; c < chunks; ++c) {
+    auto& counts = scratch_.chunks[static_cast<std::size_t>(c)];
+    if (static_cast<int64_t>(counts.size()) != window_) counts.assign(static_cast<std::size_t>(window_), 0u);
+  }
   std::vector<SpanSummary> sums(static_cast<std::size_t>(chunks));
   parallel_for(chunks, 1, [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
       const int64_t start = c * per, len = std::min(per, n - start);
-      auto& counts = local[static_cast<std::size_t>(c)];
-      counts.assign(static_cast<std::size_t>(window_), 0u);
-      if (len > 0) sums[static_cast<std::size_t>(c)] = k.bin_and_summarize(b.x + start, len, inv, offset, last, counts.data());
+      uint32_t* counts = scratch_.chunks[static_cast<std::size_t>(c)].data();
+      if (len > 0) sums[static_cast<std::size_t>(c)] = k.bin_and_summarize(b.x + start, len, inv, offset, last, counts);
       else sums[static_cast<std::size_t>(c)] = {std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity(), true};
     }
   });
+  // The bins chunk c counted into: those of its minimum to its maximum when
+  // it was finite (bin_index is monotone), else possibly any.
+  const auto touched = [&](int64_t c) -> std::pair<int64_t, int64_t> {
+    const SpanSummary& t = sums[static_cast<std::size_t>(c)];
+    if (!t.all_finite) return {0, window_ - 1};
+    if (t.min > t.max) return {1, 0};  // an empty chunk
+    return {bin_index(t.min, inv, offset, last), bin_index(t.max, inv, offset, last)};
+  };
+  // Adds (or with keep = false only clears) each chunk's counts, leaving scratch_ zero.
+  const auto drain = [&](bool keep) {
+    for (int64_t c = 0; c < chunks; ++c) {
+      uint32_t* counts = scratch_.chunks[static_cast<std::size_t>(c)].data();
+      const auto [lo, hi] = touched(c);
+      for (int64_t i = lo; i <= hi; ++i) {
+        if (keep) ch.counts[static_cast<std::size_t>(i)] += counts[i];
+        counts[i] = 0;
+      }
+    }
+  };
   float lo = sums[0].min, hi = sums[0].max;
   for (const auto& t : sums) {
-    if (!t.all_finite) return false;
+    if (!t.all_finite) {
+      drain(false);
+      return false;
+    }
     lo = std::min(lo, t.min);
     hi = std::max(hi, t.max);
   }
@@ -314,10 +340,9 @@ bool HistogramObserver::observe_fused(const ChannelBatch& b, BatchStats& s) {
   s.count = {n};
   s.nonfinite = 0;
   if (next_grid(ch, std::min(lo, min_[0]), std::max(hi, max_[0]), window_) == ch.grid) {
-    for (const auto& counts : local) {
-      for (int64_t i = 0; i < window_; ++i) ch.counts[static_cast<std::size_t>(i)] += counts[static_cast<std::size_t>(i)];
-    }
+    drain(true);
   } else {
+    drain(false);
     on_batch(b, s);  // the batch left the window: re-grid and count again (its statistics are known)
   }
   return true;

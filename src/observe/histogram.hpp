@@ -68,6 +68,17 @@ class HistogramObserver : public ObserverBase {
 
   int64_t window_ = 0;
   std::vector<HistogramChannel> hist_;
+  // observe_fused's private 32-bit counts, one window per chunk, kept zero
+  // between calls: each call clears only the bins it counted into, instead of
+  // allocating and zeroing whole windows (a call's fixed cost on small batches).
+  // Copies of the observer start without them (they hold no statistics).
+  struct Scratch {
+    std::vector<std::vector<uint32_t>> chunks;
+    Scratch() = default;
+    Scratch(const Scratch&) {}
+    Scratch& operator=(const Scratch&) { return *this; }
+  };
+  Scratch scratch_;
 };
 
 }  // namespace monoquant::observe

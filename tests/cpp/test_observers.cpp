@@ -21,6 +21,7 @@
 #include "monoquant/mse_search.hpp"
 #include "monoquant/observer.hpp"
 #include "monoquant/quantize.hpp"
+#include "observe/histogram.hpp"
 #include "observe/kernels.hpp"
 #include "test_util.hpp"
 
@@ -485,6 +486,38 @@ TEST(Observers, OptionsAreValidated) {
 }
 
 // ------------------------------------------------------------ edge cases
+
+// The one-pass path counts into per-chunk scratch windows that must be zero
+// again after every call, whether the call kept its counts, met NaN / Inf,
+// or left the window and was counted again on a new grid; the Python
+// calibration path runs exactly such sequences on many observers.
+TEST(HistogramObserver, OnePassScratchLeavesNoCountsBehind) {
+  StateGuard guard;
+  for (int threads : {1, 3}) {
+    set_num_threads(threads);
+    std::mt19937 g(mqtest::kSeed + 43);
+    std::vector<std::vector<float>> batches;
+    for (int i = 0; i < 6; ++i) batches.push_back(mqtest::normal_floats(g, 100000, 1.0f));
+    batches[2][77] = NAN;                 // a batch the one-pass path gives up on
+    batches[2][99000] = INFINITY;
+    for (float& x : batches[3]) x *= 0.5f;  // a batch well inside the window: it keeps its counts
+    for (float& x : batches[4]) x *= 3;     // a batch that leaves the window
+    auto seq = make("histogram");
+    std::vector<float> finite;
+    for (const auto& b : batches) {
+      seq->observe(view1d(b));
+      for (float x : b) {
+        if (std::isfinite(x)) finite.push_back(x);
+      }
+    }
+    auto whole = make("histogram");
+    whole->observe(view1d(finite));
+    const auto& a = dynamic_cast<const observe::HistogramObserver&>(*seq).channel(0);
+    const auto& b = dynamic_cast<const observe::HistogramObserver&>(*whole).channel(0);
+    EXPECT_EQ(a.counts, b.counts) << "threads " << threads;
+    EXPECT_EQ(a.grid, b.grid) << "threads " << threads;
+  }
+}
 
 TEST(Observers, NonFiniteValuesAreIgnoredAndCounted) {
   std::mt19937 g(mqtest::kSeed + 8);
