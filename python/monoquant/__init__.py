@@ -13,6 +13,7 @@ from .tensor import dequantize as _dequantize_tensor
 from .observers import (HistogramObserver, MinMaxObserver, MovingAverageMinMaxObserver, Observer,
                         PercentileObserver, create_observer, load_observer)
 from .calibration import CalibrationStats, calibrate, load_calibration, save_calibration
+from .tokenized_data import tokenized_batches
 from . import ops
 from .modules import QuantConv1d, QuantConv2d, QuantEmbedding, QuantLinear, QuantModule
 from . import io
@@ -76,6 +77,7 @@ __all__ = [
     "get_num_threads", "set_num_threads",
     "Observer", "MinMaxObserver", "MovingAverageMinMaxObserver", "HistogramObserver", "PercentileObserver",
     "create_observer", "load_observer", "calibrate", "CalibrationStats", "save_calibration", "load_calibration",
+    "tokenized_batches",
     "io", "load_state_dict", "load_checkpoint", "save_state_dict", "save_quantized", "load_quantized",
     "MonoquantError", "InvalidArgumentError", "FormatError", "MonoquantIOError", "UnsupportedError",
 ]

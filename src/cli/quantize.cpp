@@ -9,6 +9,7 @@
 
 #include "cli/common.hpp"
 #include "cli/exit_codes.hpp"
+#include "cli/model_run.hpp"
 #include "monoquant/calibration_stats.hpp"
 #include "monoquant/error.hpp"
 #include "monoquant/io/reader.hpp"
@@ -82,6 +83,26 @@ std::vector<pipeline::ModuleRecord> existing_records(const io::Checkpoint& ck, c
     out.push_back(std::move(r));
   }
   return out;
+}
+
+// Never touch the input: the output may not be the input or one of its files.
+void refuse_output_in_input(const std::string& input, const std::string& output) {
+  if (output.empty()) return;
+  if (same_path(input, output)) throw_invalid_argument("the output " + output + " is the input; choose another path");
+  if (!is_directory(input)) return;
+  std::set<std::string> files = {"model.safetensors", "model.safetensors.index.json", "config.json"};
+  const std::string idx = input + "/model.safetensors.index.json";
+  if (exists(idx)) {
+    const auto index = nlohmann::json::parse(read_text(idx), nullptr, false);
+    if (index.is_object() && index.contains("weight_map") && index["weight_map"].is_object()) {
+      for (const auto& [k, v] : index["weight_map"].items()) {
+        if (v.is_string()) files.insert(v.get<std::string>());
+      }
+    }
+  }
+  for (const auto& f : files) {
+    if (same_path(input + "/" + f, output)) throw_invalid_argument("the output " + output + " is a file of the input");
+  }
 }
 
 pipeline::LayerScheme scheme_from(const QuantizeOptions& o) {
@@ -236,6 +257,25 @@ CLI::App* add_quantize(CLI::App& app, QuantizeOptions& o) {
   sub->add_flag("--dry-run", o.dry_run, "Print the plan with reasons; write nothing");
   sub->add_flag("--strict", o.strict, "Warnings are errors (exit 8; nothing is written)");
   sub->add_flag("--force", o.force, "Re-quantize a checkpoint that is already quantized");
+  sub->add_option("--method", o.method,
+                  "rtn (round to nearest, the default) | gptq | awq: gptq and awq run the model (a directory with a "
+                  "config.json) on --calibration-data, through the Python API")
+      ->check(CLI::IsMember({"rtn", "gptq", "awq"}));
+  sub->add_option("--calibration-data", o.calibration_data,
+                  "Tokenized calibration inputs: a .safetensors or .pt file of tensors with one sample per row (e.g. "
+                  "input_ids, attention_mask), passed to the model's forward as keyword arguments; runs the model in "
+                  "Python (for --method, --smoothquant, or --static ranges from data)");
+  sub->add_option("--calibration-batch-size", o.calibration_batch_size, "Rows of --calibration-data per forward pass (default 8)")
+      ->check(CLI::PositiveNumber);
+  sub->add_option("--calibration-samples", o.calibration_samples, "Use at most this many rows of --calibration-data")
+      ->check(CLI::PositiveNumber);
+  sub->add_option("--observer", o.observer, "--static with --calibration-data: the range estimator (default histogram)")
+      ->check(CLI::IsMember({"histogram", "minmax", "moving_average", "percentile", "mse", "auto"}));
+  sub->add_flag("--act-order", o.act_order, "--method gptq: quantize columns in order of decreasing Hessian diagonal");
+  sub->add_option("--smoothquant", o.smoothquant,
+                  "SmoothQuant alpha in (0, 1), e.g. 0.5: move activation outliers into the weights (int8 activations; "
+                  "needs --calibration-data)")
+      ->check(CLI::Range(0.0, 1.0));
   return sub;
 }
 
@@ -248,35 +288,15 @@ int run_quantize(const QuantizeOptions& o) {
   if (o.output.empty() && !o.dry_run) throw_invalid_argument("no output: pass -o OUT (or --dry-run)");
   if (o.threads > 0) set_num_threads(o.threads);
   if (!exists(input)) throw_io_error(input + ": no such file or directory");
-  const pipeline::LayerScheme scheme = scheme_from(o);
-
-  // Never touch the input: the output may not be the input or one of its files.
-  if (!o.output.empty()) {
-    if (same_path(input, o.output)) throw_invalid_argument("the output " + o.output + " is the input; choose another path");
-    if (is_directory(input)) {
-      for (const char* f : {"model.safetensors", "model.safetensors.index.json", "config.json"}) {
-        if (same_path(input + "/" + f, o.output)) throw_invalid_argument("the output " + o.output + " is a file of the input");
-      }
-    }
-  }
+  refuse_output_in_input(input, o.output);
   io::CheckpointContents contents = io::read_checkpoint(input);
   const io::Checkpoint& ck = contents.checkpoint;
-  if (!o.output.empty() && is_directory(input)) {
-    const std::string idx = input + "/model.safetensors.index.json";
-    if (exists(idx)) {
-      const auto index = nlohmann::json::parse(read_text(idx), nullptr, false);
-      if (index.is_object() && index.contains("weight_map") && index["weight_map"].is_object()) {
-        std::set<std::string> shards;
-        for (const auto& [k, v] : index["weight_map"].items()) {
-          if (v.is_string()) shards.insert(v.get<std::string>());
-        }
-        for (const auto& s : shards) {
-          if (same_path(input + "/" + s, o.output)) throw_invalid_argument("the output " + o.output + " is a file of the input");
-        }
-      }
-    }
-  }
   const std::string evidence = quantized_evidence(ck, input);
+  if (needs_model_run(o)) {
+    if (!evidence.empty()) throw_invalid_argument(input + " is already quantized (" + evidence + "); a model run needs a float model");
+    run_model_methods(o, input);
+  }
+  const pipeline::LayerScheme scheme = scheme_from(o);
   if (!evidence.empty() && !o.force) {
     throw_invalid_argument(input + " is already quantized (" + evidence + "); pass --force to quantize its float tensors too");
   }
@@ -295,9 +315,8 @@ int run_quantize(const QuantizeOptions& o) {
     for (const auto& r : rules.recipe) {
       if (!r.method.empty() && r.method != "rtn") {
         throw_invalid_argument("--recipe: rule '" + r.match + "' asks for method '" + r.method +
-                               "', which runs the model on calibration data: the CLI rounds to nearest; use the "
-                               "Python API (monoquant.quantize(model, recipe=..., method='" + r.method +
-                               "', calibration_data=...))");
+                               "', which runs the model on calibration data: pass --method " + r.method +
+                               " --calibration-data FILE with a model directory");
       }
     }
   }

@@ -26,6 +26,14 @@ struct QuantizeOptions {
   std::string max_shard_size;
   int threads = 0;
   bool json = false, quiet = false, dry_run = false, strict = false, force = false;
+  // Methods that run the model (cli/model_run.hpp): handed to the Python API.
+  std::string method = "rtn";       // rtn | gptq | awq
+  std::string calibration_data;     // tokenized tensors (.safetensors / .pt), split into batches along dim 0
+  int64_t calibration_batch_size = 8;
+  int64_t calibration_samples = 0;  // 0 = every sample
+  std::string observer;             // static ranges: histogram (default), minmax, ...
+  bool act_order = false;
+  double smoothquant = -1;          // alpha in (0, 1); < 0 = not given
 };
 
 CLI::App* add_quantize(CLI::App& app, QuantizeOptions& options);

@@ -85,7 +85,7 @@ def test_recipe_recorded_and_inspected(cli, bert_dir, tmp_path):
     ("{not json", "not valid JSON"),
     ('["re:.*"]', "JSON object"),
     ('{"re:.*": {"bits": 3}}', "bits must be 4, 7, 8 or 16"),
-    ('{"re:.*": {"method": "gptq"}}', "Python API"),
+    ('{"re:.*": {"method": "gptq"}}', "--calibration-data FILE"),  # runs the model: test_cli_model_methods.py
     ('{"type:LayerNorm": "float"}', "Python API"),
     ('{"re:.*intermediate.*": {"bits": 4, "group_size": 48}}', "not a multiple of the group size"),
 ])

@@ -1,0 +1,50 @@
+"""Calibration batches from a file of tokenized tensors (what ``monoquant quantize
+--calibration-data FILE`` reads).
+
+The file is a ``.safetensors`` or ``.pt`` state dict (read by monoquant's own safe readers)
+of tensors with one sample per row along dim 0, e.g. a tokenizer's ``input_ids`` and
+``attention_mask`` saved with ``safetensors.torch.save_file``. Each batch is a dict of
+``batch_size`` rows of every tensor, passed to the model's forward as keyword arguments.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Dict, List, Optional, Union
+
+import torch
+
+from . import io
+from .errors import InvalidArgumentError
+
+
+def tokenized_batches(path: Union[str, os.PathLike], batch_size: int = 8,
+                      max_samples: Optional[int] = None) -> List[Dict[str, torch.Tensor]]:
+    """The rows of every tensor in ``path``, in order, as batches of ``batch_size``
+    (the last one may be shorter); at most ``max_samples`` rows in all."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise InvalidArgumentError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if max_samples is not None and (isinstance(max_samples, bool) or not isinstance(max_samples, int)
+                                    or max_samples < 1):
+        raise InvalidArgumentError(f"max_samples must be a positive integer, got {max_samples!r}")
+    where = os.fspath(path)
+    tensors = io.load_state_dict(where)
+    if not tensors:
+        raise InvalidArgumentError(f"{where}: no tensors; expected tokenized inputs such as input_ids")
+    rows = {}
+    for name, t in tensors.items():
+        if not isinstance(t, torch.Tensor) or t.dim() == 0:
+            raise InvalidArgumentError(f"{where}: '{name}' is not a tensor with one sample per row")
+        rows[name] = t.shape[0]
+    if len(set(rows.values())) != 1:
+        sizes = ", ".join(f"'{n}' {r}" for n, r in rows.items())
+        raise InvalidArgumentError(f"{where}: every tensor needs the same number of rows (samples), got {sizes}")
+    n = next(iter(rows.values()))
+    if n == 0:
+        raise InvalidArgumentError(f"{where}: the tensors have no rows")
+    if max_samples is not None:
+        n = min(n, max_samples)
+    return [{name: t[i:i + batch_size] for name, t in tensors.items()} for i in range(0, n, batch_size)]
+
+
+__all__ = ["tokenized_batches"]
