@@ -4,7 +4,9 @@
 The file is a ``.safetensors`` or ``.pt`` state dict (read by monoquant's own safe readers)
 of tensors with one sample per row along dim 0, e.g. a tokenizer's ``input_ids`` and
 ``attention_mask`` saved with ``safetensors.torch.save_file``. Each batch is a dict of
-``batch_size`` rows of every tensor, passed to the model's forward as keyword arguments.
+``batch_size`` rows of every tensor, passed to the model's forward as keyword arguments;
+with an ``attention_mask``, the columns after the last one any row of the batch attends to
+are cut from the tensors shaped like it (the file's right padding beyond the batch's own).
 """
 
 from __future__ import annotations
@@ -44,7 +46,24 @@ def tokenized_batches(path: Union[str, os.PathLike], batch_size: int = 8,
         raise InvalidArgumentError(f"{where}: the tensors have no rows")
     if max_samples is not None:
         n = min(n, max_samples)
-    return [{name: t[i:i + batch_size] for name, t in tensors.items()} for i in range(0, n, batch_size)]
+    mask = tensors.get("attention_mask")
+    per_token = [name for name, t in tensors.items()
+                 if mask is not None and mask.dim() == 2 and t.dim() >= 2 and t.shape[:2] == mask.shape]
+    out = []
+    for i in range(0, n, batch_size):
+        batch = {name: t[i:i + batch_size] for name, t in tensors.items()}
+        if per_token:
+            # A file pads every row to its longest; a batch keeps only the columns up to the last
+            # one some row of it attends to, as a tokenizer padding that batch alone would: the
+            # trailing padding changes no attended output, but GPTQ's Hessians and the observers
+            # would see its activations. (Left padding leaves nothing to cut.)
+            attended = batch["attention_mask"].ne(0).any(0).nonzero()
+            if attended.numel():
+                end = int(attended.max()) + 1
+                for name in per_token:
+                    batch[name] = batch[name][:, :end]
+        out.append(batch)
+    return out
 
 
 __all__ = ["tokenized_batches"]

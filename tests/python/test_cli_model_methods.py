@@ -180,3 +180,25 @@ def test_tokenized_batches_checks_its_arguments(bert_dir):
     assert [x["input_ids"].shape[0] for x in b] == [8, 8, 4]
     full = load_file(str(bert_dir / "calib.safetensors"))
     assert torch.equal(torch.cat([x["attention_mask"] for x in b]), full["attention_mask"])
+
+
+def test_tokenized_batches_cut_the_padding_beyond_each_batch(tmp_path):
+    # Rows 0-3 attend to 5 positions at most, rows 4-5 to all 9: the first batch of 4 is cut to 5 columns
+    # (input_ids, attention_mask, token_type_ids alike), the second keeps 9; per-sample tensors stay whole.
+    ids = torch.arange(6 * 9).reshape(6, 9)
+    mask = torch.zeros(6, 9, dtype=torch.long)
+    for r, n in enumerate([3, 5, 2, 4, 9, 7]):
+        mask[r, :n] = 1
+    labels = torch.arange(6)
+    path = tmp_path / "padded.safetensors"
+    save_file({"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids), "labels": labels},
+              str(path))
+    a, b = monoquant.tokenized_batches(path, 4)
+    assert a["input_ids"].shape == a["attention_mask"].shape == a["token_type_ids"].shape == (4, 5)
+    assert torch.equal(a["input_ids"], ids[:4, :5]) and torch.equal(a["attention_mask"], mask[:4, :5])
+    assert b["input_ids"].shape == (2, 9) and torch.equal(b["labels"], labels[4:])
+    assert torch.equal(a["labels"], labels[:4])
+    # Left padding: the last column is attended, nothing is cut.
+    left = torch.flip(mask, [1])
+    save_file({"input_ids": ids, "attention_mask": left}, str(path))
+    assert monoquant.tokenized_batches(path, 4)[0]["input_ids"].shape == (4, 9)
