@@ -112,8 +112,10 @@ def run(o: Dict[str, Any]) -> int:
         return EXIT_STRICT
     result.save(o["output"], max_shard_size=int(o["max_shard_size"]) if o.get("max_shard_size") else None)
     if o.get("json"):
-        print(json.dumps({"report": result.report.to_dict(), "config": result.config, "warnings": result.warnings},
-                         indent=2, default=str))
+        # The binary's top-level keys (totals, warnings, notes), with the API's rows: one per
+        # layer ("layers") where the checkpoint pipeline has one per tensor ("tensors").
+        out = dict(result.report.to_dict(), warnings=list(result.warnings), config=result.config)
+        print(json.dumps(out, indent=2, default=str))
     elif not o.get("quiet"):
         print(result.report)
     return EXIT_OK

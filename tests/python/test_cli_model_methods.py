@@ -87,7 +87,8 @@ def test_directory_output_loads_in_transformers_and_monoquant(cli, bert_dir, tmp
             bert_dir / "calib.pt", "--calibration-batch-size", "5", "--calibration-samples", "15", "--json")
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
-    assert report["config"]["method"] == "gptq" and report["report"]["totals"]
+    assert report["config"]["method"] == "gptq" and report["totals"]["bytes_after"] < report["totals"]["bytes_before"]
+    assert {"layers", "warnings", "notes"} <= set(report) and any(row["quantized"] for row in report["layers"])
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["quantization_config"]["quant_method"] == "compressed-tensors"
     ids = load_file(str(bert_dir / "calib.safetensors"))["input_ids"][:4]
