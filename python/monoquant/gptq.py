@@ -12,7 +12,9 @@ include/monoquant/gptq.hpp). This file only walks the model:
 3. Stage by stage (``sequential=True``), every calibration batch runs through
    the model — whose earlier stages are already quantized — up to the end of
    the stage, where a hook stops the forward pass. Forward pre-hooks add each
-   layer's inputs to its Hessian as they stream by; no activation is kept.
+   layer's inputs to its Hessian as they stream by (only the rows of real
+   tokens when the batch has an attention_mask: token_mask.py); no
+   activation is kept.
    Then the stage's layers are quantized by GPTQ and their float weights
    replaced by the dequantized result, so the next stage calibrates on the
    quantized weights (run by torch's GEMM, which is fast at calibration batch
@@ -33,6 +35,7 @@ from .calibration import _batch_size, _run, _take
 from .errors import InvalidArgumentError
 from .progress import progress
 from .schemes import LayerScheme
+from .token_mask import batch_token_mask, real_rows
 from .weights import _DTYPE_NAMES, QuantizedWeight, scale_dtype_for
 
 
@@ -72,12 +75,14 @@ def _block_of(name: str, lists: set) -> Optional[str]:
     return None
 
 
-def run_batches(model: nn.Module, batches: list, handles: list) -> None:
+def run_batches(model: nn.Module, batches: list, handles: list, on_batch: Optional[Callable] = None) -> None:
     """Every batch through the model under no_grad (a hook may end a pass early with _StopForward); the
-    hooks in `handles` are removed afterwards, whatever happens."""
+    hooks in `handles` are removed afterwards, whatever happens. on_batch(batch) runs before each pass."""
     try:
         with torch.no_grad():
             for batch in batches:
+                if on_batch is not None:
+                    on_batch(batch)
                 try:
                     _run(model, batch)
                 except _StopForward:
@@ -130,6 +135,10 @@ def _collect(model: nn.Module, batches: list, layers: Dict[str, nn.Module], shar
     """Hessians of `layers` (leaders only) over all batches, stopping each forward after `stop_at`."""
     acc: Dict[str, _core.HessianAccumulator] = {}
     handles = []
+    mask: List[Optional[torch.Tensor]] = [None]  # the current batch's real tokens (token_mask.py)
+
+    def on_batch(batch):
+        mask[0] = batch_token_mask(batch)
 
     def hook_for(name, k):
         def hook(module, args):
@@ -139,7 +148,9 @@ def _collect(model: nn.Module, batches: list, layers: Dict[str, nn.Module], shar
             if x.shape[-1] != k:
                 raise InvalidArgumentError(f"layer {name!r}: input has {x.shape[-1]} features, weight {k}")
             try:
-                acc[name].add(x.detach().reshape(-1, k).to(torch.float32).contiguous())
+                rows = real_rows(x.detach(), mask[0])
+                if rows.shape[0]:
+                    acc[name].add(rows.to(torch.float32).contiguous())
             except InvalidArgumentError as e:
                 raise InvalidArgumentError(f"layer {name!r}: {e}") from None
         return hook
@@ -154,7 +165,7 @@ def _collect(model: nn.Module, batches: list, layers: Dict[str, nn.Module], shar
         def stop(module, args, output):
             raise _StopForward()
         handles.append(stop_at.register_forward_hook(stop))
-    run_batches(model, batches, handles)
+    run_batches(model, batches, handles, on_batch)
     return acc
 
 

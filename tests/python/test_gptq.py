@@ -321,3 +321,66 @@ def test_model_gptq_asymmetric_beats_its_round_to_nearest_and_round_trips(tmp_pa
     back = monoquant.load(tmp_path / "m.safetensors", model=_Net())
     with torch.no_grad():
         assert torch.equal(back(test), gq.model(test))
+
+
+class _TokenNet(nn.Module):
+    """Per-token, called like a transformers model: input_ids and an attention_mask it does not need."""
+
+    def __init__(self, vocab=50, d=64):
+        super().__init__()
+        self.emb = nn.Embedding(vocab, d)
+        self.fc = nn.Linear(d, d)
+        self.out = nn.Linear(d, d)
+
+    def forward(self, input_ids, attention_mask=None):
+        return self.out(torch.relu(self.fc(self.emb(input_ids))))
+
+
+def test_gptq_hessians_take_only_the_real_tokens_of_padded_batches():
+    # The oracle: the same tokens without any padding (each batch's real tokens, in order, as one
+    # unpadded row: the Hessian sees the same rows in the same calls). Padded
+    # batches (pad id 0, whose embedding is far from every real input, right and left padding
+    # mixed) must give the very same Hessians, hence codes; without the mask they must not.
+    torch.manual_seed(0)
+    net = _TokenNet().eval()
+    with torch.no_grad():
+        net.emb.weight[0] = 30.0
+    g = torch.Generator().manual_seed(3)
+    padded, rows = [], []
+    for b in range(4):
+        lengths = torch.randint(3, 17, (8,), generator=g).tolist()
+        ids = torch.zeros(8, 16, dtype=torch.long)
+        mask = torch.zeros(8, 16, dtype=torch.long)
+        for r, n in enumerate(lengths):
+            start = 16 - n if r % 3 == 0 else 0  # every third row padded on the left
+            ids[r, start:start + n] = torch.randint(1, 50, (n,), generator=g)
+            mask[r, start:start + n] = 1
+        padded.append({"input_ids": ids, "attention_mask": mask})
+        real = ids[mask.bool()]
+        rows.append({"input_ids": real[None], "attention_mask": torch.ones(1, real.numel(), dtype=torch.long)})
+    real_tokens = sum(int(p["attention_mask"].sum()) for p in padded)
+    kw = dict(bits=4, weight_only=True, group_size=32, method="gptq", include=["fc", "out"], show_progress=False)
+    a = monoquant.quantize(net, calibration_data=padded, **kw)
+    b = monoquant.quantize(net, calibration_data=rows, **kw)
+    c = monoquant.quantize(net, calibration_data=[{"input_ids": p["input_ids"]} for p in padded], **kw)
+    for name in ("fc", "out"):
+        assert a.config["gptq"]["layers"][name]["tokens"] == real_tokens == b.config["gptq"]["layers"][name]["tokens"]
+        assert c.config["gptq"]["layers"][name]["tokens"] == 4 * 8 * 16
+        assert a.model.get_submodule(name).quantized_weight().equal(b.model.get_submodule(name).quantized_weight())
+    assert not a.model.get_submodule("fc").quantized_weight().equal(c.model.get_submodule("fc").quantized_weight())
+
+
+def test_real_rows_keeps_every_row_when_the_layout_is_not_the_mask_s():
+    from monoquant.token_mask import batch_token_mask, real_rows
+
+    mask = batch_token_mask({"attention_mask": torch.tensor([[1, 1, 0], [1, 0, 0]])})
+    x = torch.arange(2 * 3 * 4, dtype=torch.float32).reshape(2, 3, 4)
+    assert torch.equal(real_rows(x, mask), torch.stack([x[0, 0], x[0, 1], x[1, 0]]))
+    assert torch.equal(real_rows(x.reshape(6, 4), mask), torch.stack([x[0, 0], x[0, 1], x[1, 0]]))
+    other = torch.ones(2, 5, 4)  # another sequence (cross-attention, a pooled layer): all rows
+    assert real_rows(other, mask).shape == (10, 4)
+    assert real_rows(x, None).shape == (6, 4)
+    # Not a 0 / 1 mask (an additive float mask, other values): no mask.
+    assert batch_token_mask({"attention_mask": torch.zeros(2, 3)}) is None
+    assert batch_token_mask({"attention_mask": torch.full((2, 3), 2)}) is None
+    assert batch_token_mask(torch.ones(2, 3)) is None
