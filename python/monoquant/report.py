@@ -102,12 +102,15 @@ class QuantizationReport:
                            f"activations as unsigned bytes, about 1.3x faster per layer, at some accuracy (MiniLM "
                            f"embedding cosine 0.9973 -> 0.9963)")
         wo = [layer for layer in q if "A16" in layer.scheme or layer.scheme in ("FP16", "BF16")]
-        if wo and "amx" in kernels and _core.amx_bf16_available():
-            out.append(f"{len(wo)} layers are weight-only: from 8 rows (batch x sequence) they run on AMX-BF16 "
-                       f"tiles with activations rounded to bf16 (MONOQUANT_AMX_BF16=0 keeps float32)")
+        bf16_from = _core.bf16_weight_only_min_rows()
+        if wo and bf16_from:
+            hw = "AMX-BF16 tiles" if "amx" in kernels else "AVX-512 BF16 (vdpbf16ps)"
+            out.append(f"{len(wo)} layers are weight-only: from {bf16_from} rows (batch x sequence) they run on {hw} "
+                       f"with activations rounded to bf16 (MONOQUANT_BF16_WEIGHT_ONLY=0 keeps float32)")
         elif wo:
             out.append(f"{len(wo)} layers are weight-only: they save memory and win at few rows (batch x sequence "
-                       f"under about 32); at more rows they are slower than fp32 on this CPU (no AMX-BF16)")
+                       f"under about 32); at more rows they can be slower than fp32 on this CPU (no AMX-BF16 or "
+                       f"AVX-512 BF16)")
         return out
 
     def to_dict(self) -> Dict[str, Any]:

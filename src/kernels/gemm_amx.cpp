@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "kernels/amx_tile_config.hpp"
+#include "kernels/bf16_panels.hpp"
 #include "kernels/gemm.hpp"
 #include "monoquant/linear.hpp"
 
@@ -627,93 +628,13 @@ void gemm_i8g(const IntGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
 // tdpbf16ps: 16 rows x 32 bf16 activations times 32 k x 16 columns of bf16
 // weights into float32 sums. Activations are rounded to bf16 once per call
 // (linear_into, to_bf16_row: xb, zero-padded to whole tiles); weights are
-// decoded once per call into the wide panels above: int8 codes exactly (the
+// decoded once per call into the wide panels above (bf16_panels.hpp): int8 codes exactly (the
 // column scale is applied to the float sum, as in the reference), int4 as
 // bf16(code * group scale), f16 rounded to bf16, bf16 as stored. So the
 // result differs from the float32 reference by the bf16 rounding of the
 // activations (and of int4 / f16 weights): relative 2^-9 per product, the
 // tolerance the tests state.
 int64_t bf16_k_padded(int64_t k) { return (k + kBf16TileK - 1) / kBf16TileK * kBf16TileK; }
-
-void to_bf16_row(const float* x, int64_t k, int64_t k_padded, uint16_t* out) {
-  int64_t i = 0;
-  for (; i + 16 <= k; i += 16) {
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(x + i)));
-  }
-  if (i < k) {
-    const __mmask16 mask = static_cast<__mmask16>((1u << (k - i)) - 1u);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i),
-                        (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(mask, x + i)));
-    i += 16;
-  }
-  for (; i < k_padded; ++i) out[i] = 0;
-}
-
-// 32 bf16 in [column][4 k] order (one k-quad of a block) -> two panel rows'
-// halves [column][2] for k-pairs 2q and 2q + 1: 32-bit unit c*2 + h moves to h*8 + c.
-inline __m512i quad_to_pairs(__m512i v) {
-  const __m512i idx = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
-  return _mm512_permutexvar_epi32(idx, v);
-}
-
-inline __m512i pack_bf16(__m512 lo, __m512 hi) { return (__m512i)_mm512_cvtne2ps_pbh(hi, lo); }
-
-// Block nb's weights as bf16 into its half of a wide panel (half 0 or 1:
-// bytes 0-31 or 32-63 of every 64-byte row, one row per k-pair).
-void decode_half(const PackedLinearWeightView& w, int64_t nb, std::byte* panel) {
-  const int64_t kp = w.k_padded();
-  const int64_t quads = kp / 4;
-  const auto put = [&](int64_t q, __m512i pairs) {  // k-pairs 2q, 2q + 1
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(panel + (2 * q) * 64), _mm512_castsi512_si256(pairs));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(panel + (2 * q + 1) * 64), _mm512_extracti64x4_epi64(pairs, 1));
-  };
-  switch (w.format) {
-    case WeightFormat::int8: {
-      const auto* d = static_cast<const int8_t*>(w.data) + nb * B * kp;
-      for (int64_t q = 0; q < quads; ++q) {
-        const __m512 f0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(d + q * 32))));
-        const __m512 f1 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(d + q * 32 + 16))));
-        put(q, quad_to_pairs(pack_bf16(f0, f1)));
-      }
-      break;
-    }
-    case WeightFormat::int4: {
-      // Chunk t: [8 columns][4 bytes], byte j: k = 8t + j (low), 8t + 4 + j (high).
-      const auto* d = static_cast<const uint8_t*>(w.data) + nb * B * kp / 2;
-      const int64_t groups = w.groups();
-      const __m512i cols_lo = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
-      const __m512i cols_hi = _mm512_add_epi32(cols_lo, _mm512_set1_epi32(4));
-      const __m512i eight = _mm512_set1_epi32(8), nibble = _mm512_set1_epi32(0xf);
-      for (int64_t t = 0; t < kp / 8; ++t) {
-        const __m512 sc = _mm512_castps256_ps512(_mm256_loadu_ps(w.scales + (nb * groups + (t * 8) / w.group_size) * B));
-        const __m512 s_lo = _mm512_permutexvar_ps(cols_lo, sc), s_hi = _mm512_permutexvar_ps(cols_hi, sc);
-        const __m512i b0 = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(d + t * 32)));
-        const __m512i b1 = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(d + t * 32 + 16)));
-        const auto value = [&](__m512i bytes, int shift, __m512 scale) {
-          const __m512i code = _mm512_sub_epi32(_mm512_and_si512(_mm512_srli_epi32(bytes, shift), nibble), eight);
-          return _mm512_mul_ps(_mm512_cvtepi32_ps(code), scale);
-        };
-        put(2 * t, quad_to_pairs(pack_bf16(value(b0, 0, s_lo), value(b1, 0, s_hi))));
-        put(2 * t + 1, quad_to_pairs(pack_bf16(value(b0, 4, s_lo), value(b1, 4, s_hi))));
-      }
-      break;
-    }
-    case WeightFormat::f16: {
-      const auto* d = static_cast<const uint16_t*>(w.data) + nb * B * kp;
-      for (int64_t q = 0; q < quads; ++q) {
-        const __m512 f0 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(d + q * 32)));
-        const __m512 f1 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(d + q * 32 + 16)));
-        put(q, quad_to_pairs(pack_bf16(f0, f1)));
-      }
-      break;
-    }
-    case WeightFormat::bf16: {
-      const auto* d = static_cast<const uint16_t*>(w.data) + nb * B * kp;
-      for (int64_t q = 0; q < quads; ++q) put(q, quad_to_pairs(_mm512_loadu_si512(d + q * 32)));
-      break;
-    }
-  }
-}
 
 void gemm_float(const FloatGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
   if (a.xb == nullptr) {
@@ -729,9 +650,9 @@ void gemm_float(const FloatGemmArgs& a, int64_t nb_begin, int64_t nb_end) {
       // Zeros: the k-pairs past kp, and the second half of a pair past nb_end.
       std::memset(panel + kp / 2 * 64, 0, static_cast<std::size_t>(steps * kPanelStep - kp / 2 * 64));
       const int64_t nb = nb_begin + 2 * p;
-      decode_half(w, nb, panel);
+      decode_bf16_half(w, nb, panel);
       if (nb + 1 < nb_end) {
-        decode_half(w, nb + 1, panel + 32);
+        decode_bf16_half(w, nb + 1, panel + 32);
       } else {
         for (int64_t r = 0; r < kp / 2; ++r) std::memset(panel + r * 64 + 32, 0, 32);
       }

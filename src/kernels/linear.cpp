@@ -35,7 +35,9 @@ bool env_enabled(const char* name) {
 std::atomic<bool> g_vnni_enabled{env_enabled("MONOQUANT_VNNI")};
 std::atomic<bool> g_avx512_enabled{env_enabled("MONOQUANT_AVX512")};
 std::atomic<bool> g_amx_enabled{env_enabled("MONOQUANT_AMX")};
-std::atomic<bool> g_bf16_weight_only{env_enabled("MONOQUANT_AMX_BF16")};
+// MONOQUANT_AMX_BF16 is the older name (the amx set was the first with bf16
+// weight-only kernels); either =0 keeps weight-only layers on float32.
+std::atomic<bool> g_bf16_weight_only{env_enabled("MONOQUANT_AMX_BF16") && env_enabled("MONOQUANT_BF16_WEIGHT_ONLY")};
 
 // Linux hands out the 8 KiB AMX tile state only to processes that ask
 // (arch_prctl ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA, Linux >= 5.16);
@@ -416,12 +418,16 @@ std::string linear_kernel_reason() {
            (!amx_bf16_available()      ? "; no AMX-BF16 / AVX-512 BF16: float-activation layers on AVX-512"
             : g_bf16_weight_only.load() ? "; AMX-BF16 tiles (tdpbf16ps, bf16-rounded activations) for float-activation "
                                           "layers from 8 rows"
-                                        : "; AMX-BF16 for float-activation layers disabled by MONOQUANT_AMX_BF16=0") +
+                                        : "; AMX-BF16 for float-activation layers disabled (MONOQUANT_BF16_WEIGHT_ONLY=0)") +
            "; 512-bit vpdpbusd (AVX-512 VNNI) for the rest";
   }
   if (name == "avx512_vnni") {
     std::string why = std::string("512-bit vpdpbusd (AVX-512 VNNI + BW + VL)") +
                       (f.avx_vnni ? "" : "; AVX-VNNI absent, not needed (its 256-bit kernels run EVEX-encoded)");
+    why += !f.avx512_bf16 ? "; no AVX-512 BF16: float-activation layers on float32 FMA"
+           : g_bf16_weight_only.load()
+               ? "; vdpbf16ps (AVX-512 BF16, bf16-rounded activations) for float-activation layers from 8 rows"
+               : "; AVX-512 BF16 for float-activation layers disabled (MONOQUANT_BF16_WEIGHT_ONLY=0)";
     if (f.amx_tile && f.amx_int8) {
       why += !g_amx_enabled.load() ? "; AMX disabled by MONOQUANT_AMX=0"
                                    : "; AMX present but the OS refused the tile state (arch_prctl)";

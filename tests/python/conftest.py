@@ -24,7 +24,7 @@ def cli():
 
 @pytest.fixture
 def float32_weight_only():
-    """Weight-only layers off the AMX-BF16 tiles (bf16-rounded activations, tested against their own
+    """Weight-only layers off the bf16 kernels (AMX-BF16 tiles, AVX-512 BF16) (bf16-rounded activations, tested against their own
     tolerance in test_ops_linear.py), for tests whose bounds are float32 ones."""
     import monoquant
 

@@ -63,7 +63,7 @@ TIGHT = 1e-5
 DYNAMIC = 4e-3
 
 
-# TIGHT is a float32 bound: weight-only layers stay off the AMX-BF16 tiles here (conftest.py).
+# TIGHT is a float32 bound: weight-only layers stay off the bf16 kernels (AMX-BF16 tiles, AVX-512 BF16) here (conftest.py).
 pytestmark = pytest.mark.usefixtures("float32_weight_only")
 
 CONFIG = dict(vocab_size=200, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128)

@@ -59,7 +59,7 @@ TIGHT = 1e-5
 DYNAMIC = 4e-3
 
 
-# TIGHT is a float32 bound: weight-only layers stay off the AMX-BF16 tiles here (conftest.py).
+# TIGHT is a float32 bound: weight-only layers stay off the bf16 kernels (AMX-BF16 tiles, AVX-512 BF16) here (conftest.py).
 pytestmark = pytest.mark.usefixtures("float32_weight_only")
 
 

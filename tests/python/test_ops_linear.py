@@ -7,9 +7,9 @@ q = clamp(round_half_even(x * (1 / s)), -127, 127)), and the product is taken
 in float64. Tolerances (documented in docs/ARCHITECTURE.md):
   integer modes      rtol 1e-5, atol 1e-5 * max|y|  (int32 sums are exact;
                      only the float epilogue rounds)
-  weight-only modes  |y - ref| <= 2e-5 * (|x| @ |W|^T) + 1e-5; on the amx set from
+  weight-only modes  |y - ref| <= 2e-5 * (|x| @ |W|^T) + 1e-5; on the amx and avx512_vnni sets from
                      _core.bf16_weight_only_min_rows() rows
-                     (AMX-BF16 tiles, bf16-rounded activations) 2^-7 * (|x| @ |W|^T) + 1e-5
+                     (AMX-BF16 tiles or AVX-512 BF16, bf16-rounded activations) 2^-7 * (|x| @ |W|^T) + 1e-5
 """
 
 import pytest
@@ -150,7 +150,7 @@ def test_pack_weight_quantizes_like_monoquant():
     assert_weight_only_close(ops.linear(x, w4), x, qt4.dequantize(), None)
     # And the quantized result is close to the float layer.
     ref = x @ weight.T
-    # float16 weights: float32-accurate, except on AMX-BF16 tiles (bf16-rounded activations and weights).
+    # float16 weights: float32-accurate, except on the bf16 kernels (bf16-rounded activations and weights).
     f16_limit = 1e-3 if weight_only_rtol(x.shape[0]) == 2e-5 else 1e-2
     for fmt, mode, limit in [("int8", "dynamic", 0.02), ("int4", "weight_only", 0.2), ("int4", "dynamic", 0.2),
                              ("float16", "weight_only", f16_limit), ("bfloat16", "weight_only", 1e-2)]:
@@ -321,7 +321,7 @@ def test_bf16_activations_in_and_out(kernels, mode, fmt):
 
 
 def test_bf16_tiles_switch_gives_float32_tolerance(kernels):
-    # MONOQUANT_AMX_BF16=0 / set_bf16_weight_only_enabled(False): weight-only back to float32 accuracy.
+    # MONOQUANT_BF16_WEIGHT_ONLY=0 / set_bf16_weight_only_enabled(False): weight-only back to float32 accuracy.
     torch.manual_seed(6)
     codes, scales = random_int8(48, 256), torch.rand(48) * 0.01 + 0.001
     w = ops.pack_int8(codes, scales)
@@ -336,3 +336,26 @@ def test_bf16_tiles_switch_gives_float32_tolerance(kernels):
         _core.set_bf16_weight_only_enabled(True)
     y_default = ops.linear_weight_only(x, w)
     assert_weight_only_close(y_default, x, wdeq.float(), None)
+
+
+def test_bf16_weight_only_follows_the_cpu_and_both_switch_names():
+    # bf16 weight-only kernels exist on the amx set (AMX-BF16) and on the avx512_vnni set where the CPU has
+    # AVX-512 BF16 (vdpbf16ps); MONOQUANT_BF16_WEIGHT_ONLY=0 and its older name MONOQUANT_AMX_BF16=0 turn them off.
+    import os
+    import subprocess
+    import sys
+
+    probe = "from monoquant import _core; print(_core.linear_kernel_name(), _core.bf16_weight_only_min_rows())"
+
+    def run(**env):
+        out = subprocess.run([sys.executable, "-c", probe], env={**os.environ, **env}, check=True,
+                             capture_output=True, text=True).stdout.split()
+        return out[0], int(out[1])
+
+    name, from_rows = run()
+    has_bf16 = bool(_core.cpu_features()["avx512_bf16"])
+    assert (from_rows > 0) == (has_bf16 and name in ("amx", "avx512_vnni")), (name, from_rows)
+    if from_rows == 0:
+        print(f"no bf16 weight-only kernels on this CPU (linear kernel set {name}, AVX-512 BF16 {has_bf16})")
+    for switch in ("MONOQUANT_BF16_WEIGHT_ONLY", "MONOQUANT_AMX_BF16"):
+        assert run(**{switch: "0"}) == (name, 0)
