@@ -1,10 +1,10 @@
-// Scaled dot-product attention on AMX-BF16 tiles, for the float part of a
+// Scaled dot-product attention on AMX-BF16 tiles or AVX-512 BF16, for the float part of a
 // model run in bf16 (compute_dtype=torch.bfloat16): softmax(q k^T * scale +
 // mask) v, one (batch, head) at a time, the score rows kept in cache. On
 // MiniLM at batch 32 x 128 tokens, torch's own bf16 attention was a third of
 // the quantized model's time.
 //
-// Numerics: q k^T summed in float32 on the tiles (bf16 products are exact),
+// Numerics: q k^T summed in float32 (bf16 products are exact),
 // softmax in float32 (exp to about 2e-7 relative), the probabilities rounded
 // to bf16 for the second product (as torch's CPU flash attention does), the
 // result divided by the float32 row sum and rounded to bf16: within bf16
@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string_view>
 
 namespace monoquant {
 
@@ -33,7 +34,12 @@ struct AttentionArgs {
   uint16_t* out = nullptr;
 };
 
-// Whether attention_bf16 runs these shapes here: AMX-BF16 present,
+// The implementation attention_bf16 runs here: "amx_bf16" (AMX-BF16 tiles,
+// with the amx linear kernel set), "avx512_bf16" (vdpbf16ps, with the
+// avx512_vnni set, or amx without AMX-BF16, where the CPU has AVX-512 BF16),
+// or "" (none: attention_bf16 refuses).
+std::string_view attention_bf16_kernel();
+// Whether attention_bf16 runs these shapes here: a kernel above,
 // head_dim 32 or 64, 1 <= kv_len <= 4096.
 bool attention_bf16_supported(int64_t head_dim, int64_t kv_len);
 // Throws unsupported where attention_bf16_supported is false. A query row

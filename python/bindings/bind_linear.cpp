@@ -225,6 +225,8 @@ void bind_linear(nb::module_& m) {
       nb::arg("act_scale"), nb::arg("act_zero_point"), nb::arg("act_group_size") = 0,
       nb::arg("x_dtype") = "float32", nb::arg("y_dtype") = "float32", nb::arg("act_smooth") = 0);
   m.def("attention_bf16_supported", &attention_bf16_supported, nb::arg("head_dim"), nb::arg("kv_len"));
+  m.def("attention_bf16_kernel", [] { return std::string(attention_bf16_kernel()); },
+        "\"amx_bf16\", \"avx512_bf16\" or \"\": what attention_bf16 runs on here (monoquant/attention.hpp).");
   m.def(
       "attention_bf16_raw",
       [](uintptr_t q, uintptr_t k, uintptr_t v, uintptr_t out, uintptr_t mask, const std::vector<int64_t>& sizes,

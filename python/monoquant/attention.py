@@ -1,7 +1,10 @@
-"""Attention on AMX-BF16 tiles for transformers models whose float part runs in bf16 (``compute_dtype``).
+"""Attention on AMX-BF16 tiles or AVX-512 BF16 for transformers models whose float part runs in bf16
+(``compute_dtype``).
 
 On MiniLM at batch 32 x 128 tokens in bf16, torch's own scaled_dot_product_attention was the largest
-single cost of a quantized model after the linear layers. ``monoquant_amx`` is a transformers attention
+single cost of a quantized model after the linear layers (on Zen 4, without AMX, a quarter of it).
+``monoquant_amx`` (the name dates from the AMX kernel; it runs the AVX-512 BF16 one where AMX is absent,
+``_core.attention_bf16_kernel()`` says which) is a transformers attention
 implementation (``AttentionInterface``) backed by the core's ``attention_bf16`` (include/monoquant/
 attention.hpp): softmax(q k^T * scale + mask) v per (batch, head), within bf16 tolerance of torch's.
 It takes what the core supports (bf16 on the CPU, head_dim 32 or 64, up to 4096 keys, a boolean mask
@@ -91,11 +94,11 @@ def register() -> None:
 
 def use_for(model: nn.Module) -> bool:
     """Switches a transformers model that runs sdpa attention to ``monoquant_amx`` where the CPU has
-    AMX-BF16; returns whether it did. Other models are left as they are."""
+    AMX-BF16 or AVX-512 BF16; returns whether it did. Other models are left as they are."""
     config = getattr(model, "config", None)
     if config is None or not hasattr(model, "set_attn_implementation"):
         return False
-    if getattr(config, "_attn_implementation", None) != "sdpa" or not _core.amx_bf16_available():
+    if getattr(config, "_attn_implementation", None) != "sdpa" or not _core.attention_bf16_kernel():
         return False
     try:
         register()

@@ -2,8 +2,8 @@
 float) in bfloat16, as ``model.to(torch.bfloat16)`` does, while the quantized layers keep their weights and take
 and return bf16 activations directly (the C++ kernels widen the input and round the output themselves).
 
-A transformers model that runs sdpa attention switches to monoquant's AMX-BF16 attention where the CPU has
-AMX (monoquant.attention), and plain nn.LayerNorm modules run monoquant's bf16 kernel (monoquant.bf16_norms).
+A transformers model that runs sdpa attention switches to monoquant's bf16 attention where the CPU has
+AMX-BF16 or AVX-512 BF16 (monoquant.attention), and plain nn.LayerNorm modules run monoquant's bf16 kernel (monoquant.bf16_norms).
 Only where the CPU has native bf16 arithmetic (AVX-512 BF16 or AMX-BF16): elsewhere torch emulates bf16 and the
 model would run slower than in float32, so the model stays float32 and a warning says why."""
 
@@ -50,8 +50,9 @@ def apply(model: nn.Module, dtype, warns: List[str], notes: Optional[List[str]] 
     model.to(dtype)
     if dtype is torch.bfloat16:
         said = notes if notes is not None else []
-        if _attention.use_for(model):  # transformers models: attention on AMX-BF16 tiles where the CPU has them
-            said.append(f"attention: transformers' sdpa replaced by {_attention.NAME} (monoquant's AMX-BF16 kernel; "
+        if _attention.use_for(model):  # transformers models: attention on AMX-BF16 or AVX-512 BF16
+            hw = "AMX-BF16" if _core.attention_bf16_kernel() == "amx_bf16" else "AVX-512 BF16"
+            said.append(f"attention: transformers' sdpa replaced by {_attention.NAME} (monoquant's {hw} kernel; "
                         f"model.set_attn_implementation('sdpa') restores it)")
         norms = _bf16_norms.use_for(model)  # nn.LayerNorm on the AVX-512 BF16 kernel
         if norms:

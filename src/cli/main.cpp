@@ -69,8 +69,9 @@ int main(int argc, char** argv) {
                   linear_kernel_reason().c_str(), num_threads(), f.avx2, f.fma, f.f16c, f.avx512f, f.avx512vnni, f.avx_vnni);
       // What a model whose float part runs in bf16 (Python, compute_dtype) gets beside the linear layers.
       std::printf("bf16_attention: %s\nbf16_layer_norm: %s\n",
-                  attention_bf16_supported(32, 1) ? "monoquant_amx (AMX-BF16 tiles, head_dim 32 / 64)"
-                                                  : "torch's sdpa (no AMX-BF16)",
+                  attention_bf16_kernel() == "amx_bf16"      ? "monoquant_amx (AMX-BF16 tiles, head_dim 32 / 64)"
+                  : attention_bf16_kernel() == "avx512_bf16" ? "monoquant_amx (AVX-512 BF16 vdpbf16ps, head_dim 32 / 64)"
+                                                             : "torch's sdpa (no AMX-BF16 or AVX-512 BF16)",
                   layer_norm_bf16_available() ? "monoquant (AVX-512 BF16)" : "torch's (no AVX-512 BF16)");
       // What --bits 7 buys on this CPU: only the avx2 set has a narrow-code kernel.
       std::printf("w7a8: %s\n", linear_kernel_name() == "avx2"

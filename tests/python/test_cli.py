@@ -95,7 +95,7 @@ def test_info_reports_version_kernels_threads_features(cli):
     if f["avx512vnni"]:
         assert "MONOQUANT_AVX512=0" in off["linear_kernels_why"]
     # the bf16 float part's kernels: what compute_dtype=torch.bfloat16 switches to here
-    assert fields["bf16_attention"].startswith("monoquant_amx" if _core.amx_bf16_available() else "torch's sdpa")
+    assert fields["bf16_attention"].startswith("monoquant_amx" if _core.attention_bf16_kernel() else "torch's sdpa")
     assert fields["bf16_layer_norm"].startswith("monoquant" if _core.layer_norm_bf16_available() else "torch's")
     # what --bits 7 buys: the narrow-code kernel exists on the avx2 set only
     assert fields["w7a8"].startswith("narrow-code" if fields["linear_kernels"] == "avx2" else "the W8A8 kernels")
